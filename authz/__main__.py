@@ -1,0 +1,67 @@
+"""Command line: ``authz serve --config FILE`` and friends. Also ``python -m authz``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from authz.config import ConfigError, load_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authz", description="phantom-authz: Envoy ext_authz for phantom tokens")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("serve", "run the ext_authz gRPC service"),
+                       ("validate-config", "check a configuration file and exit")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", default=os.environ.get("AUTHZ_CONFIG"),
+                         help="YAML configuration file (default: $AUTHZ_CONFIG)")
+    sub.add_parser("dev-as", help="run the quickstart's development authorization server", add_help=False)
+    sub.add_parser("echo", help="run the quickstart's echo upstream", add_help=False)
+    sub.add_parser("quickstart", help="run dev AS, echo upstream, phantom-authz and Envoy together",
+                   add_help=False)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from authz.logs import configure_logging
+    from authz.server import Server, run
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"authz: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "validate-config":
+        print(f"authz: {args.config or '(environment only)'}: configuration is valid")
+        return 0
+    configure_logging(config.server.log_level)
+
+    def ready(server: Server) -> None:
+        print(f"phantom-authz listening on {config.server.listen} (port {server.port})", flush=True)
+
+    try:
+        return asyncio.run(run(config, ready))
+    except OSError as exc:
+        print(f"authz: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    delegated = {"dev-as": "authz.dev.auth_server", "echo": "authz.dev.echo", "quickstart": "authz.dev.quickstart"}
+    if argv and argv[0] in delegated:
+        import importlib
+
+        module = importlib.import_module(delegated[argv[0]])
+        return int(module.main(argv[1:]))
+    args = _parser().parse_args(argv)
+    return _serve(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""One exception tree for every expected failure on the request path.
+
+Each error carries a stable snake_case ``reason`` (used in logs, metrics and the denial body) and the HTTP
+``status`` the client sees. ``authz.response`` is the only place that turns them into CheckResponses::
+
+    AuthzError (500 internal_error)
+    ├── CredentialError
+    │   ├── MissingCredential          401  no Authorization header, or not a Bearer credential
+    │   └── MalformedCredential        400  invalid_request: two tokens, bad characters, too long, two headers
+    ├── InvalidToken                   401  invalid_token: inactive, expired, wrong audience/issuer
+    ├── InsufficientScope              403  insufficient_scope: a required scope is missing
+    ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
+    ├── UpstreamUnavailable            503  AS unreachable, timeout, 5xx, 429 (carries Retry-After)
+    └── UpstreamMisbehaved             502  AS rejects our client credentials, answers outside its dialect
+
+Anything that is not an ``AuthzError`` is a bug and becomes a 500 ``internal_error``; it is never an allow.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthzError",
+    "CredentialError",
+    "InsufficientScope",
+    "InvalidToken",
+    "MalformedCredential",
+    "MissingCredential",
+    "RouteMisconfigured",
+    "UpstreamMisbehaved",
+    "UpstreamUnavailable",
+]
+
+
+class AuthzError(Exception):
+    """Base of every expected failure. ``detail`` is for operators' logs; ``description`` goes to the client."""
+
+    status: int = 500
+    reason: str = "internal_error"
+    oauth_error: str | None = None  # RFC 6750 error code for WWW-Authenticate, when one applies
+    description: str = "the request could not be authorized"
+    token_id: str | None = None  # short hash of the token involved, for logs; set by the pipeline
+
+    def __init__(self, detail: str = "", *, description: str | None = None) -> None:
+        super().__init__(detail or self.description)
+        self.detail = detail or self.description
+        if description is not None:
+            self.description = description
+
+
+class CredentialError(AuthzError):
+    """The request's credential cannot be used."""
+
+
+class MissingCredential(CredentialError):
+    status = 401
+    reason = "missing_credential"
+    description = "a bearer access token is required"
+
+
+class MalformedCredential(CredentialError):
+    status = 400
+    reason = "malformed_credential"
+    oauth_error = "invalid_request"
+    description = "the Authorization header is not a valid bearer credential"
+
+
+class InvalidToken(AuthzError):
+    status = 401
+    reason = "invalid_token"
+    oauth_error = "invalid_token"
+    description = "the access token is invalid, expired or revoked"
+
+
+class InsufficientScope(AuthzError):
+    status = 403
+    reason = "insufficient_scope"
+    oauth_error = "insufficient_scope"
+    description = "the access token lacks a required scope"
+
+    def __init__(self, required: tuple[str, ...], missing: tuple[str, ...]) -> None:
+        super().__init__(f"missing scopes: {' '.join(missing)}")
+        self.required = required
+        self.missing = missing
+
+
+class RouteMisconfigured(AuthzError):
+    status = 500
+    reason = "route_misconfigured"
+    description = "the route's authorization settings are invalid"
+
+
+class UpstreamUnavailable(AuthzError):
+    status = 503
+    reason = "authorization_server_unavailable"
+    description = "the authorization server is temporarily unavailable"
+
+    def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class UpstreamMisbehaved(AuthzError):
+    status = 502
+    reason = "authorization_server_error"
+    description = "the authorization server gave an unusable answer"

@@ -1,0 +1,130 @@
+"""The HTTP client for one authorization server's introspection endpoint (aiohttp, shared kept-alive session).
+
+It owns what every dialect shares: client authentication, timeout, no redirects, a response size limit,
+``Cache-Control: max-age`` and the mapping of transport failures and status classes to errors:
+
+- connection failure, timeout, 5xx, 429            -> ``UpstreamUnavailable`` (503, Retry-After)
+- 401/403 (our credentials rejected), 3xx, other 4xx,
+  truncated or oversized body                      -> ``UpstreamMisbehaved`` (502)
+- 200 and 204 are returned for the dialect to read.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+
+from authz.config import AuthorizationServerConfig
+from authz.errors import UpstreamMisbehaved, UpstreamUnavailable
+
+__all__ = ["ASResponse", "AuthorizationServerClient"]
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ASResponse:
+    status: int
+    content_type: str  # media type only, lower-case, no parameters
+    body: bytes
+    max_age: int | None
+
+
+def _max_age(cache_control: str | None) -> int | None:
+    if not cache_control:
+        return None
+    if _NO_CACHE.search(cache_control):
+        return 0
+    match = _MAX_AGE.search(cache_control)
+    return int(match.group(1)) if match else None
+
+
+def _retry_after(value: str | None, default: int) -> int:
+    if value and value.strip().isdigit():
+        return max(1, min(int(value.strip()), 3600))
+    return default
+
+
+class AuthorizationServerClient:
+    def __init__(self, config: AuthorizationServerConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
+        self._ssl = bool(config.verify_tls)
+        credentials = f"{quote(config.client_id, safe='')}:{quote(config.client_secret.reveal(), safe='')}"
+        self._basic = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def introspect(self, token: str, accept: str) -> ASResponse:
+        """POST ``token=`` to the introspection endpoint; return a 200/204 answer or raise."""
+        headers = {"Authorization": self._basic, "Accept": accept}
+        try:
+            async with self._session.post(
+                self.config.introspection_endpoint,
+                data={"token": token},
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                ssl=self._ssl,
+            ) as resp:
+                self._check_status(resp)
+                body = await self._read_limited(resp)
+                media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                return ASResponse(resp.status, media_type, body, _max_age(resp.headers.get("Cache-Control")))
+        except (UpstreamUnavailable, UpstreamMisbehaved):
+            raise
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                f"AS {self.name}: no answer within {self.config.timeout_seconds:g}s",
+                retry_after=self.config.retry_after_seconds,
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamMisbehaved(f"AS {self.name}: truncated or corrupt response body ({exc})") from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise UpstreamUnavailable(
+                f"AS {self.name}: cannot connect ({type(exc).__name__}: {exc})",
+                retry_after=self.config.retry_after_seconds,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamMisbehaved(f"AS {self.name}: bad HTTP response ({type(exc).__name__}: {exc})") from None
+
+    def _check_status(self, resp: aiohttp.ClientResponse) -> None:
+        status = resp.status
+        if status in (200, 204):
+            return
+        if status == 429 or status >= 500:
+            raise UpstreamUnavailable(
+                f"AS {self.name}: introspection answered HTTP {status}",
+                retry_after=_retry_after(resp.headers.get("Retry-After"), self.config.retry_after_seconds),
+            )
+        if status in (401, 403):
+            raise UpstreamMisbehaved(
+                f"AS {self.name}: introspection rejected our client credentials "
+                f"(HTTP {status}; client_id {self.config.client_id!r})"
+            )
+        if 300 <= status < 400:
+            raise UpstreamMisbehaved(f"AS {self.name}: introspection answered with a redirect (HTTP {status})")
+        raise UpstreamMisbehaved(f"AS {self.name}: introspection answered HTTP {status}")
+
+    async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self.config.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise UpstreamMisbehaved(
+                f"AS {self.name}: response of {resp.content_length} bytes exceeds max_response_bytes={limit}"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(16 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamMisbehaved(f"AS {self.name}: response exceeds max_response_bytes={limit}")
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -1,0 +1,63 @@
+"""Values passed between pipeline stages. No I/O, no gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Allow", "Identity", "Introspection", "RequestInfo", "RouteSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the pipeline needs of one HTTP request, whatever transport carried it."""
+
+    method: str
+    path: str
+    host: str
+    headers: Mapping[str, str]  # lower-case names; duplicate headers merged as Envoy merges them
+    authorization: tuple[str, ...]  # every Authorization header value as received
+    context_extensions: Mapping[str, str]
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """The effective settings of the route a request hit: service defaults overridden per route."""
+
+    required_scopes: tuple[str, ...]
+    disabled: bool
+    authorization_server: str
+
+
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    """The AS's answer about one token, as the dialect understood it."""
+
+    active: bool
+    jwt: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    max_age: int | None = None  # from Cache-Control, when the AS sent one
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The token's holder as the verified JWT describes it."""
+
+    jwt: str
+    claims: Mapping[str, Any]
+    scopes: frozenset[str]
+    subject: str | None
+    client_id: str | None
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    """An allow decision: request headers to set (overwriting), headers to remove, metadata for Envoy."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    headers_to_remove: tuple[str, ...] = ()
+    dynamic_metadata: Mapping[str, str] = field(default_factory=dict)
+    identity: Identity | None = None

@@ -1,0 +1,61 @@
+"""Translate an Envoy ``CheckRequest`` (v3) into a transport-neutral ``RequestInfo``. Pure: no I/O.
+
+Envoy sends headers either in ``http.headers`` (a map; Envoy merges repeated headers with ``,``) or, with
+``encode_raw_headers``, in ``http.header_map`` (a list that keeps repeats and may carry ``raw_value`` bytes). Both
+are read; with ``header_map`` several ``Authorization`` headers stay visible as several values.
+"""
+
+from __future__ import annotations
+
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+
+from authz.errors import MalformedCredential
+from authz.models import RequestInfo
+
+__all__ = ["MAX_HEADER_BYTES", "request_info"]
+
+MAX_HEADER_BYTES = 64 * 1024  # Envoy's own default limit on the request header block is 60 KiB
+
+
+def _header_map_values(http: object) -> tuple[dict[str, str], tuple[str, ...]]:
+    headers: dict[str, str] = {}
+    authorization: list[str] = []
+    for entry in http.header_map.headers:  # type: ignore[attr-defined]
+        name = entry.key.lower()
+        value = entry.value if entry.value or not entry.raw_value else _decode(entry.raw_value)
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+        if name == "authorization":
+            authorization.append(value)
+    return headers, tuple(authorization)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedCredential("header value is not ASCII") from None
+
+
+def request_info(request: CheckRequest) -> RequestInfo:
+    """Raise ``MalformedCredential`` when the request carries no HTTP attributes or absurd headers."""
+    attributes = request.attributes
+    if not attributes.HasField("request") or not attributes.request.HasField("http"):
+        raise MalformedCredential("check request has no HTTP attributes")
+    http = attributes.request.http
+    if http.header_map.headers:
+        headers, authorization = _header_map_values(http)
+    else:
+        headers = dict(http.headers)
+        value = headers.get("authorization")
+        authorization = () if value is None else (value,)
+    if sum(len(k) + len(v) for k, v in headers.items()) > MAX_HEADER_BYTES:
+        raise MalformedCredential("request headers exceed the size limit")
+    return RequestInfo(
+        method=http.method,
+        path=http.path,
+        host=http.host,
+        headers=headers,
+        authorization=authorization,
+        context_extensions=dict(attributes.context_extensions),
+        request_id=http.id,
+    )

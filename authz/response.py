@@ -1,0 +1,86 @@
+"""Stage 7: ``Allow`` / ``AuthzError`` -> Envoy ``CheckResponse``. The one status table lives here. Pure.
+
+Denials are always CheckResponses with our status, ``WWW-Authenticate`` (RFC 6750 §3) and a JSON body; never gRPC
+errors, which Envoy would turn into ``status_on_error`` and so lose our status and headers.
+"""
+
+from __future__ import annotations
+
+import json
+
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse, DeniedHttpResponse, OkHttpResponse
+from envoy.type.v3.http_status_pb2 import HttpStatus
+from google.protobuf.struct_pb2 import Struct
+from google.rpc import code_pb2, status_pb2
+
+from authz.errors import AuthzError, InsufficientScope, UpstreamUnavailable
+from authz.models import Allow
+
+__all__ = ["allow_response", "deny_response", "www_authenticate"]
+
+_OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_OK = status_pb2.Status(code=code_pb2.OK)
+_UNAUTHENTICATED = status_pb2.Status(code=code_pb2.UNAUTHENTICATED)
+_PERMISSION_DENIED = status_pb2.Status(code=code_pb2.PERMISSION_DENIED)
+_BODY_ERROR = {400: "invalid_request", 401: "unauthorized", 403: "forbidden"}  # when no RFC 6750 code applies
+
+
+def _header(name: str, value: str) -> HeaderValueOption:
+    return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=_OVERWRITE)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def www_authenticate(error: AuthzError, realm: str) -> str | None:
+    """The RFC 6750 challenge for a 400/401/403 denial; ``None`` for server-side failures."""
+    if error.status not in (400, 401, 403):
+        return None
+    parts = [f'Bearer realm="{_quoted(realm)}"']
+    if error.oauth_error is not None:
+        parts.append(f'error="{error.oauth_error}"')
+        parts.append(f'error_description="{_quoted(error.description)}"')
+    if isinstance(error, InsufficientScope):
+        parts.append(f'scope="{" ".join(error.required)}"')
+    return ", ".join(parts)
+
+
+def allow_response(allow: Allow) -> CheckResponse:
+    ok = OkHttpResponse(
+        headers=[_header(name, value) for name, value in allow.headers],
+        headers_to_remove=allow.headers_to_remove,
+    )
+    response = CheckResponse(status=_OK, ok_response=ok)
+    if allow.dynamic_metadata:
+        metadata = Struct()
+        metadata.update(allow.dynamic_metadata)
+        response.dynamic_metadata.CopyFrom(metadata)
+    return response
+
+
+def deny_response(error: AuthzError, realm: str) -> CheckResponse:
+    status = error.status
+    body = {
+        "error": error.oauth_error or _BODY_ERROR.get(status, "server_error"),
+        "error_description": error.description,
+    }
+    headers = [
+        _header("content-type", "application/json"),
+        _header("cache-control", "no-store"),
+    ]
+    challenge = www_authenticate(error, realm)
+    if challenge is not None:
+        headers.append(_header("www-authenticate", challenge))
+    if isinstance(error, UpstreamUnavailable) and error.retry_after is not None:
+        headers.append(_header("retry-after", str(error.retry_after)))
+    denied = DeniedHttpResponse(
+        status=HttpStatus(code=status),
+        headers=headers,
+        body=json.dumps(body, separators=(",", ":")),
+    )
+    return CheckResponse(
+        status=_UNAUTHENTICATED if status == 401 else _PERMISSION_DENIED,
+        denied_response=denied,
+    )

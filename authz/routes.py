@@ -1,0 +1,81 @@
+"""Stage 1: the route's effective settings = service defaults overridden by Envoy ``context_extensions``.
+
+Keys (all strings, as Envoy's per-route ``check_settings.context_extensions`` carries them):
+
+``required_scopes``  space-separated scopes, all of which the token must hold (replaces the default list)
+``disabled``         ``true`` / ``false``: the route needs no token (``headers_to_remove`` still applies)
+``as``               name of the authorization server (from ``authorization_servers``) to introspect with
+
+Unknown keys and bad values are a misconfiguration: the route fails closed with a 500 and one error log line per
+distinct bad setting. Parsed settings are memoised per distinct extension map (routes are few; requests many).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+from authz.config import Config
+from authz.errors import RouteMisconfigured
+from authz.models import RouteSettings
+
+__all__ = ["KNOWN_KEYS", "RouteResolver"]
+
+log = logging.getLogger("authz.routes")
+
+KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as"})
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_MAX_MEMO = 4096
+
+
+class RouteResolver:
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._memo: dict[frozenset[tuple[str, str]], RouteSettings | RouteMisconfigured] = {}
+        self._default = RouteSettings(
+            required_scopes=config.routes.required_scopes,
+            disabled=config.routes.disabled,
+            authorization_server=config.default_authorization_server,
+        )
+
+    def resolve(self, extensions: Mapping[str, str]) -> RouteSettings:
+        if not extensions:
+            return self._default
+        key = frozenset(extensions.items())
+        found = self._memo.get(key)
+        if found is None:
+            try:
+                found = self._parse(extensions)
+            except RouteMisconfigured as exc:
+                log.error("route misconfigured: %s (context_extensions keys: %s)", exc.detail,
+                          ", ".join(sorted(extensions)))
+                found = exc
+            if len(self._memo) >= _MAX_MEMO:
+                self._memo.clear()
+            self._memo[key] = found
+        if isinstance(found, RouteMisconfigured):
+            raise RouteMisconfigured(found.detail)
+        return found
+
+    def _parse(self, ext: Mapping[str, str]) -> RouteSettings:
+        unknown = sorted(set(ext) - KNOWN_KEYS)
+        if unknown:
+            raise RouteMisconfigured(f"unknown context_extensions key {unknown[0]!r}")
+        settings = self._default
+        scopes = settings.required_scopes
+        if "required_scopes" in ext:
+            scopes = tuple(ext["required_scopes"].split())
+            bad = [s for s in scopes if not _SCOPE_TOKEN.fullmatch(s)]
+            if bad:
+                raise RouteMisconfigured(f"required_scopes: {bad[0]!r} is not a valid scope")
+        disabled = settings.disabled
+        if "disabled" in ext:
+            flag = ext["disabled"].strip().lower()
+            if flag not in ("true", "false"):
+                raise RouteMisconfigured(f"disabled: must be 'true' or 'false', got {ext['disabled']!r}")
+            disabled = flag == "true"
+        server = ext.get("as", settings.authorization_server)
+        if server not in self._config.authorization_servers:
+            raise RouteMisconfigured(f"as: no authorization server named {server!r}")
+        return RouteSettings(required_scopes=scopes, disabled=disabled, authorization_server=server)

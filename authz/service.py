@@ -1,0 +1,51 @@
+"""The gRPC servicer for ``envoy.service.auth.v3.Authorization``: request -> pipeline -> response.
+
+Thin by design: translate, decide, translate back. Every exception becomes a denial (a bug is a 500), never an
+allow and never a gRPC error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
+
+from authz.errors import AuthzError
+from authz.pipeline import Authorizer
+from authz.request import request_info
+from authz.response import allow_response, deny_response
+
+__all__ = ["AuthorizationService"]
+
+log = logging.getLogger("authz.check")
+
+
+class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+    def __init__(self, authorizer: Authorizer) -> None:
+        self._authorizer = authorizer
+        self._realm = authorizer.config.realm
+
+    async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
+        try:
+            allow = await self._authorizer.check(request_info(request))
+            return allow_response(allow)
+        except AuthzError as err:
+            _log_denial(err, request)
+            return deny_response(err, self._realm)
+        except Exception:
+            log.exception("internal error while checking %s; denying with 500", _where(request))
+            return deny_response(AuthzError("internal error"), self._realm)
+
+
+def _where(request: CheckRequest) -> str:
+    http = request.attributes.request.http
+    return f"{http.method} {http.path[:200]!r} request_id={http.id or '-'}"
+
+
+def _log_denial(err: AuthzError, request: CheckRequest) -> None:
+    level = logging.ERROR if err.status in (500, 502) else logging.WARNING if err.status >= 500 else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, "deny status=%d reason=%s token=%s %s: %s", err.status, err.reason,
+                err.token_id or "-", _where(request), err.detail)
