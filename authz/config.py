@@ -6,11 +6,13 @@ keys are errors. Secrets never sit inline in the file: a client secret comes fro
 ``AUTHZ__AUTHORIZATION_SERVERS__<NAME>__CLIENT_SECRET``.
 
 Environment overrides: ``AUTHZ__SERVER__LISTEN=unix:/run/authz.sock`` sets ``server.listen``; the value is read as a
-YAML scalar or flow sequence (``AUTHZ__HEADERS_TO_REMOVE='[x-user-id, x-role]'``).
+YAML scalar or flow sequence (``AUTHZ__HEADERS_TO_REMOVE='[x-user-id, x-role]'``), except a ``client_secret``,
+which is taken verbatim.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "AUTHZ__"
+_VERBATIM = frozenset({"client_secret"})  # override values taken as-is, not read as YAML
 DIALECTS = ("phantom",)
 CLIENT_AUTH_METHODS = ("client_secret_basic",)
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
@@ -147,8 +150,8 @@ class _Section:
 
     def number(self, name: str, default: float, *, minimum: float = 0.0, integer: bool = False) -> float:
         value = self._data.pop(name, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(self.key(name), f"must be a number, got {type(value).__name__}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(self.key(name), f"must be a finite number, got {value!r}")
         if integer and not float(value).is_integer():
             raise ConfigError(self.key(name), "must be a whole number")
         if value <= minimum:
@@ -206,6 +209,8 @@ def _secret(sec: _Section, environ: Mapping[str, str], from_file: bool) -> Secre
                 "must not be inline in the config file; use client_secret_file, client_secret_env "
                 "or the AUTHZ__..._CLIENT_SECRET environment variable",
             )
+        sec.raw("client_secret_file")  # the override variable wins over the file's secret source
+        sec.raw("client_secret_env")
         return Secret(sec.str_("client_secret"))
     if sec.has("client_secret_file"):
         path = Path(sec.str_("client_secret_file"))
@@ -315,6 +320,9 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             if not isinstance(child, dict):
                 raise ConfigError(".".join(parts), f"{name} overrides inside a value that is not a mapping")
             node = child
+        if parts[-1] in _VERBATIM:
+            node[parts[-1]] = environ[name]
+            continue
         try:
             node[parts[-1]] = yaml.safe_load(environ[name]) if environ[name] else ""
         except yaml.YAMLError:

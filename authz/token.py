@@ -7,6 +7,7 @@ or claim types are not what an access token must have is the AS's fault (502); a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,8 +36,8 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UpstreamMisbehaved(f"JWT {name} claim is not a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UpstreamMisbehaved(f"JWT {name} claim is not a finite number")
     return float(value)
 
 

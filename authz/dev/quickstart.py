@@ -27,7 +27,8 @@ phantom-authz quickstart is running (logs in {logs}):
 
 Try it:
   TOKEN=$(curl -s -u demo-client:demo-secret -d grant_type=client_credentials -d scope=read \\
-          http://127.0.0.1:8443/oauth/v2/oauth-token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+          http://127.0.0.1:8443/oauth/v2/oauth-token \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   echo "opaque token: $TOKEN"
   curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/httpbin/get    # upstream sees a JWT
   curl -si http://127.0.0.1:8000/httpbin/get                                     # 401, WWW-Authenticate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.harness import Stack
+from tests.harness import GATEWAY_SECRET, Stack
 
 
 def check_request(authorization: str | None = None, path: str = "/get", **extensions: str) -> CheckRequest:
@@ -107,11 +109,10 @@ def test_listens_on_a_unix_socket(stack_factory: type[Stack], tmp_path: Path) ->
     sock = tmp_path / "authz.sock"
     config = s.authz_config(server={"listen": f"unix:{sock}"})
     path = tmp_path / "unix.yaml"
-    import yaml
     path.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen([sys.executable, "-m", "authz", "serve", "--config", str(path)],
-                            env={**__import__("os").environ, "TEST_GATEWAY_SECRET": "gateway-test-secret"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env={**os.environ, "TEST_GATEWAY_SECRET": GATEWAY_SECRET},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         assert "listening" in proc.stdout.readline()
@@ -119,7 +120,9 @@ def test_listens_on_a_unix_socket(stack_factory: type[Stack], tmp_path: Path) ->
         assert call(f"unix:{sock}", check_request(f"Bearer {token}")).status.code == 0
     finally:
         proc.terminate()
-        assert proc.wait(10) == 0
+        code = proc.wait(10)
+        proc.stdout.close()
+    assert code == 0
 
 
 def test_sigterm_finishes_in_flight_checks_then_exits_zero(stack_factory: type[Stack]) -> None:

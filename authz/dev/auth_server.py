@@ -1,0 +1,406 @@
+"""A development authorization server speaking Curity's "phantom token" dialect, for the quickstart and tests.
+
+A dev/demo AS, NOT for production: all state (tokens, keys, counters) is in memory, it serves plain HTTP, and the
+``/dev/*`` helpers need no authentication. Endpoints:
+
+- ``POST /oauth/v2/oauth-token``: ``client_credentials`` with ``client_secret_basic`` or ``client_secret_post``;
+  issues an opaque random token. Dev-only form field ``subject`` sets ``sub`` (default: the client id), so a demo
+  can act as a user such as "alice".
+- ``POST /oauth/v2/oauth-introspect`` (clients allowed to introspect): with ``Accept: application/jwt`` an active
+  token gets 200 and a signed RS256 JWT, an inactive one 204; otherwise RFC 7662 JSON. Active answers carry
+  ``Cache-Control: max-age=<seconds the token has left>``.
+- ``POST /oauth/v2/oauth-revoke`` (RFC 7009), ``GET /oauth/v2/oauth-anonymous/jwks``,
+  ``GET /.well-known/oauth-authorization-server`` (RFC 8414), ``GET /stats``, ``POST /dev/reset-stats``,
+  ``POST /dev/rotate-keys``.
+
+Run it with ``python -m authz.dev.auth_server --port 8443`` (``--port 0`` picks a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+__all__ = ["DEV_AS_KEY", "DevASConfig", "DevAuthServer", "DevClient", "SigningKeys", "bound_port", "build_app",
+           "default_clients", "main", "start"]
+
+log = logging.getLogger("authz.dev.auth_server")
+
+TOKEN_PATH = "/oauth/v2/oauth-token"
+INTROSPECT_PATH = "/oauth/v2/oauth-introspect"
+REVOKE_PATH = "/oauth/v2/oauth-revoke"
+JWKS_PATH = "/oauth/v2/oauth-anonymous/jwks"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+JWT_MEDIA_TYPE = "application/jwt"
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_PURGE_EVERY = 1024  # issued tokens between sweeps of expired records
+
+
+@dataclass(frozen=True)
+class DevClient:
+    """A registered client: its secret, the scopes it may get, those it gets by default, and whether it may
+    call the introspection endpoint (the gateway's client)."""
+
+    secret: str
+    scopes: tuple[str, ...] = ()
+    default_scopes: tuple[str, ...] = ()
+    can_introspect: bool = False
+
+
+def default_clients() -> dict[str, DevClient]:
+    """``demo-client`` (gets tokens) and ``gateway-client`` (introspects; secret from ``$DEV_AS_GATEWAY_SECRET``)."""
+    return {
+        "demo-client": DevClient("demo-secret", ("read", "write", "admin"), ("read",)),
+        "gateway-client": DevClient(os.environ.get("DEV_AS_GATEWAY_SECRET", "gateway-secret"), can_introspect=True),
+    }
+
+
+@dataclass(frozen=True)
+class DevASConfig:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    issuer: str | None = None  # None: http://{host}:{port}/oauth/v2/oauth-anonymous (with the bound port)
+    audience: str = "api.example.com"
+    token_ttl: int = 300  # seconds
+    latency_ms: float = 0.0  # added to every introspection call, to stand for a remote AS
+    clients: Mapping[str, DevClient] = field(default_factory=default_clients)
+
+
+@dataclass
+class TokenRecord:
+    client_id: str
+    sub: str
+    scope: tuple[str, ...]
+    iat: int
+    exp: int
+    jti: str
+    revoked: bool = False
+
+    def active(self, now: float) -> bool:
+        return not self.revoked and now < self.exp
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_key: rsa.RSAPrivateKey
+
+    def public_jwk(self) -> dict[str, str]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {"kty": "RSA", "n": _b64_uint(numbers.n), "e": _b64_uint(numbers.e), "kid": self.kid,
+                "alg": "RS256", "use": "sig"}
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64_uint(value: int) -> str:
+    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
+
+
+class SigningKeys:
+    """RSA-2048 signing keys: all are published in the JWKS, the active one signs."""
+
+    def __init__(self) -> None:
+        self.keys: list[SigningKey] = []
+        self.active_index = 0
+        self.rotate()
+
+    @property
+    def active(self) -> SigningKey:
+        return self.keys[self.active_index]
+
+    def rotate(self) -> SigningKey:
+        """Add a new key and make it the active one; older keys stay published."""
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = private_key.public_key().public_numbers()
+        # kid: the RFC 7638 thumbprint (SHA-256 of the required members, in lexical order, without whitespace).
+        canonical = f'{{"e":"{_b64_uint(numbers.e)}","kty":"RSA","n":"{_b64_uint(numbers.n)}"}}'
+        self.keys.append(SigningKey(_b64url(hashlib.sha256(canonical.encode()).digest()), private_key))
+        self.active_index = len(self.keys) - 1
+        return self.active
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [key.public_jwk() for key in self.keys]}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        key = self.active
+        return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "at+jwt"})
+
+
+def _oauth_error(error: str, description: str | None = None) -> web.HTTPException:
+    """An RFC 6749 §5.2 error response to raise: 401 for invalid_client (with a Basic challenge), else 400."""
+    body = {"error": error} if description is None else {"error": error, "error_description": description}
+    kind: type[web.HTTPException] = web.HTTPUnauthorized if error == "invalid_client" else web.HTTPBadRequest
+    headers = {**_NO_STORE, "WWW-Authenticate": 'Basic realm="dev-as"'} if error == "invalid_client" else _NO_STORE
+    return kind(text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+def _form_str(form: Mapping[str, object], name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _wants_jwt(accept: str) -> bool:
+    """True when ``Accept`` lists application/jwt with q > 0 and not below application/json's q."""
+    quality = {JWT_MEDIA_TYPE: 0.0, "application/json": 0.0}
+    for item in accept.split(","):
+        media, *params = (part.strip().lower() for part in item.split(";"))
+        q = next((value for name, _, value in (p.partition("=") for p in params) if name.strip() == "q"), "1")
+        if media in quality:
+            quality[media] = max(quality[media], float(q) if q.strip().replace(".", "", 1).isdigit() else 0.0)
+    return 0 < quality[JWT_MEDIA_TYPE] >= quality["application/json"]
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class DevAuthServer:
+    """The AS's state (clients, tokens, keys, counters) and its request handlers."""
+
+    def __init__(self, config: DevASConfig) -> None:
+        self.config = config
+        self.port = config.port
+        self.keys = SigningKeys()
+        self.tokens: dict[str, TokenRecord] = {}
+        self.introspections = 0
+        self.tokens_issued = 0
+        self.revocations = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{_url_host(self.config.host)}:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        return self.config.issuer or f"{self.base_url}/oauth/v2/oauth-anonymous"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(TOKEN_PATH, self.token_endpoint), web.post(INTROSPECT_PATH, self.introspect_endpoint),
+                web.post(REVOKE_PATH, self.revoke_endpoint), web.get(JWKS_PATH, self.jwks_endpoint),
+                web.get(METADATA_PATH, self.metadata_endpoint), web.get("/stats", self.stats_endpoint),
+                web.post("/dev/reset-stats", self.reset_stats_endpoint),
+                web.post("/dev/rotate-keys", self.rotate_keys_endpoint)]
+
+    def authenticate(self, request: web.Request, form: Mapping[str, object]) -> tuple[str, DevClient]:
+        """client_secret_basic (id and secret form-urlencoded, RFC 6749 §2.3.1) or client_secret_post.
+
+        Raises 401 invalid_client (unknown client, wrong secret, no or broken credentials).
+        """
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        form_id, form_secret = _form_str(form, "client_id"), _form_str(form, "client_secret")
+        if header:
+            if form_secret is not None:
+                raise _oauth_error("invalid_request")  # more than one method (RFC 6749 §2.3)
+            try:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+                if scheme.lower() != "basic":
+                    raise ValueError("not Basic")
+                raw_id, sep, raw_secret = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+                if not sep:
+                    raise ValueError("no colon")
+            except ValueError:
+                raise _oauth_error("invalid_client") from None
+            client_id, secret = urllib.parse.unquote_plus(raw_id), urllib.parse.unquote_plus(raw_secret)
+        elif form_id is not None and form_secret is not None:
+            client_id, secret = form_id, form_secret
+        else:
+            raise _oauth_error("invalid_client")
+        client = self.config.clients.get(client_id)
+        if client is None or not hmac.compare_digest(client.secret.encode(), secret.encode()):
+            raise _oauth_error("invalid_client")
+        return client_id, client
+
+    def issue(self, client_id: str, sub: str, scope: tuple[str, ...]) -> str:
+        token = secrets.token_urlsafe(32)  # [A-Za-z0-9_-]: valid RFC 6750 b64token characters
+        iat = int(time.time())
+        self.tokens[token] = TokenRecord(client_id, sub, scope, iat, iat + self.config.token_ttl, uuid.uuid4().hex)
+        self.tokens_issued += 1
+        if self.tokens_issued % _PURGE_EVERY == 0:  # forget expired tokens now and then
+            self.tokens = {t: r for t, r in self.tokens.items() if iat < r.exp}
+        return token
+
+    def claims(self, record: TokenRecord) -> dict[str, Any]:
+        return {"iss": self.issuer, "sub": record.sub, "aud": self.config.audience, "scope": " ".join(record.scope),
+                "client_id": record.client_id, "exp": record.exp, "iat": record.iat, "jti": record.jti}
+
+    def stats(self) -> dict[str, Any]:
+        return {"introspections": self.introspections, "tokens_issued": self.tokens_issued,
+                "revocations": self.revocations, "active_kid": self.keys.active.kid}
+
+    async def token_endpoint(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        client_id, client = self.authenticate(request, form)
+        grant_type = _form_str(form, "grant_type")
+        if grant_type is None:
+            raise _oauth_error("invalid_request", "grant_type is required")
+        if grant_type != "client_credentials":
+            raise _oauth_error("unsupported_grant_type")
+        scope = tuple(dict.fromkeys((_form_str(form, "scope") or "").split())) or client.default_scopes
+        refused = [s for s in scope if s not in client.scopes]
+        if refused:
+            raise _oauth_error("invalid_scope", f"not allowed for {client_id}: {' '.join(refused)}")
+        sub = _form_str(form, "subject") or client_id  # dev-only impersonation
+        token = self.issue(client_id, sub, scope)
+        log.info("issued token to client=%s sub=%s scope=%r", client_id, sub, " ".join(scope))
+        return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": self.config.token_ttl,
+                                  "scope": " ".join(scope)}, headers=_NO_STORE)
+
+    async def introspect_endpoint(self, request: web.Request) -> web.Response:
+        self.introspections += 1
+        if self.config.latency_ms > 0:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        form = await request.post()
+        client_id, client = self.authenticate(request, form)
+        if not client.can_introspect:
+            log.warning("client %s may not introspect", client_id)
+            raise _oauth_error("invalid_client")
+        token = _form_str(form, "token")
+        if not token:
+            raise _oauth_error("invalid_request", "token is required")
+        now = time.time()
+        record = self.tokens.get(token)
+        want_jwt = _wants_jwt(request.headers.get("Accept", ""))
+        if record is None or not record.active(now):
+            if want_jwt:
+                return web.Response(status=204)
+            return web.json_response({"active": False}, headers=_NO_STORE)
+        cache = {"Cache-Control": f"max-age={max(0, int(record.exp - now))}"}
+        if want_jwt:
+            return web.Response(body=self.keys.sign(self.claims(record)).encode(), content_type=JWT_MEDIA_TYPE,
+                                headers=cache)
+        body = {"active": True, **self.claims(record), "token_type": "bearer"}
+        return web.json_response(body, headers=cache)
+
+    async def revoke_endpoint(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        client_id, _ = self.authenticate(request, form)
+        token = _form_str(form, "token")
+        if not token:
+            raise _oauth_error("invalid_request", "token is required")
+        record = self.tokens.get(token)
+        if record is not None and not record.revoked:
+            record.revoked = True
+            self.revocations += 1
+            log.info("client %s revoked token jti=%s", client_id, record.jti)
+        return web.Response(status=200, headers=_NO_STORE)  # unknown tokens too (RFC 7009 §2.2)
+
+    async def jwks_endpoint(self, request: web.Request) -> web.Response:
+        return web.json_response(self.keys.jwks())
+
+    async def metadata_endpoint(self, request: web.Request) -> web.Response:
+        base = self.base_url
+        methods = ["client_secret_basic", "client_secret_post"]
+        return web.json_response({
+            "issuer": self.issuer, "token_endpoint": base + TOKEN_PATH,
+            "introspection_endpoint": base + INTROSPECT_PATH, "revocation_endpoint": base + REVOKE_PATH,
+            "jwks_uri": base + JWKS_PATH, "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": methods, "introspection_endpoint_auth_methods_supported": methods,
+            "revocation_endpoint_auth_methods_supported": methods,
+        })
+
+    async def stats_endpoint(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def reset_stats_endpoint(self, request: web.Request) -> web.Response:
+        self.introspections = self.tokens_issued = self.revocations = 0
+        return web.json_response(self.stats())
+
+    async def rotate_keys_endpoint(self, request: web.Request) -> web.Response:
+        kid = self.keys.rotate().kid
+        log.info("rotated signing keys: active kid=%s", kid)
+        return web.json_response({"kid": kid})
+
+
+DEV_AS_KEY = web.AppKey("dev_as", DevAuthServer)
+
+
+def build_app(config: DevASConfig) -> web.Application:
+    """The AS as an aiohttp application; its state is ``app[DEV_AS_KEY]``."""
+    server = DevAuthServer(config)
+    app = web.Application()
+    app[DEV_AS_KEY] = server
+    app.add_routes(server.routes())
+    return app
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port a started runner listens on (the real one when the configured port was 0)."""
+    return int(runner.addresses[0][1])
+
+
+async def start(config: DevASConfig) -> web.AppRunner:
+    """Listen on ``config.host:config.port``; ``bound_port(runner)`` gives the port; stop: ``runner.cleanup()``."""
+    runner = web.AppRunner(build_app(config))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    runner.app[DEV_AS_KEY].port = bound_port(runner)  # the real one, for the issuer and metadata URLs
+    return runner
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = DevASConfig(clients={})
+    parser = argparse.ArgumentParser(prog="authz.dev.auth_server",
+                                     description="development AS for phantom tokens (NOT for production)")
+    parser.add_argument("--host", default=defaults.host, help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port (default: %(default)s)")
+    parser.add_argument("--audience", default=defaults.audience, help="aud of issued JWTs (default: %(default)s)")
+    parser.add_argument("--token-ttl", type=int, default=defaults.token_ttl, help="token lifetime in seconds")
+    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms,
+                        help="artificial latency added to every introspection call")
+    return parser
+
+
+async def _serve(config: DevASConfig) -> None:
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    runner = await start(config)
+    try:
+        print(f"dev AS listening on http://{_url_host(config.host)}:{bound_port(runner)}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    config = DevASConfig(host=args.host, port=args.port, audience=args.audience, token_ttl=args.token_ttl,
+                         latency_ms=args.latency_ms)
+    try:
+        asyncio.run(_serve(config))
+    except OSError as exc:
+        print(f"dev AS: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

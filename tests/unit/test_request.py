@@ -1,0 +1,115 @@
+"""request_info: an Envoy v3 CheckRequest becomes a RequestInfo, from the headers map or the raw header_map."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+
+from authz.errors import MalformedCredential
+from authz.request import MAX_HEADER_BYTES, request_info
+
+
+def _request(headers: dict[str, str] | None = None) -> CheckRequest:
+    req = CheckRequest()
+    http = req.attributes.request.http
+    http.method = "GET"
+    http.path = "/orders?x=1"
+    http.host = "api.example"
+    http.id = "req-123"
+    for name, value in (headers or {}).items():
+        http.headers[name] = value
+    return req
+
+
+def test_rejects_request_without_http_attributes() -> None:
+    with pytest.raises(MalformedCredential) as info:
+        request_info(CheckRequest())
+    assert info.value.status == 400
+
+
+def test_rejects_request_with_attributes_but_no_http() -> None:
+    req = CheckRequest()
+    req.attributes.request.time.seconds = 1
+    with pytest.raises(MalformedCredential):
+        request_info(req)
+
+
+def test_reads_method_path_host_and_id() -> None:
+    info = request_info(_request({":authority": "api.example"}))
+    assert (info.method, info.path, info.host, info.request_id) == ("GET", "/orders?x=1", "api.example", "req-123")
+
+
+def test_headers_map_gives_one_authorization_value() -> None:
+    info = request_info(_request({"authorization": "Bearer abc", "x-trace": "1"}))
+    assert info.authorization == ("Bearer abc",)
+    assert info.headers["x-trace"] == "1"
+
+
+def test_headers_map_without_authorization_gives_none() -> None:
+    assert request_info(_request({"accept": "*/*"})).authorization == ()
+
+
+def test_header_map_keeps_two_authorization_headers_apart() -> None:
+    req = _request()
+    hm = req.attributes.request.http.header_map
+    hm.headers.add(key="authorization", value="Bearer a")
+    hm.headers.add(key="Authorization", value="Bearer b")
+    hm.headers.add(key="x-forwarded-for", value="10.0.0.1")
+    info = request_info(req)
+    assert info.authorization == ("Bearer a", "Bearer b")
+    assert info.headers["authorization"] == "Bearer a,Bearer b"
+    assert info.headers["x-forwarded-for"] == "10.0.0.1"
+
+
+def test_header_map_reads_ascii_raw_value() -> None:
+    req = _request()
+    req.attributes.request.http.header_map.headers.add(key="authorization", raw_value=b"Bearer raw-token")
+    assert request_info(req).authorization == ("Bearer raw-token",)
+
+
+def test_header_map_is_preferred_over_headers_map() -> None:
+    req = _request({"authorization": "Bearer merged"})
+    req.attributes.request.http.header_map.headers.add(key="authorization", value="Bearer raw")
+    assert request_info(req).authorization == ("Bearer raw",)
+
+
+def test_rejects_non_ascii_raw_value() -> None:
+    req = _request()
+    req.attributes.request.http.header_map.headers.add(key="authorization", raw_value="Bearer ä".encode())
+    with pytest.raises(MalformedCredential) as info:
+        request_info(req)
+    assert info.value.status == 400
+    assert info.value.oauth_error == "invalid_request"
+
+
+def test_rejects_huge_headers_map() -> None:
+    with pytest.raises(MalformedCredential):
+        request_info(_request({"authorization": "Bearer a", "x-big": "b" * MAX_HEADER_BYTES}))
+
+
+def test_rejects_huge_header_map() -> None:
+    req = _request()
+    hm = req.attributes.request.http.header_map
+    for i in range(5):
+        hm.headers.add(key=f"x-h{i}", value="v" * (MAX_HEADER_BYTES // 4))
+    with pytest.raises(MalformedCredential):
+        request_info(req)
+
+
+def test_accepts_headers_just_under_the_limit() -> None:
+    info = request_info(_request({"x-big": "b" * (MAX_HEADER_BYTES - len("x-big"))}))
+    assert len(info.headers["x-big"]) == MAX_HEADER_BYTES - len("x-big")
+
+
+def test_copies_context_extensions() -> None:
+    req = _request()
+    req.attributes.context_extensions["required_scopes"] = "read write"
+    req.attributes.context_extensions["as"] = "curity"
+    info = request_info(req)
+    assert dict(info.context_extensions) == {"required_scopes": "read write", "as": "curity"}
+    req.attributes.context_extensions["disabled"] = "true"
+    assert "disabled" not in info.context_extensions
+
+
+def test_no_context_extensions_give_empty_mapping() -> None:
+    assert dict(request_info(_request()).context_extensions) == {}

@@ -1,0 +1,110 @@
+"""RouteResolver: service defaults overridden by Envoy context_extensions; bad settings fail closed (500)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from authz.config import Config, load_config
+from authz.errors import RouteMisconfigured
+from authz.models import RouteSettings
+from authz.routes import RouteResolver
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    server = {"introspection_endpoint": "https://as.example/introspect", "client_id": "gw", "client_secret_env": "S"}
+    doc = {
+        "authorization_servers": {"curity": server, "other": dict(server)},
+        "default_authorization_server": "curity",
+        "routes": {"required_scopes": ["read"]},
+    }
+    path = tmp_path / "authz.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return load_config(path, {"S": "secret"})
+
+
+@pytest.fixture
+def resolver(config: Config) -> RouteResolver:
+    return RouteResolver(config)
+
+
+def test_empty_extensions_give_service_defaults(resolver: RouteResolver) -> None:
+    expected = RouteSettings(required_scopes=("read",), disabled=False, authorization_server="curity")
+    assert resolver.resolve({}) == expected
+
+
+def test_required_scopes_replace_the_default_list(resolver: RouteResolver) -> None:
+    settings = resolver.resolve({"required_scopes": "  write   admin "})
+    assert settings.required_scopes == ("write", "admin")
+    assert settings.disabled is False
+    assert settings.authorization_server == "curity"
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("true", True), ("false", False), ("TRUE", True), (" False ", False)])
+def test_disabled_flag_is_read_case_insensitively(resolver: RouteResolver, flag: str, expected: bool) -> None:
+    settings = resolver.resolve({"disabled": flag})
+    assert settings.disabled is expected
+    assert settings.required_scopes == ("read",)
+
+
+def test_as_selects_a_configured_server(resolver: RouteResolver) -> None:
+    assert resolver.resolve({"as": "other"}).authorization_server == "other"
+
+
+@pytest.mark.parametrize("flag", ["yes", "1", "", "on"])
+def test_rejects_non_boolean_disabled_as_route_misconfigured(resolver: RouteResolver, flag: str) -> None:
+    with pytest.raises(RouteMisconfigured) as info:
+        resolver.resolve({"disabled": flag})
+    assert info.value.status == 500
+    assert info.value.reason == "route_misconfigured"
+
+
+def test_rejects_unknown_key_and_logs_it_once(resolver: RouteResolver, caplog: pytest.LogCaptureFixture) -> None:
+    bad = {"required_scope": "read", "disabled": "false"}
+    caplog.set_level(logging.ERROR, logger="authz.routes")
+    for _ in range(3):
+        with pytest.raises(RouteMisconfigured) as info:
+            resolver.resolve(bad)
+        assert info.value.status == 500
+        assert "required_scope" in info.value.detail
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "'required_scope'" in errors[0].getMessage()
+
+
+def test_logs_each_distinct_bad_setting(resolver: RouteResolver, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="authz.routes")
+    for bad in ({"scopes": "a"}, {"disabled": "maybe"}, {"scopes": "a"}):
+        with pytest.raises(RouteMisconfigured):
+            resolver.resolve(bad)
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
+
+
+def test_good_route_still_resolves_after_a_bad_one(resolver: RouteResolver) -> None:
+    with pytest.raises(RouteMisconfigured):
+        resolver.resolve({"bogus": "x"})
+    assert resolver.resolve({"required_scopes": "admin"}).required_scopes == ("admin",)
+
+
+def test_rejects_unknown_authorization_server(resolver: RouteResolver) -> None:
+    with pytest.raises(RouteMisconfigured) as info:
+        resolver.resolve({"as": "okta"})
+    assert info.value.status == 500
+    assert "okta" in info.value.detail
+
+
+@pytest.mark.parametrize("scopes", ['read "admin"', "read\\write", "lesen ä", "read\x00"])
+def test_rejects_invalid_scope_characters(resolver: RouteResolver, scopes: str) -> None:
+    with pytest.raises(RouteMisconfigured) as info:
+        resolver.resolve({"required_scopes": scopes})
+    assert info.value.status == 500
+
+
+def test_repeated_resolution_gives_equal_settings(resolver: RouteResolver) -> None:
+    ext = {"required_scopes": "a b", "as": "other", "disabled": "false"}
+    first = resolver.resolve(ext)
+    assert resolver.resolve(dict(ext)) == first == RouteSettings(("a", "b"), False, "other")
