@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="YAML configuration file (default: $AUTHZ_CONFIG)")
     sub.add_parser("dev-as", help="run the quickstart's development authorization server", add_help=False)
     sub.add_parser("echo", help="run the quickstart's echo upstream", add_help=False)
+    sub.add_parser("bench-check", help="fire N Check calls at a running service and print latency", add_help=False)
     sub.add_parser("quickstart", help="run dev AS, echo upstream, phantom-authz and Envoy together",
                    add_help=False)
     return parser
@@ -53,7 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    delegated = {"dev-as": "authz.dev.auth_server", "echo": "authz.dev.echo", "quickstart": "authz.dev.quickstart"}
+    delegated = {"dev-as": "authz.dev.auth_server", "echo": "authz.dev.echo", "quickstart": "authz.dev.quickstart",
+                 "bench-check": "authz.bench_check"}
     if argv and argv[0] in delegated:
         import importlib
 
