@@ -16,17 +16,19 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 __all__ = [
     "AuthorizationServerConfig",
     "Config",
     "ConfigError",
     "CredentialConfig",
+    "PrivateKeyJwtConfig",
     "RouteDefaults",
     "Secret",
     "ServerConfig",
@@ -35,8 +37,12 @@ __all__ = [
 
 ENV_PREFIX = "AUTHZ__"
 _VERBATIM = frozenset({"client_secret"})  # override values taken as-is, not read as YAML
-DIALECTS = ("phantom",)
-CLIENT_AUTH_METHODS = ("client_secret_basic",)
+DIALECTS = ("phantom", "rfc7662", "rfc9701")
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+CLAIMS_FORWARDING = ("none", "header")
+_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
 
@@ -90,17 +96,47 @@ class RouteDefaults:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateKeyJwtConfig:
+    """RFC 7523 client authentication: an assertion signed with our private key, fresh per request."""
+
+    key_pem: Secret
+    algorithm: str = "RS256"
+    kid: str | None = None
+    audience: str | None = None  # default: the AS issuer, else the introspection endpoint
+    lifetime_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
 class AuthorizationServerConfig:
     name: str
     introspection_endpoint: str
     client_id: str
-    client_secret: Secret = field(repr=True)
+    client_secret: Secret | None = None
     dialect: str = "phantom"
     client_auth_method: str = "client_secret_basic"
+    private_key_jwt: PrivateKeyJwtConfig | None = None
     timeout_seconds: float = 2.0
     max_response_bytes: int = 64 * 1024
     retry_after_seconds: int = 5
     verify_tls: bool = True
+    # verification of what the AS returns
+    issuer: str | None = None
+    jwks_uri: str | None = None
+    metadata_url: str | None = None  # default: RFC 8414 then OIDC discovery under the issuer
+    audiences: tuple[str, ...] = ()  # the token's aud must hold one of these; empty = no aud check
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    leeway_seconds: float = 30.0
+    jwks_cache_seconds: float = 300.0
+    jwks_min_refresh_seconds: float = 5.0
+    # rfc7662: name of a JSON field carrying a JWT (Keycloak ``jwt``, a Curity token-procedure field)
+    jwt_field: str | None = None
+    # when the AS gives claims but no JWT: forward nothing, or the claims as base64url JSON in a header
+    claims_forwarding: str = "none"
+    claims_header: str = "x-token-claims"
+
+    @property
+    def verifies_jwts(self) -> bool:
+        return self.dialect in ("phantom", "rfc9701") or self.jwt_field is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,14 +249,7 @@ def _secret(sec: _Section, environ: Mapping[str, str], from_file: bool) -> Secre
         sec.raw("client_secret_env")
         return Secret(sec.str_("client_secret"))
     if sec.has("client_secret_file"):
-        path = Path(sec.str_("client_secret_file"))
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(sec.key("client_secret_file"), f"cannot read {path}: {exc.strerror}") from None
-        if not value:
-            raise ConfigError(sec.key("client_secret_file"), f"{path} is empty")
-        return Secret(value)
+        return Secret(_read_file(sec, "client_secret_file"))
     if sec.has("client_secret_env"):
         name = sec.str_("client_secret_env")
         value = environ.get(name, "")
@@ -230,25 +259,84 @@ def _secret(sec: _Section, environ: Mapping[str, str], from_file: bool) -> Secre
     raise ConfigError(sec.key("client_secret"), "is required (set client_secret_file or client_secret_env)")
 
 
-def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str, str], inline: bool) -> (
-    AuthorizationServerConfig
-):
+def _read_file(sec: _Section, name: str) -> str:
+    path = Path(sec.str_(name))
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(sec.key(name), f"cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(sec.key(name), f"{path} is empty")
+    return value
+
+
+def _private_key_jwt(sec: _Section) -> PrivateKeyJwtConfig:
+    sub = sec.section("private_key_jwt")
+    pem = _read_file(sub, "key_file")
+    try:
+        serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(sub.key("key_file"), "is not an unencrypted PEM private key") from None
+    result = PrivateKeyJwtConfig(
+        key_pem=Secret(pem),
+        algorithm=sub.choice("algorithm", "RS256", ASYMMETRIC_ALGORITHMS),
+        kid=sub.raw("kid"),
+        audience=sub.raw("audience"),
+        lifetime_seconds=int(sub.number("lifetime_seconds", 60, integer=True)),
+    )
+    for name, value in (("kid", result.kid), ("audience", result.audience)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(sub.key(name), "must be a non-empty string")
+    sub.done()
+    return result
+
+
+def _url(sec: _Section, name: str, required: bool = False) -> str | None:
+    if not required and not sec.has(name):
+        return None
+    value = sec.str_(name)
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(sec.key(name), f"must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str, str], inline: bool,
+                          default_leeway: float) -> AuthorizationServerConfig:
     sec = _Section(data, f"{path}.{name}")
-    endpoint = sec.str_("introspection_endpoint")
-    if not re.match(r"^https?://[^/\s]+", endpoint):
-        raise ConfigError(sec.key("introspection_endpoint"), f"must be an http(s) URL, got {endpoint!r}")
+    method = sec.choice("client_auth_method", "client_secret_basic", CLIENT_AUTH_METHODS)
+    endpoint = _url(sec, "introspection_endpoint", required=True)
+    assert endpoint is not None
     result = AuthorizationServerConfig(
         name=name,
         introspection_endpoint=endpoint,
         client_id=sec.str_("client_id"),
-        client_secret=_secret(sec, environ, inline),
+        client_secret=_secret(sec, environ, inline) if method != "private_key_jwt" else None,
+        private_key_jwt=_private_key_jwt(sec) if method == "private_key_jwt" else None,
         dialect=sec.choice("dialect", "phantom", DIALECTS),
-        client_auth_method=sec.choice("client_auth_method", "client_secret_basic", CLIENT_AUTH_METHODS),
+        client_auth_method=method,
         timeout_seconds=sec.number("timeout_seconds", 2.0),
         max_response_bytes=int(sec.number("max_response_bytes", 64 * 1024, minimum=255, integer=True)),
         retry_after_seconds=int(sec.number("retry_after_seconds", 5, integer=True)),
         verify_tls=sec.boolean("verify_tls", True),
+        issuer=sec.str_("issuer") if sec.has("issuer") else None,
+        jwks_uri=_url(sec, "jwks_uri"),
+        metadata_url=_url(sec, "metadata_url"),
+        audiences=sec.strings("audiences", re.compile(r"^\S+$"), "audience"),
+        algorithms=sec.strings("algorithms", re.compile("^(" + "|".join(ASYMMETRIC_ALGORITHMS) + ")$"),
+                               "asymmetric JWS algorithm (none and HS* are never accepted)") or DEFAULT_ALGORITHMS,
+        leeway_seconds=sec.number("leeway_seconds", default_leeway, minimum=-1e-9),
+        jwks_cache_seconds=sec.number("jwks_cache_seconds", 300.0),
+        jwks_min_refresh_seconds=sec.number("jwks_min_refresh_seconds", 5.0, minimum=-1e-9),
+        jwt_field=sec.str_("jwt_field") if sec.has("jwt_field") else None,
+        claims_forwarding=sec.choice("claims_forwarding", "none", CLAIMS_FORWARDING),
+        claims_header=sec.str_("claims_header", "x-token-claims").lower(),
     )
+    if result.verifies_jwts and result.issuer is None:
+        raise ConfigError(sec.key("issuer"), f"is required to verify the JWTs of dialect {result.dialect!r}")
+    if result.jwt_field is not None and result.dialect != "rfc7662":
+        raise ConfigError(sec.key("jwt_field"), "applies to the rfc7662 dialect only")
+    if result.claims_header in ("authorization", "host", "cookie") or not _HEADER.match(result.claims_header):
+        raise ConfigError(sec.key("claims_header"), f"{result.claims_header!r} cannot carry the claims")
     sec.done()
     return result
 
@@ -273,12 +361,13 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
         disabled=rts.boolean("disabled", False),
     )
     rts.done()
+    skew = top.number("clock_skew_seconds", 30.0, minimum=-1e-9)
     servers_raw = top.raw("authorization_servers")
     if not isinstance(servers_raw, Mapping) or not servers_raw:
         raise ConfigError("authorization_servers", "must map at least one name to an authorization server")
     servers = {
         str(name): _authorization_server(
-            str(name), value, "authorization_servers", environ, inline_secrets.get(str(name), False)
+            str(name), value, "authorization_servers", environ, inline_secrets.get(str(name), False), skew
         )
         for name, value in servers_raw.items()
     }
@@ -297,7 +386,7 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
                                            "header name")
         ),
         cors_preflight=top.choice("cors_preflight", "authenticate", ("authenticate", "allow")),
-        clock_skew_seconds=top.number("clock_skew_seconds", 30.0, minimum=-1e-9),
+        clock_skew_seconds=skew,
     )
     if '"' in config.realm or "\\" in config.realm:
         raise ConfigError("realm", "must not contain quotes or backslashes")

@@ -45,7 +45,7 @@ class Introspection:
 class Identity:
     """The token's holder as the verified JWT describes it."""
 
-    jwt: str
+    jwt: str | None  # None when the AS gave claims but no JWT (plain RFC 7662, RFC 9701)
     claims: Mapping[str, Any]
     scopes: frozenset[str]
     subject: str | None

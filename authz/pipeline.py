@@ -5,61 +5,70 @@ Stages, in order (see DESIGN.md): route settings -> credential -> introspection 
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
+from typing import Protocol
 
 from authz.config import Config
 from authz.credential import bearer_token
-from authz.errors import AuthzError, InvalidToken, UpstreamMisbehaved
-from authz.introspection import Introspector
+from authz.errors import AuthzError
 from authz.logs import token_id
-from authz.models import Allow, Identity, RequestInfo, RouteSettings
+from authz.models import Allow, Identity, Introspection, RequestInfo
 from authz.routes import RouteResolver
 from authz.scopes import require_scopes
-from authz.token import IdentityReader
 
-__all__ = ["Authorizer"]
+__all__ = ["AuthorityLike", "Authorizer"]
+
+
+class AuthorityLike(Protocol):
+    """What the pipeline needs of an authorization server (``authz.introspection.Authority``)."""
+
+    async def introspect(self, token: str) -> Introspection: ...
+
+    def identity(self, answer: Introspection) -> Identity: ...
 
 
 class Authorizer:
-    def __init__(
-        self,
-        config: Config,
-        introspectors: Mapping[str, Introspector],
-        identities: IdentityReader | None = None,
-    ) -> None:
+    def __init__(self, config: Config, authorities: Mapping[str, AuthorityLike]) -> None:
         self.config = config
         self.routes = RouteResolver(config)
-        self._introspectors = introspectors
-        self._identities = identities or IdentityReader(config.clock_skew_seconds)
-        self._remove = config.headers_to_remove
-        self._pass = Allow(headers_to_remove=config.headers_to_remove)
+        self._authorities = authorities
+        # client-sent copies of the headers we may set are always removed, so upstreams cannot be spoofed
+        claim_headers = {s.claims_header for s in config.authorization_servers.values()
+                         if s.claims_forwarding == "header"}
+        self._remove = tuple(dict.fromkeys((*config.headers_to_remove, *sorted(claim_headers))))
+        self._remove_with_authorization = (*self._remove, "authorization")
+        self._pass = Allow(headers_to_remove=self._remove)
 
     async def check(self, request: RequestInfo) -> Allow:
         route = self.routes.resolve(request.context_extensions)
         if route.disabled or self._is_preflight(request):
             return self._pass
         token = bearer_token(request.authorization, self.config.credential.max_token_length)
+        authority = self._authorities[route.authorization_server]
         try:
-            identity = await self._identify(token, route)
+            identity = authority.identity(await authority.introspect(token))
             require_scopes(identity.scopes, route.required_scopes)
         except AuthzError as exc:
             exc.token_id = token_id(token)
             raise
-        return Allow(
-            headers=(("authorization", "Bearer " + identity.jwt),),
-            headers_to_remove=self._remove,
-            dynamic_metadata=_metadata(identity),
-            identity=identity,
-        )
+        return self._allow(identity, route.authorization_server)
 
-    async def _identify(self, token: str, route: RouteSettings) -> Identity:
-        introspector = self._introspectors[route.authorization_server]
-        answer = await introspector.introspect(token)
-        if not answer.active:
-            raise InvalidToken("authorization server says the token is not active")
-        if answer.jwt is None:
-            raise UpstreamMisbehaved(f"AS {route.authorization_server}: active answer carries no JWT")
-        return self._identities.read(answer.jwt, route.authorization_server)
+    def _allow(self, identity: Identity, server: str) -> Allow:
+        metadata = _metadata(identity)
+        if identity.jwt is not None:
+            return Allow((("authorization", "Bearer " + identity.jwt),), self._remove, metadata, identity)
+        # claims but no JWT: never pass the opaque token on as if it were one
+        settings = self.config.authorization_servers[server]
+        headers: tuple[tuple[str, str], ...] = ()
+        remove = self._remove_with_authorization
+        if settings.claims_forwarding == "header":
+            payload = json.dumps(dict(identity.claims), separators=(",", ":"), sort_keys=True).encode()
+            headers = ((settings.claims_header, base64.urlsafe_b64encode(payload).rstrip(b"=").decode()),)
+            # Envoy applies removals after additions: never remove the header we set (it overwrites anyway)
+            remove = tuple(h for h in remove if h != settings.claims_header)
+        return Allow(headers, remove, metadata, identity)
 
     def _is_preflight(self, request: RequestInfo) -> bool:
         return (

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from authz.config import Config
-from authz.introspection import build_introspectors
+from authz.introspection import build_authorities
 from authz.pipeline import Authorizer
 from authz.service import AuthorizationService
 
@@ -44,7 +44,7 @@ class Server:
             connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=300),
             raise_for_status=False,
         )
-        authorizer = Authorizer(self.config, build_introspectors(self.config, self._session))
+        authorizer = Authorizer(self.config, build_authorities(self.config, self._session))
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(authorizer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

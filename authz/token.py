@@ -1,78 +1,54 @@
-"""Stage 4: turn the AS's JWT into an ``Identity`` and check its time claims.
+"""Stage 4a: verify a JWT the AS handed back (the phantom JWT, an RFC 7662 ``jwt`` field, an RFC 9701 response).
 
-The spine reads the JWT the AS returned over the introspection channel (as Curity's gateway plugins do); the
-signature, ``iss`` and ``aud`` checks against the AS's JWKS come with the verification stage. A JWT whose structure
-or claim types are not what an access token must have is the AS's fault (502); an expired one is the client's (401).
+Only the AS's own keys are trusted: the ``alg`` must be on the AS's allow-list (asymmetric only: never ``none``,
+never HS*, so a public key can never double as an HMAC secret), the key is found by ``kid`` in the AS's JWKS, and
+the signature must verify. Any failure here is the AS's (or our configuration's) fault: 502, not 401.
+Claim checks (time, issuer, audience) are ``authz.claims``'s job.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt as pyjwt
 
-from authz.errors import InvalidToken, UpstreamMisbehaved
-from authz.models import Identity
+from authz.errors import UpstreamMisbehaved
+from authz.introspection.jwks import KeySet
 
-__all__ = ["IdentityReader", "scopes_of"]
-
-
-def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
-    """The ``scope`` claim as a set: a space-separated string (RFC 9068) or a list of strings."""
-    scope = claims.get("scope", claims.get("scp"))
-    if scope is None:
-        return frozenset()
-    if isinstance(scope, str):
-        return frozenset(scope.split())
-    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
-        return frozenset(scope)
-    raise UpstreamMisbehaved("JWT scope claim is neither a string nor a list of strings")
+__all__ = ["JwtVerifier"]
 
 
-def _number(claims: Mapping[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UpstreamMisbehaved(f"JWT {name} claim is not a finite number")
-    return float(value)
+class JwtVerifier:
+    def __init__(self, keys: KeySet, algorithms: tuple[str, ...]) -> None:
+        self._keys = keys
+        self._algorithms = frozenset(algorithms)
 
-
-def _string(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    raise UpstreamMisbehaved(f"JWT {name} claim is not a string")
-
-
-class IdentityReader:
-    def __init__(self, skew_seconds: float, clock: Callable[[], float] = time.time) -> None:
-        self._skew = skew_seconds
-        self._clock = clock
-
-    def read(self, jwt: str, as_name: str) -> Identity:
+    async def verify(self, token: str, expected_typ: str | None = None) -> dict[str, Any]:
+        """Return the JWT's claims once its signature verifies with the AS's key."""
+        name = self._keys.name
         try:
-            claims = pyjwt.decode(jwt, options={"verify_signature": False})
+            header = pyjwt.get_unverified_header(token)
         except pyjwt.PyJWTError as exc:
-            raise UpstreamMisbehaved(f"AS {as_name}: returned JWT does not decode ({exc})") from None
-        return self.identity(jwt, claims)
-
-    def identity(self, jwt: str, claims: Mapping[str, Any]) -> Identity:
-        now = self._clock()
-        exp = _number(claims, "exp")
-        if exp is not None and exp <= now - self._skew:
-            raise InvalidToken("token expired")
-        nbf = _number(claims, "nbf")
-        if nbf is not None and nbf > now + self._skew:
-            raise InvalidToken("token not yet valid")
-        return Identity(
-            jwt=jwt,
-            claims=claims,
-            scopes=scopes_of(claims),
-            subject=_string(claims, "sub"),
-            client_id=_string(claims, "client_id"),
-            expires_at=exp,
-        )
+            raise UpstreamMisbehaved(f"AS {name}: returned JWT does not decode ({exc})") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise UpstreamMisbehaved(f"AS {name}: JWT alg {str(alg)[:20]!r} is not on the allow-list")
+        if expected_typ is not None and str(header.get("typ", "")).lower() not in (
+            expected_typ, f"application/{expected_typ}"
+        ):
+            raise UpstreamMisbehaved(f"AS {name}: JWT typ {str(header.get('typ'))[:40]!r} is not {expected_typ!r}")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise UpstreamMisbehaved(f"AS {name}: JWT kid is not a string")
+        key = await self._keys.key(kid)
+        try:
+            claims = pyjwt.decode(token, key.key, algorithms=[alg],
+                                  options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                           "verify_aud": False, "verify_iss": False})
+        except pyjwt.InvalidSignatureError:
+            raise UpstreamMisbehaved(f"AS {name}: JWT signature does not verify with kid {kid!r}") from None
+        except pyjwt.PyJWTError as exc:
+            raise UpstreamMisbehaved(f"AS {name}: JWT does not verify ({type(exc).__name__}: {exc})") from None
+        if not isinstance(claims, dict):
+            raise UpstreamMisbehaved(f"AS {name}: JWT payload is not a JSON object")
+        return claims

@@ -85,8 +85,12 @@ class Stack:
             "client_secret_env": "TEST_GATEWAY_SECRET",
             "timeout_seconds": 1.0,
             "retry_after_seconds": 5,
+            "issuer": f"http://127.0.0.1:{self.as_port}/oauth/v2/oauth-anonymous",
+            "jwks_uri": f"http://127.0.0.1:{self.as_port}/oauth/v2/oauth-anonymous/jwks",
+            "audiences": ["api.example.com"],
         }
         as_entry.update(overrides.pop("as_overrides", {}))
+        as_entry = {k: v for k, v in as_entry.items() if v is not None}  # None: leave the key out
         config: dict[str, Any] = {
             "server": {"listen": f"127.0.0.1:{self.authz_port}", "shutdown_grace_seconds": 5, "log_level": "DEBUG"},
             "realm": "api",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
 import hmac
 import json
 import logging
@@ -36,9 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
+from authz.dev.signing_keys import SigningKeys
 
 __all__ = ["DEV_AS_KEY", "DevASConfig", "DevAuthServer", "DevClient", "SigningKeys", "bound_port", "build_app",
            "default_clients", "main", "start"]
@@ -97,55 +95,6 @@ class TokenRecord:
 
     def active(self, now: float) -> bool:
         return not self.revoked and now < self.exp
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    kid: str
-    private_key: rsa.RSAPrivateKey
-
-    def public_jwk(self) -> dict[str, str]:
-        numbers = self.private_key.public_key().public_numbers()
-        return {"kty": "RSA", "n": _b64_uint(numbers.n), "e": _b64_uint(numbers.e), "kid": self.kid,
-                "alg": "RS256", "use": "sig"}
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
-
-
-class SigningKeys:
-    """RSA-2048 signing keys: all are published in the JWKS, the active one signs."""
-
-    def __init__(self) -> None:
-        self.keys: list[SigningKey] = []
-        self.active_index = 0
-        self.rotate()
-
-    @property
-    def active(self) -> SigningKey:
-        return self.keys[self.active_index]
-
-    def rotate(self) -> SigningKey:
-        """Add a new key and make it the active one; older keys stay published."""
-        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        numbers = private_key.public_key().public_numbers()
-        # kid: the RFC 7638 thumbprint (SHA-256 of the required members, in lexical order, without whitespace).
-        canonical = f'{{"e":"{_b64_uint(numbers.e)}","kty":"RSA","n":"{_b64_uint(numbers.n)}"}}'
-        self.keys.append(SigningKey(_b64url(hashlib.sha256(canonical.encode()).digest()), private_key))
-        self.active_index = len(self.keys) - 1
-        return self.active
-
-    def jwks(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": [key.public_jwk() for key in self.keys]}
-
-    def sign(self, claims: dict[str, Any]) -> str:
-        key = self.active
-        return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "at+jwt"})
 
 
 def _oauth_error(error: str, description: str | None = None) -> web.HTTPException:

@@ -1,35 +1,29 @@
-"""Stage 3: introspection. One ``Introspector`` per authorization server, its dialect chosen in config."""
+"""Stages 3 and 4: introspection in the AS's dialect, and verification of what it returns."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
 
 import aiohttp
 
 from authz.config import Config
+from authz.introspection.authority import Authority
 from authz.introspection.client import ASResponse, AuthorizationServerClient
 from authz.introspection.phantom import PhantomIntrospector
-from authz.models import Introspection
+from authz.introspection.rfc7662 import Rfc7662Introspector
+from authz.introspection.rfc9701 import Rfc9701Introspector
 
 __all__ = [
     "ASResponse",
+    "Authority",
     "AuthorizationServerClient",
-    "Introspector",
     "PhantomIntrospector",
-    "build_introspectors",
+    "Rfc7662Introspector",
+    "Rfc9701Introspector",
+    "build_authorities",
 ]
 
 
-class Introspector(Protocol):
-    dialect: str
-
-    async def introspect(self, token: str) -> Introspection: ...
-
-
-def build_introspectors(config: Config, session: aiohttp.ClientSession) -> Mapping[str, Introspector]:
-    """One introspector per configured authorization server, sharing one HTTP session."""
-    return {
-        name: PhantomIntrospector(AuthorizationServerClient(server, session))
-        for name, server in config.authorization_servers.items()
-    }
+def build_authorities(config: Config, session: aiohttp.ClientSession) -> Mapping[str, Authority]:
+    """One ``Authority`` per configured authorization server, sharing one HTTP session."""
+    return {name: Authority(server, session) for name, server in config.authorization_servers.items()}

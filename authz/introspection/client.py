@@ -11,15 +11,14 @@ It owns what every dialect shares: client authentication, timeout, no redirects,
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import aiohttp
 
 from authz.config import AuthorizationServerConfig
 from authz.errors import UpstreamMisbehaved, UpstreamUnavailable
+from authz.introspection.client_auth import ClientAuth, client_auth_for
 
 __all__ = ["ASResponse", "AuthorizationServerClient"]
 
@@ -51,13 +50,15 @@ def _retry_after(value: str | None, default: int) -> int:
 
 
 class AuthorizationServerClient:
-    def __init__(self, config: AuthorizationServerConfig, session: aiohttp.ClientSession) -> None:
+    """Every HTTP call phantom-authz makes to one AS: introspection, and GETs of its metadata and JWKS."""
+
+    def __init__(self, config: AuthorizationServerConfig, session: aiohttp.ClientSession,
+                 auth: ClientAuth | None = None) -> None:
         self.config = config
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
         self._ssl = bool(config.verify_tls)
-        credentials = f"{quote(config.client_id, safe='')}:{quote(config.client_secret.reveal(), safe='')}"
-        self._basic = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+        self._auth = auth or client_auth_for(config)
 
     @property
     def name(self) -> str:
@@ -65,66 +66,75 @@ class AuthorizationServerClient:
 
     async def introspect(self, token: str, accept: str) -> ASResponse:
         """POST ``token=`` to the introspection endpoint; return a 200/204 answer or raise."""
-        headers = {"Authorization": self._basic, "Accept": accept}
+        headers = {"Accept": accept}
+        form = {"token": token}
+        self._auth.apply(headers, form)
+        return await self._send("POST", self.config.introspection_endpoint, "introspection", headers, form)
+
+    async def get(self, url: str, what: str, accept: str = "application/json") -> ASResponse:
+        """GET a document of the AS (metadata, JWKS); only a 200 is returned."""
+        resp = await self._send("GET", url, what, {"Accept": accept}, None)
+        if resp.status != 200:
+            raise UpstreamMisbehaved(f"AS {self.name}: {what} answered HTTP {resp.status}")
+        return resp
+
+    async def _send(self, method: str, url: str, what: str, headers: dict[str, str],
+                    form: dict[str, str] | None) -> ASResponse:
         try:
-            async with self._session.post(
-                self.config.introspection_endpoint,
-                data={"token": token},
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                ssl=self._ssl,
+            async with self._session.request(
+                method, url, data=form, headers=headers, timeout=self._timeout, allow_redirects=False, ssl=self._ssl,
             ) as resp:
-                self._check_status(resp)
-                body = await self._read_limited(resp)
+                self._check_status(resp, what)
+                body = await self._read_limited(resp, what)
                 media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
                 return ASResponse(resp.status, media_type, body, _max_age(resp.headers.get("Cache-Control")))
         except (UpstreamUnavailable, UpstreamMisbehaved):
             raise
         except TimeoutError:
             raise UpstreamUnavailable(
-                f"AS {self.name}: no answer within {self.config.timeout_seconds:g}s",
+                f"AS {self.name}: {what} gave no answer within {self.config.timeout_seconds:g}s",
                 retry_after=self.config.retry_after_seconds,
             ) from None
         except aiohttp.ClientPayloadError as exc:
-            raise UpstreamMisbehaved(f"AS {self.name}: truncated or corrupt response body ({exc})") from None
+            raise UpstreamMisbehaved(f"AS {self.name}: {what} body truncated or corrupt ({exc})") from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise UpstreamUnavailable(
-                f"AS {self.name}: cannot connect ({type(exc).__name__}: {exc})",
+                f"AS {self.name}: {what}: cannot connect ({type(exc).__name__}: {exc})",
                 retry_after=self.config.retry_after_seconds,
             ) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamMisbehaved(f"AS {self.name}: bad HTTP response ({type(exc).__name__}: {exc})") from None
+            raise UpstreamMisbehaved(f"AS {self.name}: {what}: bad HTTP response ({type(exc).__name__}: {exc})"
+                                     ) from None
 
-    def _check_status(self, resp: aiohttp.ClientResponse) -> None:
+    def _check_status(self, resp: aiohttp.ClientResponse, what: str) -> None:
         status = resp.status
         if status in (200, 204):
             return
         if status == 429 or status >= 500:
             raise UpstreamUnavailable(
-                f"AS {self.name}: introspection answered HTTP {status}",
+                f"AS {self.name}: {what} answered HTTP {status}",
                 retry_after=_retry_after(resp.headers.get("Retry-After"), self.config.retry_after_seconds),
             )
         if status in (401, 403):
             raise UpstreamMisbehaved(
-                f"AS {self.name}: introspection rejected our client credentials "
+                f"AS {self.name}: {what} rejected our client credentials "
                 f"(HTTP {status}; client_id {self.config.client_id!r})"
             )
         if 300 <= status < 400:
-            raise UpstreamMisbehaved(f"AS {self.name}: introspection answered with a redirect (HTTP {status})")
-        raise UpstreamMisbehaved(f"AS {self.name}: introspection answered HTTP {status}")
+            raise UpstreamMisbehaved(f"AS {self.name}: {what} answered with a redirect (HTTP {status})")
+        raise UpstreamMisbehaved(f"AS {self.name}: {what} answered HTTP {status}")
 
-    async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_limited(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
         limit = self.config.max_response_bytes
         if resp.content_length is not None and resp.content_length > limit:
             raise UpstreamMisbehaved(
-                f"AS {self.name}: response of {resp.content_length} bytes exceeds max_response_bytes={limit}"
+                f"AS {self.name}: {what} response of {resp.content_length} bytes exceeds max_response_bytes={limit}"
             )
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(16 * 1024):
             size += len(chunk)
             if size > limit:
-                raise UpstreamMisbehaved(f"AS {self.name}: response exceeds max_response_bytes={limit}")
+                raise UpstreamMisbehaved(f"AS {self.name}: {what} response exceeds max_response_bytes={limit}")
             chunks.append(chunk)
         return b"".join(chunks)

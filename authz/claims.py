@@ -1,0 +1,91 @@
+"""Stage 4b: a token's claims -> ``Identity``. Checks ``exp``/``nbf`` (with leeway), ``iss`` and ``aud``. Pure.
+
+Claims that fail (expired, not yet valid, another issuer, another audience) are the client's problem: 401
+``invalid_token``. Claims of the wrong type are the AS's: 502.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from authz.errors import InvalidToken, UpstreamMisbehaved
+from authz.models import Identity
+
+__all__ = ["ClaimsChecker", "scopes_of"]
+
+
+def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """The ``scope`` claim as a set: a space-separated string (RFC 9068) or a list of strings."""
+    scope = claims.get("scope", claims.get("scp"))
+    if scope is None:
+        return frozenset()
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
+        return frozenset(scope)
+    raise UpstreamMisbehaved("token scope claim is neither a string nor a list of strings")
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UpstreamMisbehaved(f"token {name} claim is not a finite number")
+    return float(value)
+
+
+def _string(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise UpstreamMisbehaved(f"token {name} claim is not a string")
+
+
+def _audiences(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    aud = claims.get("aud")
+    if aud is None:
+        return ()
+    if isinstance(aud, str):
+        return (aud,)
+    if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+        return tuple(aud)
+    raise UpstreamMisbehaved("token aud claim is neither a string nor a list of strings")
+
+
+class ClaimsChecker:
+    """``issuer``: required ``iss`` when set; ``audiences``: ``aud`` must hold one of them when non-empty."""
+
+    def __init__(self, issuer: str | None, audiences: tuple[str, ...], leeway_seconds: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._issuer = issuer
+        self._audiences = frozenset(audiences)
+        self._leeway = leeway_seconds
+        self._clock = clock
+
+    def identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
+        now = self._clock()
+        exp = _number(claims, "exp")
+        if exp is not None and exp <= now - self._leeway:
+            raise InvalidToken("token expired")
+        nbf = _number(claims, "nbf")
+        if nbf is not None and nbf > now + self._leeway:
+            raise InvalidToken("token not yet valid")
+        issuer = _string(claims, "iss")
+        if self._issuer is not None and issuer is not None and issuer != self._issuer:
+            raise InvalidToken(f"token issuer {issuer[:100]!r} is not {self._issuer!r}")
+        if self._issuer is not None and issuer is None and jwt is not None:
+            raise InvalidToken("token JWT has no iss claim")
+        if self._audiences and not self._audiences.intersection(_audiences(claims)):
+            raise InvalidToken("token audience is not one of ours")
+        return Identity(
+            jwt=jwt,
+            claims=claims,
+            scopes=scopes_of(claims),
+            subject=_string(claims, "sub"),
+            client_id=_string(claims, "client_id"),
+            expires_at=exp,
+        )

@@ -1,0 +1,59 @@
+"""One configured authorization server: its client, dialect, keys, and the checks on what it returns.
+
+``introspect(token)`` gives the AS's answer with any JWT already verified against the AS's keys (so the answer can
+be cached as it is); ``identity(answer)`` checks the claims (time, issuer, audience) and is cheap enough to run on
+every request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from authz.claims import ClaimsChecker
+from authz.config import AuthorizationServerConfig
+from authz.errors import InvalidToken
+from authz.introspection.client import AuthorizationServerClient
+from authz.introspection.jwks import KeySet
+from authz.introspection.phantom import PhantomIntrospector
+from authz.introspection.rfc7662 import Rfc7662Introspector
+from authz.introspection.rfc9701 import Rfc9701Introspector
+from authz.models import Identity, Introspection
+from authz.token import JwtVerifier
+
+__all__ = ["Authority"]
+
+
+class Authority:
+    def __init__(self, config: AuthorizationServerConfig, session: aiohttp.ClientSession,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.name = config.name
+        self.client = AuthorizationServerClient(config, session)
+        self.keys = KeySet(config, self.client) if config.issuer is not None else None
+        self._verifier = JwtVerifier(self.keys, config.algorithms) if self.keys is not None else None
+        self._claims = ClaimsChecker(config.issuer, config.audiences, config.leeway_seconds, clock)
+        if config.dialect == "rfc9701":
+            assert self._verifier is not None
+            self.introspector: PhantomIntrospector | Rfc7662Introspector | Rfc9701Introspector = (
+                Rfc9701Introspector(self.client, self._verifier, config, clock))
+        elif config.dialect == "rfc7662":
+            self.introspector = Rfc7662Introspector(self.client, config.jwt_field)
+        else:
+            self.introspector = PhantomIntrospector(self.client)
+
+    async def introspect(self, token: str) -> Introspection:
+        """The AS's answer; an access-token JWT in it has had its signature verified."""
+        answer = await self.introspector.introspect(token)
+        if not answer.active or answer.jwt is None:
+            return answer
+        assert self._verifier is not None, "config validation requires an issuer for JWT-returning dialects"
+        claims = await self._verifier.verify(answer.jwt)
+        return Introspection(active=True, jwt=answer.jwt, claims=claims, max_age=answer.max_age)
+
+    def identity(self, answer: Introspection) -> Identity:
+        if not answer.active:
+            raise InvalidToken("authorization server says the token is not active")
+        return self._claims.identity(answer.claims, answer.jwt)

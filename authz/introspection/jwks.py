@@ -1,0 +1,143 @@
+"""The AS's signing keys: JWKS from ``jwks_uri`` or from the AS metadata, cached, refreshed on an unknown ``kid``.
+
+- Keys are kept ``jwks_cache_seconds``; past that they are re-fetched, and kept if the re-fetch fails.
+- An unknown ``kid`` triggers a refresh at most once per ``jwks_min_refresh_seconds`` (counted from the last
+  attempt, success or not), so junk ``kid`` values cannot make us hammer the AS. Concurrent refreshes share one
+  fetch.
+- Metadata: ``metadata_url`` if configured, else RFC 8414 (``/.well-known/oauth-authorization-server`` inserted
+  before the issuer's path), then OIDC discovery (``<issuer>/.well-known/openid-configuration``). The document's
+  ``issuer`` must equal ours (RFC 8414 §3.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt as pyjwt
+
+from authz.config import AuthorizationServerConfig
+from authz.errors import UpstreamMisbehaved
+from authz.introspection.client import AuthorizationServerClient
+
+__all__ = ["KeySet", "metadata_urls"]
+
+log = logging.getLogger("authz.jwks")
+
+
+def metadata_urls(issuer: str) -> list[str]:
+    """Where the AS metadata may be, in the order RFC 8414 and OIDC Discovery give."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return [
+        f"{origin}/.well-known/oauth-authorization-server{path}",
+        f"{issuer.rstrip('/')}/.well-known/openid-configuration",
+    ]
+
+
+def _json(body: bytes, what: str, as_name: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise UpstreamMisbehaved(f"AS {as_name}: {what} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise UpstreamMisbehaved(f"AS {as_name}: {what} is not a JSON object")
+    return doc
+
+
+class KeySet:
+    def __init__(self, config: AuthorizationServerConfig, client: AuthorizationServerClient,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._config = config
+        self._client = client
+        self._clock = clock
+        self._jwks_uri = config.jwks_uri
+        self._keys: dict[str | None, pyjwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    async def key(self, kid: str | None) -> pyjwt.PyJWK:
+        """The verification key for ``kid``; raises ``UpstreamMisbehaved`` when the AS has no such key."""
+        now = self._clock()
+        if not self._keys or now - self._fetched_at > self._config.jwks_cache_seconds:
+            await self._refresh(stale_ok=bool(self._keys))
+        found = self._lookup(kid)
+        if found is None and self._clock() - self._attempted_at >= self._config.jwks_min_refresh_seconds:
+            await self._refresh(stale_ok=True)
+            found = self._lookup(kid)
+        if found is None:
+            raise UpstreamMisbehaved(f"AS {self.name}: no signing key with kid {str(kid)[:64]!r} in its JWKS")
+        return found
+
+    def _lookup(self, kid: str | None) -> pyjwt.PyJWK | None:
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        return self._keys.get(kid)
+
+    async def _refresh(self, stale_ok: bool) -> None:
+        started = self._clock()
+        async with self._lock:
+            if self._attempted_at >= started:  # another task refreshed while we waited
+                return
+            self._attempted_at = self._clock()
+            try:
+                self._keys = await self._fetch()
+                self._fetched_at = self._clock()
+            except Exception as exc:
+                if not stale_ok:
+                    raise
+                log.warning("AS %s: JWKS refresh failed, keeping %d cached keys: %s", self.name, len(self._keys), exc)
+
+    async def _fetch(self) -> dict[str | None, pyjwt.PyJWK]:
+        if self._jwks_uri is None:
+            self._jwks_uri = await self._discover_jwks_uri()
+        resp = await self._client.get(self._jwks_uri, "JWKS", accept="application/json, application/jwk-set+json")
+        doc = _json(resp.body, "JWKS", self.name)
+        raw_keys = doc.get("keys")
+        if not isinstance(raw_keys, list):
+            raise UpstreamMisbehaved(f"AS {self.name}: JWKS has no keys array")
+        keys: dict[str | None, pyjwt.PyJWK] = {}
+        for raw in raw_keys:
+            if not isinstance(raw, dict) or raw.get("use", "sig") != "sig":
+                continue
+            try:
+                key = pyjwt.PyJWK(raw)
+            except (pyjwt.PyJWKError, pyjwt.InvalidKeyError):
+                continue  # a key type or curve we cannot use; others may do
+            keys[raw.get("kid") if isinstance(raw.get("kid"), str) else None] = key
+        if not keys:
+            raise UpstreamMisbehaved(f"AS {self.name}: JWKS holds no usable signing key")
+        log.info("AS %s: loaded %d signing keys from %s", self.name, len(keys), self._jwks_uri)
+        return keys
+
+    async def _discover_jwks_uri(self) -> str:
+        issuer = self._config.issuer
+        assert issuer is not None
+        candidates = [self._config.metadata_url] if self._config.metadata_url else metadata_urls(issuer)
+        failure: UpstreamMisbehaved | None = None
+        for url in candidates:
+            try:
+                resp = await self._client.get(url, "metadata")
+            except UpstreamMisbehaved as exc:  # e.g. 404: try the next well-known location
+                failure = exc
+                continue
+            doc = _json(resp.body, "metadata", self.name)
+            if doc.get("issuer") != issuer:
+                raise UpstreamMisbehaved(f"AS {self.name}: metadata at {url} names issuer {doc.get('issuer')!r}")
+            jwks_uri = doc.get("jwks_uri")
+            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+                raise UpstreamMisbehaved(f"AS {self.name}: metadata at {url} has no usable jwks_uri")
+            return jwks_uri
+        assert failure is not None
+        raise failure
