@@ -12,7 +12,6 @@ which is taken verbatim.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +21,8 @@ from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import serialization
+
+from authz.config_section import ConfigError, Secret, Section, read_file, url
 
 __all__ = [
     "AuthorizationServerConfig",
@@ -44,37 +45,6 @@ DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 CLAIMS_FORWARDING = ("none", "header")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
-
-
-class ConfigError(ValueError):
-    """A configuration problem; ``str()`` is one line naming the key and why."""
-
-    def __init__(self, key: str, why: str) -> None:
-        super().__init__(f"{key}: {why}" if key else why)
-        self.key = key
-
-
-class Secret:
-    """A secret string whose ``repr``/``str`` never shows the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,76 +126,6 @@ class Config:
         return self.authorization_servers[self.default_authorization_server]
 
 
-class _Section:
-    """Reads typed values out of one mapping, naming the dotted key in every error; rejects leftovers."""
-
-    def __init__(self, data: Any, path: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(path, "must be a mapping")
-        self._data = dict(data)
-        self._path = path
-
-    def key(self, name: str) -> str:
-        return f"{self._path}.{name}" if self._path else name
-
-    def has(self, name: str) -> bool:
-        return name in self._data
-
-    def raw(self, name: str, default: Any = None) -> Any:
-        return self._data.pop(name, default)
-
-    def str_(self, name: str, default: str | None = None) -> str:
-        value = self._data.pop(name, default)
-        if value is None:
-            raise ConfigError(self.key(name), "is required")
-        if not isinstance(value, str) or not value:
-            raise ConfigError(self.key(name), "must be a non-empty string")
-        return value
-
-    def number(self, name: str, default: float, *, minimum: float = 0.0, integer: bool = False) -> float:
-        value = self._data.pop(name, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(self.key(name), f"must be a finite number, got {value!r}")
-        if integer and not float(value).is_integer():
-            raise ConfigError(self.key(name), "must be a whole number")
-        if value <= minimum:
-            raise ConfigError(self.key(name), f"must be > {minimum:g}, got {value}")
-        return float(value)
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self._data.pop(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), "must be true or false")
-        return value
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str_(name, default)
-        if value not in choices:
-            raise ConfigError(self.key(name), f"must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def strings(self, name: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
-        value = self._data.pop(name, [])
-        if isinstance(value, str):
-            value = value.split()
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(self.key(name), "must be a list of strings")
-        for item in value:
-            if not pattern.match(item):
-                raise ConfigError(self.key(name), f"{item!r} is not a valid {what}")
-        return tuple(value)
-
-    def section(self, name: str) -> _Section:
-        return _Section(self._data.pop(name, None), self.key(name))
-
-    def done(self) -> None:
-        if self._data:
-            unknown = sorted(self._data)[0]
-            raise ConfigError(self.key(unknown), "unknown key")
-
-
 def _listen_address(value: str, key: str) -> str:
     if value.startswith("unix:"):
         if len(value) <= len("unix:"):
@@ -237,7 +137,7 @@ def _listen_address(value: str, key: str) -> str:
     return value
 
 
-def _secret(sec: _Section, environ: Mapping[str, str], from_file: bool) -> Secret:
+def _secret(sec: Section, environ: Mapping[str, str], from_file: bool) -> Secret:
     if sec.has("client_secret"):
         if from_file:
             raise ConfigError(
@@ -249,7 +149,7 @@ def _secret(sec: _Section, environ: Mapping[str, str], from_file: bool) -> Secre
         sec.raw("client_secret_env")
         return Secret(sec.str_("client_secret"))
     if sec.has("client_secret_file"):
-        return Secret(_read_file(sec, "client_secret_file"))
+        return Secret(read_file(sec, "client_secret_file"))
     if sec.has("client_secret_env"):
         name = sec.str_("client_secret_env")
         value = environ.get(name, "")
@@ -259,20 +159,9 @@ def _secret(sec: _Section, environ: Mapping[str, str], from_file: bool) -> Secre
     raise ConfigError(sec.key("client_secret"), "is required (set client_secret_file or client_secret_env)")
 
 
-def _read_file(sec: _Section, name: str) -> str:
-    path = Path(sec.str_(name))
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(sec.key(name), f"cannot read {path}: {exc.strerror}") from None
-    if not value:
-        raise ConfigError(sec.key(name), f"{path} is empty")
-    return value
-
-
-def _private_key_jwt(sec: _Section) -> PrivateKeyJwtConfig:
+def _private_key_jwt(sec: Section) -> PrivateKeyJwtConfig:
     sub = sec.section("private_key_jwt")
-    pem = _read_file(sub, "key_file")
+    pem = read_file(sub, "key_file")
     try:
         serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError):
@@ -291,20 +180,11 @@ def _private_key_jwt(sec: _Section) -> PrivateKeyJwtConfig:
     return result
 
 
-def _url(sec: _Section, name: str, required: bool = False) -> str | None:
-    if not required and not sec.has(name):
-        return None
-    value = sec.str_(name)
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ConfigError(sec.key(name), f"must be an http(s) URL, got {value!r}")
-    return value
-
-
 def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str, str], inline: bool,
                           default_leeway: float) -> AuthorizationServerConfig:
-    sec = _Section(data, f"{path}.{name}")
+    sec = Section(data, f"{path}.{name}")
     method = sec.choice("client_auth_method", "client_secret_basic", CLIENT_AUTH_METHODS)
-    endpoint = _url(sec, "introspection_endpoint", required=True)
+    endpoint = url(sec, "introspection_endpoint", required=True)
     assert endpoint is not None
     result = AuthorizationServerConfig(
         name=name,
@@ -319,8 +199,8 @@ def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str,
         retry_after_seconds=int(sec.number("retry_after_seconds", 5, integer=True)),
         verify_tls=sec.boolean("verify_tls", True),
         issuer=sec.str_("issuer") if sec.has("issuer") else None,
-        jwks_uri=_url(sec, "jwks_uri"),
-        metadata_url=_url(sec, "metadata_url"),
+        jwks_uri=url(sec, "jwks_uri"),
+        metadata_url=url(sec, "metadata_url"),
         audiences=sec.strings("audiences", re.compile(r"^\S+$"), "audience"),
         algorithms=sec.strings("algorithms", re.compile("^(" + "|".join(ASYMMETRIC_ALGORITHMS) + ")$"),
                                "asymmetric JWS algorithm (none and HS* are never accepted)") or DEFAULT_ALGORITHMS,
@@ -342,7 +222,7 @@ def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str,
 
 
 def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, bool]) -> Config:
-    top = _Section(data, "")
+    top = Section(data, "")
     srv = top.section("server")
     server = ServerConfig(
         listen=_listen_address(srv.str_("listen", "127.0.0.1:9001"), srv.key("listen")),

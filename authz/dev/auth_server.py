@@ -6,8 +6,11 @@ A dev/demo AS, NOT for production: all state (tokens, keys, counters) is in memo
 - ``POST /oauth/v2/oauth-token``: ``client_credentials`` with ``client_secret_basic`` or ``client_secret_post``;
   issues an opaque random token. Dev-only form field ``subject`` sets ``sub`` (default: the client id), so a demo
   can act as a user such as "alice".
-- ``POST /oauth/v2/oauth-introspect`` (clients allowed to introspect): with ``Accept: application/jwt`` an active
-  token gets 200 and a signed RS256 JWT, an inactive one 204; otherwise RFC 7662 JSON. Active answers carry
+- ``POST /oauth/v2/oauth-introspect`` (clients allowed to introspect), in the dialect ``Accept`` prefers:
+  ``application/jwt`` (Curity's phantom dialect): an active token gets 200 and a signed RS256 JWT of its claims,
+  an inactive one 204; ``application/token-introspection+jwt`` (RFC 9701): 200 and an RS256 JWT (``typ``
+  ``token-introspection+jwt``) with ``iss``, ``aud`` (the introspecting client), ``iat`` and ``token_introspection``
+  (the RFC 7662 answer, ``{"active": false}`` for an inactive token); otherwise RFC 7662 JSON. Active answers carry
   ``Cache-Control: max-age=<seconds the token has left>``.
 - ``POST /oauth/v2/oauth-revoke`` (RFC 7009), ``GET /oauth/v2/oauth-anonymous/jwks``,
   ``GET /.well-known/oauth-authorization-server`` (RFC 8414), ``GET /stats``, ``POST /dev/reset-stats``,
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
 from authz.dev.signing_keys import SigningKeys
 
 __all__ = ["DEV_AS_KEY", "DevASConfig", "DevAuthServer", "DevClient", "SigningKeys", "bound_port", "build_app",
@@ -48,7 +52,9 @@ INTROSPECT_PATH = "/oauth/v2/oauth-introspect"
 REVOKE_PATH = "/oauth/v2/oauth-revoke"
 JWKS_PATH = "/oauth/v2/oauth-anonymous/jwks"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
-JWT_MEDIA_TYPE = "application/jwt"
+JWT_MEDIA_TYPE = "application/jwt"  # Curity's phantom dialect
+JWT_INTROSPECTION_MEDIA_TYPE = "application/token-introspection+jwt"  # RFC 9701
+JSON_MEDIA_TYPE = "application/json"  # RFC 7662
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PURGE_EVERY = 1024  # issued tokens between sweeps of expired records
 
@@ -110,15 +116,17 @@ def _form_str(form: Mapping[str, object], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _wants_jwt(accept: str) -> bool:
-    """True when ``Accept`` lists application/jwt with q > 0 and not below application/json's q."""
-    quality = {JWT_MEDIA_TYPE: 0.0, "application/json": 0.0}
+def _negotiate(accept: str) -> str:
+    """The introspection dialect ``Accept`` prefers: of the three media types it lists explicitly, the one with the
+    highest q > 0, ties going to RFC 9701, then application/jwt, then JSON; JSON when it lists none of them."""
+    quality = dict.fromkeys((JWT_INTROSPECTION_MEDIA_TYPE, JWT_MEDIA_TYPE, JSON_MEDIA_TYPE), 0.0)
     for item in accept.split(","):
         media, *params = (part.strip().lower() for part in item.split(";"))
         q = next((value for name, _, value in (p.partition("=") for p in params) if name.strip() == "q"), "1")
         if media in quality:
             quality[media] = max(quality[media], float(q) if q.strip().replace(".", "", 1).isdigit() else 0.0)
-    return 0 < quality[JWT_MEDIA_TYPE] >= quality["application/json"]
+    best = max(quality, key=quality.__getitem__)  # the first of the highest, in the order above
+    return best if quality[best] > 0 else JSON_MEDIA_TYPE
 
 
 def _url_host(host: str) -> str:
@@ -194,6 +202,18 @@ class DevAuthServer:
         return {"iss": self.issuer, "sub": record.sub, "aud": self.config.audience, "scope": " ".join(record.scope),
                 "client_id": record.client_id, "exp": record.exp, "iat": record.iat, "jti": record.jti}
 
+    def introspection_json(self, record: TokenRecord | None) -> dict[str, Any]:
+        """The RFC 7662 answer: ``{"active": false}`` for an inactive token (``None``)."""
+        if record is None:
+            return {"active": False}
+        return {"active": True, **self.claims(record), "token_type": "bearer"}
+
+    def introspection_jwt(self, client_id: str, record: TokenRecord | None, now: float) -> str:
+        """The RFC 9701 answer for ``client_id``: the RFC 7662 one in ``token_introspection``, signed."""
+        claims = {"iss": self.issuer, "aud": client_id, "iat": int(now),
+                  "token_introspection": self.introspection_json(record)}
+        return self.keys.sign(claims, typ="token-introspection+jwt")
+
     def stats(self) -> dict[str, Any]:
         return {"introspections": self.introspections, "tokens_issued": self.tokens_issued,
                 "revocations": self.revocations, "active_kid": self.keys.active.kid}
@@ -230,17 +250,21 @@ class DevAuthServer:
             raise _oauth_error("invalid_request", "token is required")
         now = time.time()
         record = self.tokens.get(token)
-        want_jwt = _wants_jwt(request.headers.get("Accept", ""))
-        if record is None or not record.active(now):
-            if want_jwt:
+        active = record if record is not None and record.active(now) else None
+        dialect = _negotiate(request.headers.get("Accept", ""))
+        if active is None:
+            if dialect == JWT_MEDIA_TYPE:
                 return web.Response(status=204)
-            return web.json_response({"active": False}, headers=_NO_STORE)
-        cache = {"Cache-Control": f"max-age={max(0, int(record.exp - now))}"}
-        if want_jwt:
-            return web.Response(body=self.keys.sign(self.claims(record)).encode(), content_type=JWT_MEDIA_TYPE,
-                                headers=cache)
-        body = {"active": True, **self.claims(record), "token_type": "bearer"}
-        return web.json_response(body, headers=cache)
+            headers = _NO_STORE
+        else:
+            headers = {"Cache-Control": f"max-age={max(0, int(active.exp - now))}"}
+        if dialect == JWT_INTROSPECTION_MEDIA_TYPE:
+            return web.Response(body=self.introspection_jwt(client_id, active, now).encode(),
+                                content_type=JWT_INTROSPECTION_MEDIA_TYPE, headers=headers)
+        if active is not None and dialect == JWT_MEDIA_TYPE:
+            return web.Response(body=self.keys.sign(self.claims(active)).encode(), content_type=JWT_MEDIA_TYPE,
+                                headers=headers)
+        return web.json_response(self.introspection_json(active), headers=headers)
 
     async def revoke_endpoint(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -267,6 +291,7 @@ class DevAuthServer:
             "jwks_uri": base + JWKS_PATH, "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": methods, "introspection_endpoint_auth_methods_supported": methods,
             "revocation_endpoint_auth_methods_supported": methods,
+            "introspection_signing_alg_values_supported": ["RS256"],  # RFC 9701
         })
 
     async def stats_endpoint(self, request: web.Request) -> web.Response:
