@@ -1,0 +1,93 @@
+"""A misbehaving authorization server for fault tests: each path answers in one wrong (or right) way.
+
+Runs an aiohttp app on 127.0.0.1 in a background thread so synchronous tests and subprocesses can reach it.
+This is a test double of broken servers, not of any product: the real dialects are tested against the dev AS and
+node oidc-provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+KID = "fake-as-key"
+
+
+def good_jwt(**claims: Any) -> str:
+    now = int(time.time())
+    base = {"iss": "http://fake-as", "sub": "alice", "aud": "api", "scope": "read", "iat": now, "exp": now + 300}
+    return jwt.encode({**base, **claims}, KEY, algorithm="RS256", headers={"kid": KID})
+
+
+def _alg_none() -> str:
+    return jwt.encode({"iss": "http://fake-as", "sub": "mallory", "scope": "read admin"}, None, algorithm="none")
+
+
+def _jwks() -> dict[str, Any]:
+    public = jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True)
+    return {"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]}
+
+
+BEHAVIOURS: dict[str, Any] = {
+    "ok": lambda: web.Response(body=good_jwt(), content_type="application/jwt"),
+    "html": lambda: web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+    "wrong_content_type": lambda: web.Response(body=good_jwt(), content_type="text/plain"),
+    "truncated_json": lambda: web.Response(text='{"active": true, "scope": "re', content_type="application/json"),
+    "alg_none": lambda: web.Response(body=_alg_none(), content_type="application/jwt"),
+    "huge": lambda: web.Response(body=b"a" * (3 * 1024 * 1024), content_type="application/jwt"),
+    "redirect": lambda: web.Response(status=302, headers={"Location": "http://127.0.0.1:9/elsewhere"}),
+    "unauthorized": lambda: web.Response(status=401, text='{"error":"invalid_client"}', content_type="application/json"),
+    "server_error": lambda: web.Response(status=500, text="oops"),
+    "rate_limited": lambda: web.Response(status=429, headers={"Retry-After": "17"}),
+    "expired": lambda: web.Response(body=good_jwt(exp=int(time.time()) - 3600), content_type="application/jwt"),
+    "hs256_with_public_key": lambda: web.Response(
+        body=jwt.encode({"iss": "http://fake-as", "sub": "mallory", "scope": "read admin"}, "x" * 32,
+                        algorithm="HS256", headers={"kid": KID}), content_type="application/jwt"),
+}
+
+
+class FakeAS:
+    def __init__(self) -> None:
+        self.port = 0
+        self.calls: dict[str, int] = {}
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _introspect(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["behaviour"]
+        self.calls[name] = self.calls.get(name, 0) + 1
+        await request.post()
+        return BEHAVIOURS[name]()  # type: ignore[no-any-return]
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        return web.json_response(_jwks())
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/introspect/{behaviour}", self._introspect)
+        app.router.add_get("/jwks", self._jwks)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def start(self) -> FakeAS:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
