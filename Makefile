@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit e2e clean
+.PHONY: install run test lint unit e2e clean interop-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m authz quickstart
 
-test: $(STAMP)
+# node oidc-provider for tests/interop: (re)installed when node_modules is missing or package-lock.json is newer.
+INTEROP_DIR   := tests/interop/oidc_provider
+INTEROP_STAMP := $(INTEROP_DIR)/node_modules/.installed
+
+$(INTEROP_STAMP): $(INTEROP_DIR)/package-lock.json
+	cd $(INTEROP_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+interop-deps: $(INTEROP_STAMP)
+
+test: $(STAMP) interop-deps
 	$(PY) -m pytest -q
 
 unit: $(STAMP)

@@ -1,5 +1,6 @@
-"""The quickstart's dev AS, served on loopback and called over real HTTP: tokens, both introspection dialects,
-revocation, expiry, JWKS and key rotation, counters, latency, and the ``python -m`` entry point."""
+"""The quickstart's dev AS, served on loopback and called over real HTTP: tokens, the three introspection dialects
+(Curity's application/jwt, RFC 9701 JWT responses, RFC 7662 JSON), revocation, expiry, JWKS and key rotation,
+counters, latency, and the ``python -m`` entry point."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ CLIENTS = {
     "gateway": DevClient("gw-secret", can_introspect=True),
     "odd client:1": DevClient("p@ss:w%rd+ &", ("read",), ("read",)),
 }
+JWT_INTROSPECTION = "application/token-introspection+jwt"  # RFC 9701
 B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 §2.1
 
 
@@ -86,6 +88,14 @@ class DevAS:
         key = jwks[jwt.get_unverified_header(compact)["kid"]]
         return jwt.decode(compact, key.key, algorithms=["RS256"], audience="api.example.com",
                           issuer=self.state.issuer)
+
+    async def verify_introspection(self, compact: str, audience: str = GATEWAY[0]) -> dict[str, Any]:
+        """An RFC 9701 introspection response: typ, signature by a published key, iss, aud and iat."""
+        header = jwt.get_unverified_header(compact)
+        assert (header["alg"], header["typ"]) == ("RS256", "token-introspection+jwt")
+        key = jwt.PyJWKSet.from_dict(await self.get_json(JWKS))[header["kid"]]
+        return jwt.decode(compact, key.key, algorithms=["RS256"], audience=audience, issuer=self.state.issuer,
+                          options={"require": ["iss", "aud", "iat"]})
 
 
 MakeAS = Callable[..., Awaitable[DevAS]]
@@ -259,6 +269,73 @@ async def test_json_dialect(dev_as: DevAS) -> None:
     assert (await dev_as.get_json("/stats"))["introspections"] == 4
 
 
+async def test_rfc9701_answer_for_an_active_token(dev_as: DevAS) -> None:
+    before = int(time.time())
+    token = await dev_as.token("read write", subject="alice")
+    status, headers, body = await dev_as.introspect(token, JWT_INTROSPECTION)
+    assert status == 200
+    assert headers["Content-Type"] == JWT_INTROSPECTION
+    assert 0 < int(headers["Cache-Control"].removeprefix("max-age=")) <= 300
+    compact = body.decode()
+    assert token not in compact
+    assert jwt.get_unverified_header(compact)["kid"] == (await dev_as.get_json("/stats"))["active_kid"]
+    claims = await dev_as.verify_introspection(compact)
+    assert claims["iss"] == dev_as.state.issuer
+    assert claims["aud"] == "gateway"
+    assert before <= claims["iat"] <= time.time()
+    assert set(claims) == {"iss", "aud", "iat", "token_introspection"}  # no sub/exp: it is not an access token
+    inner = claims["token_introspection"]
+    assert inner == _json((await dev_as.introspect(token, "application/json"))[2])  # the RFC 7662 answer
+    assert inner["active"] is True
+    assert (inner["scope"], inner["client_id"], inner["sub"]) == ("read write", "demo-client", "alice")
+    assert (inner["iss"], inner["aud"], inner["token_type"]) == (dev_as.state.issuer, "api.example.com", "bearer")
+    assert inner["exp"] - inner["iat"] == 300 and inner["jti"]
+    assert (await dev_as.get_json("/stats"))["introspections"] == 2
+
+
+async def test_rfc9701_answer_for_inactive_tokens(dev_as: DevAS) -> None:
+    token = await dev_as.token()
+    await dev_as.post(REVOKE, {"token": token}, DEMO)
+    for inactive in (token, "no-such-token"):
+        status, headers, body = await dev_as.introspect(inactive, JWT_INTROSPECTION)
+        assert status == 200  # unlike the phantom dialect's 204: RFC 9701 always answers with a JWT
+        assert headers["Content-Type"] == JWT_INTROSPECTION
+        assert headers["Cache-Control"] == "no-store"
+        claims = await dev_as.verify_introspection(body.decode())
+        assert claims["token_introspection"] == {"active": False}
+        assert claims["aud"] == "gateway"
+
+
+async def test_rfc9701_audience_is_the_introspecting_client(make_as: MakeAS) -> None:
+    clients = {**CLIENTS, "second gateway": DevClient("s3cret", can_introspect=True)}
+    dev_as = await make_as(clients=clients)
+    token = await dev_as.token()
+    form = {"token": token, "client_id": "second gateway", "client_secret": "s3cret"}  # client_secret_post
+    status, _, body = await dev_as.post(INTROSPECT, form, headers={"Accept": JWT_INTROSPECTION})
+    assert status == 200
+    claims = await dev_as.verify_introspection(body.decode(), audience="second gateway")
+    assert claims["token_introspection"]["client_id"] == "demo-client"
+    with pytest.raises(jwt.InvalidAudienceError):
+        await dev_as.verify_introspection(body.decode(), audience="gateway")
+
+
+@pytest.mark.parametrize(("accept", "content_type"), [
+    (JWT_INTROSPECTION, JWT_INTROSPECTION),
+    (f"application/json;q=0.5, {JWT_INTROSPECTION}", JWT_INTROSPECTION),
+    (f"application/jwt, {JWT_INTROSPECTION}", JWT_INTROSPECTION),  # a tie goes to RFC 9701
+    (f"{JWT_INTROSPECTION};q=0.5, application/json", "application/json"),
+    (f"{JWT_INTROSPECTION};q=0.9, application/jwt", "application/jwt"),
+    (f"{JWT_INTROSPECTION};q=0", "application/json"),
+    ("application/jwt", "application/jwt"),
+    ("*/*", "application/json"),
+])
+async def test_accept_chooses_the_dialect(dev_as: DevAS, accept: str, content_type: str) -> None:
+    token = await dev_as.token()
+    status, headers, _ = await dev_as.introspect(token, accept)
+    assert status == 200
+    assert headers["Content-Type"].split(";")[0] == content_type
+
+
 async def test_key_rotation(dev_as: DevAS) -> None:
     token = await dev_as.token()
     old_jwt = (await dev_as.introspect(token))[2].decode()
@@ -307,6 +384,7 @@ async def test_metadata_and_reset_stats(dev_as: DevAS) -> None:
     assert meta["jwks_uri"] == dev_as.url + JWKS
     assert "client_credentials" in meta["grant_types_supported"]
     assert "client_secret_basic" in meta["introspection_endpoint_auth_methods_supported"]
+    assert meta["introspection_signing_alg_values_supported"] == ["RS256"]
     token = await dev_as.token()
     await dev_as.introspect(token)
     await dev_as.post(REVOKE, {"token": token}, DEMO)
