@@ -1,4 +1,4 @@
-"""The process: grpc.aio server with the Authorization and health services, and its lifecycle.
+"""The process: grpc.aio server with the Authorization and health services, the admin API, /metrics, lifecycle.
 
 Shutdown on SIGTERM/SIGINT follows gRPC's graceful pattern: health goes NOT_SERVING, the server stops taking new
 RPCs, in-flight checks finish (up to ``server.shutdown_grace_seconds``), the HTTP session closes, exit 0.
@@ -13,13 +13,18 @@ from collections.abc import Callable
 
 import aiohttp
 import grpc
+from aiohttp import web
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from authz.admin import CacheAdminService
+from authz.adminpb import admin_pb2_grpc
+from authz.cache import IntrospectionCache, RedisTier
 from authz.config import Config
 from authz.introspection import build_authorities
-from authz.pipeline import Authorizer
+from authz.metrics import Metrics
+from authz.pipeline import AuthorityLike, Authorizer
 from authz.service import AuthorizationService
 
 __all__ = ["AUTHORIZATION_SERVICE", "Server", "run"]
@@ -29,39 +34,97 @@ log = logging.getLogger("authz.server")
 AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization"
 
 
+def _bind(server: grpc.aio.Server, address: str) -> int:
+    try:
+        return int(server.add_insecure_port(address))
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+
+
 class Server:
-    """Owns the gRPC server and the outbound HTTP session; ``start`` then ``stop``."""
+    """Owns the gRPC servers, the outbound HTTP session, the cache and the metrics endpoint."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.port: int | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self.metrics = Metrics()
+        self.cache: IntrospectionCache | None = None
+        self._servers: list[grpc.aio.Server] = []
         self._session: aiohttp.ClientSession | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._health = health_aio.HealthServicer()
+
+    def _authorities(self, session: aiohttp.ClientSession) -> dict[str, AuthorityLike]:
+        authorities = build_authorities(self.config, session)
+        settings = self.config.cache
+        if not settings.enabled:
+            return dict(authorities)
+        redis = None
+        if settings.redis_url is not None:
+            redis = RedisTier(settings.redis_url, settings.redis_timeout_seconds, settings.redis_key_prefix,
+                              self.metrics)
+        self.cache = IntrospectionCache(settings, self.metrics, redis)
+        return {name: self.cache.wrap(authority) for name, authority in authorities.items()}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=300),
             raise_for_status=False,
         )
-        authorizer = Authorizer(self.config, build_authorities(self.config, self._session))
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(authorizer), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         try:
-            self.port = server.add_insecure_port(self.config.server.listen)
-        except RuntimeError as exc:
-            await self._session.close()
-            raise OSError(f"cannot listen on {self.config.server.listen}: {exc}") from None
-        await server.start()
-        self._grpc = server
+            await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> None:
+        assert self._session is not None
+        authorizer = Authorizer(self.config, self._authorities(self._session))
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self._servers.append(server)
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+            AuthorizationService(authorizer, self.metrics), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self.port = _bind(server, self.config.server.listen)
+        if self.config.admin_listen is not None and self.cache is not None:
+            admin = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            self._servers.append(admin)
+            admin_pb2_grpc.add_CacheAdminServicer_to_server(CacheAdminService(self.cache), admin)
+            _bind(admin, self.config.admin_listen)
+        if self.config.metrics_listen is not None:
+            await self._serve_metrics(self.config.metrics_listen)
+        for s in self._servers:
+            await s.start()
         for service in ("", AUTHORIZATION_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-    async def stop(self) -> None:
+    async def _serve_metrics(self, address: str) -> None:
+        async def metrics(request: web.Request) -> web.Response:
+            if self.cache is not None:
+                for kind, store in (("positive", self.cache.positive), ("negative", self.cache.negative)):
+                    self.metrics.cache_entries.labels(kind).set(len(store))
+                    self.metrics.cache_bytes.labels(kind).set(store.bytes)
+            return web.Response(body=self.metrics.exposition(), content_type="text/plain", charset="utf-8")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        self._metrics_runner = web.AppRunner(app, access_log=None)
+        await self._metrics_runner.setup()
+        if address.startswith("unix:"):
+            site: web.BaseSite = web.UnixSite(self._metrics_runner, address[len("unix:"):])
+        else:
+            host, _, port = address.rpartition(":")
+            site = web.TCPSite(self._metrics_runner, host.strip("[]"), int(port))
+        await site.start()
+
+    async def stop(self, grace: float | None = None) -> None:
         await self._health.enter_graceful_shutdown()
-        if self._grpc is not None:
-            await self._grpc.stop(self.config.server.shutdown_grace_seconds)
+        grace = self.config.server.shutdown_grace_seconds if grace is None else grace
+        await asyncio.gather(*(s.stop(grace) for s in self._servers))
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        if self.cache is not None and self.cache.redis is not None:
+            await self.cache.redis.close()
         if self._session is not None:
             await self._session.close()
 
@@ -74,7 +137,8 @@ async def run(config: Config, ready: Callable[[Server], None] | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    log.info("serving %s on %s", AUTHORIZATION_SERVICE, config.server.listen)
+    log.info("serving %s on %s (admin %s, metrics %s)", AUTHORIZATION_SERVICE, config.server.listen,
+             config.admin_listen or "off", config.metrics_listen or "off")
     if ready is not None:
         ready(server)
     await stopping.wait()

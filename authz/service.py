@@ -13,6 +13,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.errors import AuthzError
+from authz.metrics import Metrics
 from authz.pipeline import Authorizer
 from authz.request import request_info
 from authz.response import allow_response, deny_response
@@ -23,19 +24,24 @@ log = logging.getLogger("authz.check")
 
 
 class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, authorizer: Authorizer) -> None:
+    def __init__(self, authorizer: Authorizer, metrics: Metrics | None = None) -> None:
         self._authorizer = authorizer
         self._realm = authorizer.config.realm
+        self._checks = (metrics or Metrics()).checks
+        self._allowed = self._checks.labels("allow", "200", "ok")
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
         try:
-            allow = await self._authorizer.check(request_info(request))
-            return allow_response(allow)
+            response = allow_response(await self._authorizer.check(request_info(request)))
+            self._allowed.inc()
+            return response
         except AuthzError as err:
             _log_denial(err, request)
+            self._checks.labels("deny", str(err.status), err.reason).inc()
             return deny_response(err, self._realm)
         except Exception:
             log.exception("internal error while checking %s; denying with 500", _where(request))
+            self._checks.labels("deny", "500", "internal_error").inc()
             return deny_response(AuthzError("internal error"), self._realm)
 
 

@@ -60,6 +60,8 @@ class Stack:
         self.envoy_port = 0
         self.authz: Process | None = None
         self.dev_as: Process | None = None
+        self.admin_port = free_port()  # phantom-authz's cache admin API; the dev AS's revocation hook calls it
+        self.metrics_port = free_port()
 
     def _start(self, proc: Process) -> Process:
         self.procs.append(proc)
@@ -68,7 +70,8 @@ class Stack:
     def start_dev_as(self, *args: str) -> Process:
         self.as_port = free_port()
         self.dev_as = self._start(Process(
-            "dev-as", [sys.executable, "-m", "authz.dev.auth_server", "--port", str(self.as_port), *args],
+            "dev-as", [sys.executable, "-m", "authz.dev.auth_server", "--port", str(self.as_port),
+                       "--revocation-hook", f"127.0.0.1:{self.admin_port}", *args],
             self.as_port, self.dir, env={"DEV_AS_GATEWAY_SECRET": GATEWAY_SECRET}))
         return self.dev_as
 
@@ -95,6 +98,8 @@ class Stack:
             "server": {"listen": f"127.0.0.1:{self.authz_port}", "shutdown_grace_seconds": 5, "log_level": "DEBUG"},
             "realm": "api",
             "headers_to_remove": ["x-user-id"],
+            "admin_listen": f"127.0.0.1:{self.admin_port}",
+            "metrics_listen": f"127.0.0.1:{self.metrics_port}",
             "authorization_servers": {"dev": as_entry},
         }
         config.update(overrides)

@@ -40,6 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
+from authz.dev.revocation_hook import evict_at_gateway
 from authz.dev.signing_keys import SigningKeys
 
 __all__ = ["DEV_AS_KEY", "DevASConfig", "DevAuthServer", "DevClient", "SigningKeys", "bound_port", "build_app",
@@ -86,6 +87,7 @@ class DevASConfig:
     audience: str = "api.example.com"
     token_ttl: int = 300  # seconds
     latency_ms: float = 0.0  # added to every introspection call, to stand for a remote AS
+    revocation_hook: str | None = None  # phantom-authz admin API (HOST:PORT / unix:PATH) told of revocations
     clients: Mapping[str, DevClient] = field(default_factory=default_clients)
 
 
@@ -277,6 +279,8 @@ class DevAuthServer:
             record.revoked = True
             self.revocations += 1
             log.info("client %s revoked token jti=%s", client_id, record.jti)
+            if self.config.revocation_hook:
+                await evict_at_gateway(self.config.revocation_hook, token)
         return web.Response(status=200, headers=_NO_STORE)  # unknown tokens too (RFC 7009 §2.2)
 
     async def jwks_endpoint(self, request: web.Request) -> web.Response:
@@ -347,6 +351,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-ttl", type=int, default=defaults.token_ttl, help="token lifetime in seconds")
     parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms,
                         help="artificial latency added to every introspection call")
+    parser.add_argument("--revocation-hook", metavar="TARGET",
+                        help="phantom-authz admin API (HOST:PORT or unix:PATH) to evict revoked tokens from")
     return parser
 
 
@@ -367,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     config = DevASConfig(host=args.host, port=args.port, audience=args.audience, token_ttl=args.token_ttl,
-                         latency_ms=args.latency_ms)
+                         latency_ms=args.latency_ms, revocation_hook=args.revocation_hook)
     try:
         asyncio.run(_serve(config))
     except OSError as exc:

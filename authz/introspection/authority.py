@@ -31,6 +31,8 @@ class Authority:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.name = config.name
+        # what makes two deployments' answers interchangeable (the cache key's AS identity)
+        self.cache_identity = f"{config.introspection_endpoint}\0{config.client_id}\0{config.dialect}"
         self.client = AuthorizationServerClient(config, session)
         self.keys = KeySet(config, self.client) if config.issuer is not None else None
         self._verifier = JwtVerifier(self.keys, config.algorithms) if self.keys is not None else None
@@ -46,7 +48,10 @@ class Authority:
 
     async def introspect(self, token: str) -> Introspection:
         """The AS's answer; an access-token JWT in it has had its signature verified."""
-        answer = await self.introspector.introspect(token)
+        return await self.verified(await self.introspector.introspect(token))
+
+    async def verified(self, answer: Introspection) -> Introspection:
+        """``answer`` with its JWT's signature verified and its claims taken from the JWT."""
         if not answer.active or answer.jwt is None:
             return answer
         assert self._verifier is not None, "config validation requires an issuer for JWT-returning dialects"

@@ -23,7 +23,6 @@ from authz.introspection.client_auth import ClientAuth, client_auth_for
 __all__ = ["ASResponse", "AuthorizationServerClient"]
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +34,10 @@ class ASResponse:
 
 
 def _max_age(cache_control: str | None) -> int | None:
+    """Only ``max-age`` bounds our cache. ``no-store``, which many ASes send on every token-endpoint answer for
+    HTTP intermediaries' sake, does not forbid the gateway's own introspection cache (RFC 7662 §4)."""
     if not cache_control:
         return None
-    if _NO_CACHE.search(cache_control):
-        return 0
     match = _MAX_AGE.search(cache_control)
     return int(match.group(1)) if match else None
 

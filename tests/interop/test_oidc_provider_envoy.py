@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.skipif(not node_available(), reason=SKIP_REASON)
 
 GATEWAY_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 GATEWAY_KID = "gateway-jwt-key-1"
+CACHE_TTL = 0.5  # oidc-provider has no hook into our admin API: revocation shows once the cache entry expires
 
 
 def gateway_jwks() -> dict[str, Any]:
@@ -53,7 +55,7 @@ def stack_for(factory: Any, provider: OidcProvider, tmp_path: Path, **server: An
     s: Stack = factory()
     s.start_echo()
     s.start_authz(secret=GATEWAY_CLIENT[1] if entry["client_id"] != GATEWAY_POST[0] else GATEWAY_POST[1],
-                  authorization_servers={"oidc": entry})
+                  authorization_servers={"oidc": entry}, cache={"max_ttl_seconds": CACHE_TTL})
     s.start_envoy()
     return s
 
@@ -76,6 +78,7 @@ def test_oidc_provider_token_is_accepted_then_refused_after_revocation(
     assert claims["client_id"] == "demo-client" and claims["iss"] == provider.issuer
     assert s.get("/admin/get", token).status == 403
     provider.revoke(token)
+    time.sleep(CACHE_TTL + 0.1)
     refused = s.get("/httpbin/get", token)
     assert refused.status == 401
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]

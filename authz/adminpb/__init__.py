@@ -1,0 +1,1 @@
+"""Generated from protos/authz/adminpb/admin.proto by grpcio-tools (`make protos`); committed, do not edit."""

@@ -1,0 +1,64 @@
+"""What the cache keeps per token, and the one TTL rule (DESIGN.md "Cache rule")."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from authz.config import CacheConfig
+from authz.models import Introspection
+
+__all__ = ["Entry", "cache_key", "fresh_seconds", "token_expiry"]
+
+
+def cache_key(authority_id: str, token: str) -> str:
+    """SHA-256 of (AS identity, token): no raw token is ever a key, in memory or in Redis."""
+    return hashlib.sha256(f"{authority_id}\0{token}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_expiry(answer: Introspection) -> float | None:
+    exp: Any = answer.claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+        return None
+    return float(exp)
+
+
+def fresh_seconds(answer: Introspection, now: float, config: CacheConfig) -> float:
+    """TTL = min(configured max, Cache-Control max-age, exp - now - skew); <= 0 means do not cache."""
+    ttl = config.max_ttl_seconds
+    if answer.max_age is not None:
+        ttl = min(ttl, float(answer.max_age))
+    exp = token_expiry(answer)
+    if exp is not None:
+        ttl = min(ttl, exp - now - config.expiry_skew_seconds)
+    return ttl
+
+
+@dataclass(slots=True)
+class Entry:
+    answer: Introspection
+    fresh_until: float  # served as a hit before this
+    stale_until: float  # served only when the AS is down, before this (never past exp - skew)
+    subject: str | None
+    token_id: str  # the short hash logs show, so an operator can evict by it
+
+    @classmethod
+    def build(cls, answer: Introspection, now: float, config: CacheConfig, token_id: str) -> Entry | None:
+        ttl = fresh_seconds(answer, now, config)
+        if ttl <= 0:
+            return None
+        fresh_until = now + ttl
+        stale_until = fresh_until + config.stale_if_error_seconds
+        exp = token_expiry(answer)
+        if exp is not None:
+            stale_until = min(stale_until, exp - config.expiry_skew_seconds)
+        sub = answer.claims.get("sub")
+        return cls(answer, fresh_until, max(stale_until, fresh_until), sub if isinstance(sub, str) else None,
+                   token_id)
+
+    def size(self) -> int:
+        """Accounted bytes: the JWT, the claims' text and a fixed overhead for the objects around them."""
+        claims = sum(len(str(k)) + len(str(v)) + 64 for k, v in self.answer.claims.items())
+        return 512 + len(self.answer.jwt or "") + claims

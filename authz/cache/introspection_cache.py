@@ -1,0 +1,177 @@
+"""The introspection cache: it wraps each ``Authority`` so that stages above never see it.
+
+- L1: bounded LRU (entries and bytes) of positive answers; a separate bounded LRU of negative (inactive) answers
+  with a short TTL, so a flood of junk tokens reaches the AS at most once per token per TTL and cannot grow memory.
+- L2 (optional): Redis, shared by many sidecars (``authz.cache.redis_tier``); consulted on an L1 miss.
+- Single-flight: concurrent misses of one key share one AS call; its failure reaches every waiter; a cancelled
+  waiter does not cancel the call (the waiters ``shield`` it).
+- Stale-if-error: if the AS is unavailable (``UpstreamUnavailable``: down, 5xx, 429, timeout) — not if it says
+  inactive — a positive answer past its TTL is served up to ``stale_if_error_seconds``, never past exp - skew.
+The cache holds the AS's (verified) answer only; claims, scopes and policy are checked on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from authz.cache.entries import Entry, cache_key
+from authz.cache.redis_tier import RedisTier
+from authz.cache.store import BoundedStore
+from authz.config import CacheConfig
+from authz.errors import UpstreamUnavailable
+from authz.logs import token_id
+from authz.metrics import Metrics
+from authz.models import Identity, Introspection
+
+__all__ = ["CachedAuthority", "IntrospectionCache", "Upstream"]
+
+_INACTIVE = Introspection(active=False)
+
+
+class Upstream(Protocol):
+    """What the cache wraps: ``authz.introspection.Authority``."""
+
+    name: str
+    cache_identity: str
+
+    async def introspect(self, token: str) -> Introspection: ...
+
+    async def verified(self, answer: Introspection) -> Introspection: ...
+
+    def identity(self, answer: Introspection) -> Identity: ...
+
+
+class IntrospectionCache:
+    def __init__(self, config: CacheConfig, metrics: Metrics, redis: RedisTier | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.redis = redis
+        self._clock = clock
+        self.positive: BoundedStore[Entry] = BoundedStore(config.max_entries, config.max_bytes)
+        self.negative: BoundedStore[tuple[float, str]] = BoundedStore(config.negative_max_entries,
+                                                                      config.negative_max_entries * 256)
+        self._inflight: dict[str, asyncio.Future[Introspection]] = {}
+        self._identities: set[str] = set()
+        self._lookups = {name: metrics.cache.labels(name) for name in
+                         ("hit", "miss", "negative_hit", "stale", "l2_hit")}
+
+    def wrap(self, upstream: Upstream) -> CachedAuthority:
+        self._identities.add(upstream.cache_identity)
+        return CachedAuthority(self, upstream)
+
+    async def introspect(self, upstream: Upstream, token: str) -> Introspection:
+        key = cache_key(upstream.cache_identity, token)
+        now = self._clock()
+        negative = self.negative.get(key)
+        if negative is not None and now < negative[0]:
+            self._lookups["negative_hit"].inc()
+            return _INACTIVE
+        entry = self.positive.get(key)
+        if entry is not None and now < entry.fresh_until:
+            self._lookups["hit"].inc()
+            return entry.answer
+        flight = self._inflight.get(key)
+        if flight is None:
+            self._lookups["miss"].inc()
+            flight = asyncio.ensure_future(self._load(upstream, key, token))
+            self._inflight[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        else:
+            self.metrics.singleflight_joins.inc()
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: str, flight: asyncio.Future[Introspection]) -> None:
+        self._inflight.pop(key, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved here, so a failure no waiter is left to see is not reported as lost
+
+    async def _load(self, upstream: Upstream, key: str, token: str) -> Introspection:
+        if self.redis is not None:
+            shared = await self.redis.get(key)
+            if shared is not None:
+                answer = await upstream.verified(shared)
+                self._lookups["l2_hit"].inc()
+                self._remember(key, token, answer, share=False)
+                return answer
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            answer = await upstream.introspect(token)
+            outcome = "active" if answer.active else "inactive"
+        except UpstreamUnavailable:
+            outcome = "unavailable"
+            stale = self.positive.get(key)
+            if stale is not None and self._clock() < stale.stale_until:
+                self._lookups["stale"].inc()
+                return stale.answer
+            raise
+        finally:
+            self.metrics.as_calls.labels(upstream.name, outcome).inc()
+            self.metrics.as_latency.labels(upstream.name).observe(time.perf_counter() - started)
+        self._remember(key, token, answer, share=True)
+        return answer
+
+    def _remember(self, key: str, token: str, answer: Introspection, share: bool) -> None:
+        now = self._clock()
+        if not answer.active:
+            self.positive.delete(key)
+            if self.config.negative_ttl_seconds > 0:
+                self.negative.put(key, (now + self.config.negative_ttl_seconds, token_id(token)), 128)
+            ttl = self.config.negative_ttl_seconds
+        else:
+            self.negative.delete(key)
+            entry = Entry.build(answer, now, self.config, token_id(token))
+            if entry is None:
+                self.positive.delete(key)
+                return
+            self.positive.put(key, entry, entry.size())
+            ttl = entry.fresh_until - now
+        if share and self.redis is not None and ttl > 0:
+            self.redis.put_soon(key, answer, ttl)
+
+    # --- administration (the admin API) -------------------------------------------------------------------------
+
+    async def evict_token(self, token: str | None = None, short_id: str | None = None) -> int:
+        """Evict by raw token (every AS), or by the 12-hex token id the logs show."""
+        keys: set[str] = set()
+        if token is not None:
+            keys = {cache_key(identity, token) for identity in self._identities}
+        if short_id is not None:
+            keys |= {k for k, e in self.positive.items() if e.token_id == short_id}
+            keys |= {k for k, (_, tid) in self.negative.items() if tid == short_id}
+        evicted = sum(self.positive.delete(k) + self.negative.delete(k) for k in keys)
+        if self.redis is not None and keys:
+            await self.redis.delete(keys)
+        return evicted
+
+    async def evict_subject(self, subject: str) -> int:
+        keys = [k for k, e in self.positive.items() if e.subject == subject]
+        evicted = sum(self.positive.delete(k) for k in keys)
+        if self.redis is not None:
+            evicted += await self.redis.delete_subject(subject)
+        return evicted
+
+    async def purge(self) -> int:
+        evicted = self.positive.clear() + self.negative.clear()
+        if self.redis is not None:
+            evicted += await self.redis.purge()
+        return evicted
+
+
+class CachedAuthority:
+    """An ``Authority`` seen through the cache: same interface, so the pipeline does not know it is there."""
+
+    def __init__(self, cache: IntrospectionCache, upstream: Upstream) -> None:
+        self._cache = cache
+        self._upstream = upstream
+        self.name = upstream.name
+
+    async def introspect(self, token: str) -> Introspection:
+        return await self._cache.introspect(self._upstream, token)
+
+    def identity(self, answer: Introspection) -> Identity:
+        return self._upstream.identity(answer)

@@ -1,0 +1,136 @@
+"""The shared L2 tier on Redis (redis-py asyncio), for many sidecars sharing one AS budget.
+
+Values are JSON ``{"v": 1, "active", "jwt", "claims"}`` under ``<prefix>:a:<sha256 key>`` with the L1 TTL rule's
+TTL; ``<prefix>:s:<sha256(sub)>`` is a set of a subject's keys, for eviction by subject.
+
+Redis is an optimisation, never a dependency: every call is bounded by ``timeout_seconds``; an error, a timeout or a
+value that is not what we wrote counts as a miss; after a failure Redis is skipped for ``backoff_seconds`` so a
+down Redis costs nothing on the hot path. JWTs read from Redis are re-verified against the AS's keys by the cache
+(``Upstream.verified``), so a writable Redis cannot mint tokens; claims-only answers are trusted as written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from authz.metrics import Metrics
+from authz.models import Introspection
+
+__all__ = ["RedisTier"]
+
+log = logging.getLogger("authz.cache.redis")
+
+
+def _decode(raw: Any) -> Introspection | None:
+    try:
+        doc = json.loads(raw)
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("active"), bool):
+        return None
+    jwt, claims = doc.get("jwt"), doc.get("claims")
+    if (jwt is not None and not isinstance(jwt, str)) or not isinstance(claims, dict):
+        return None
+    if not doc["active"]:
+        return Introspection(active=False)
+    return Introspection(active=True, jwt=jwt, claims=claims)
+
+
+class RedisTier:
+    def __init__(self, url: str, timeout_seconds: float, prefix: str, metrics: Metrics,
+                 backoff_seconds: float = 1.0) -> None:
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_seconds,
+                                              socket_connect_timeout=timeout_seconds, retry_on_timeout=False)
+        self._timeout = timeout_seconds
+        self._prefix = prefix
+        self._errors = metrics.cache.labels("l2_error")
+        self._backoff = backoff_seconds
+        self._down_until = 0.0
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def _answer_key(self, key: str) -> str:
+        return f"{self._prefix}:a:{key}"
+
+    def _subject_key(self, subject: str) -> str:
+        return f"{self._prefix}:s:{hashlib.sha256(subject.encode()).hexdigest()}"
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self._errors.inc()
+        if time.monotonic() >= self._down_until:
+            log.warning("redis %s failed (%s: %s); carrying on without L2 for %.1fs", what, type(exc).__name__, exc,
+                        self._backoff)
+        self._down_until = time.monotonic() + self._backoff
+
+    async def _call(self, what: str, coro: Any) -> Any:
+        if time.monotonic() < self._down_until:
+            coro.close()
+            return None
+        try:
+            return await asyncio.wait_for(coro, self._timeout)
+        except Exception as exc:  # any Redis failure is a miss, never a denial
+            self._failed(what, exc)
+            return None
+
+    async def get(self, key: str) -> Introspection | None:
+        raw = await self._call("GET", self._redis.get(self._answer_key(key)))
+        if raw is None:
+            return None
+        answer = _decode(raw)
+        if answer is None:
+            self._errors.inc()
+            log.warning("redis value under %s… is not ours; treated as a miss", key[:12])
+        return answer
+
+    def put_soon(self, key: str, answer: Introspection, ttl_seconds: float) -> None:
+        """Write in the background: the request that caused it does not wait for Redis."""
+        task = asyncio.ensure_future(self._put(key, answer, ttl_seconds))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _put(self, key: str, answer: Introspection, ttl_seconds: float) -> None:
+        doc = {"v": 1, "active": answer.active, "jwt": answer.jwt, "claims": dict(answer.claims)}
+        ms = max(1, int(ttl_seconds * 1000))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._answer_key(key), json.dumps(doc, separators=(",", ":")), px=ms)
+        sub = answer.claims.get("sub")
+        if isinstance(sub, str):
+            pipe.sadd(self._subject_key(sub), key)
+            pipe.pexpire(self._subject_key(sub), ms, gt=False)
+        await self._call("SET", pipe.execute())
+
+    async def delete(self, keys: Iterable[str]) -> int:
+        names = [self._answer_key(k) for k in keys]
+        return int(await self._call("DEL", self._redis.delete(*names)) or 0) if names else 0
+
+    async def delete_subject(self, subject: str) -> int:
+        members = await self._call("SMEMBERS", self._redis.smembers(self._subject_key(subject))) or set()
+        keys = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        evicted = await self.delete(keys)
+        await self._call("DEL", self._redis.delete(self._subject_key(subject)))
+        return evicted
+
+    async def purge(self) -> int:
+        evicted = 0
+        async def scan() -> int:
+            count = 0
+            async for name in self._redis.scan_iter(match=f"{self._prefix}:*", count=500):
+                count += int(await self._redis.delete(name))
+            return count
+        try:
+            evicted = await asyncio.wait_for(scan(), max(1.0, self._timeout * 100))
+        except Exception as exc:
+            self._failed("purge", exc)
+        return evicted
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=self._timeout * 4)
+        await self._redis.aclose()

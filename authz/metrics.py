@@ -1,0 +1,33 @@
+"""Prometheus metrics, on a registry of our own (so several servers can live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+_AS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.checks = Counter("phantom_authz_checks", "Check calls by outcome, HTTP status and reason",
+                              ["outcome", "status", "reason"], registry=r)
+        self.cache = Counter("phantom_authz_cache_lookups", "Introspection cache lookups by result "
+                             "(hit, miss, negative_hit, stale, l2_hit, l2_error)", ["result"], registry=r)
+        self.as_calls = Counter("phantom_authz_as_calls", "Introspection calls to authorization servers",
+                                ["authorization_server", "outcome"], registry=r)
+        self.as_latency = Histogram("phantom_authz_as_call_seconds", "Latency of introspection calls",
+                                    ["authorization_server"], buckets=_AS_BUCKETS, registry=r)
+        self.singleflight_joins = Counter("phantom_authz_singleflight_joins",
+                                          "Cache misses that joined an introspection already in flight", registry=r)
+        self.cache_entries = Gauge("phantom_authz_cache_entries", "Entries in the L1 cache", ["kind"], registry=r)
+        self.cache_bytes = Gauge("phantom_authz_cache_bytes", "Accounted bytes in the L1 cache", ["kind"],
+                                 registry=r)
+        self.evictions = Counter("phantom_authz_cache_admin_evictions", "Entries evicted through the admin API",
+                                 ["how"], registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
