@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit e2e clean interop-deps
+.PHONY: install run test lint unit e2e clean interop-deps bench protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,17 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest -q tests/e2e
 
+# Benchmarks print figures; they assert nothing. `make bench BENCH_ARGS=--quick` is the CI smoke run.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(PY) bench/cache_bench.py $(BENCH_ARGS)
+
+# The admin API's generated code is committed; regenerate after editing protos/ (a test checks they match).
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/authz/adminpb/admin.proto
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check authz tests
+	$(VENV)/bin/ruff check authz tests bench
 	$(VENV)/bin/mypy authz
 
 clean:

@@ -108,6 +108,7 @@ class Stack:
     def start_authz(self, secret: str = GATEWAY_SECRET, **overrides: Any) -> Process:
         self.authz_port = free_port()
         path = self.dir / "authz.yaml"
+        self.dir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.authz_config(**overrides)))
         self.authz = self._start(Process(
             "authz", [sys.executable, "-m", "authz", "serve", "--config", str(path)], self.authz_port, self.dir,

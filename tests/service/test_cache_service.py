@@ -1,0 +1,156 @@
+"""The cache as a user sees it: AS calls saved, revocation through the admin API, stale-if-error, a shared Redis."""
+
+from __future__ import annotations
+
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import redis as redis_client
+
+from authz.adminpb import admin_pb2, admin_pb2_grpc
+from authz.logs import token_id
+from tests.harness import Stack, http_request
+from tests.redis_server import RedisServer, redis_available
+from tests.service.test_grpc_service import call, check_request, target
+
+
+def introspections(s: Stack) -> int:
+    return int(s.as_stats()["introspections"])
+
+
+def admin(s: Stack) -> Any:
+    channel = grpc.insecure_channel(f"127.0.0.1:{s.admin_port}")
+    return channel, admin_pb2_grpc.CacheAdminStub(channel)
+
+
+def test_cached_token_reaches_the_as_once_and_scopes_run_every_time(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz()
+    token = s.token("read")
+    for _ in range(20):
+        assert call(target(s), check_request(f"Bearer {token}", required_scopes="read")).status.code == 0
+    refused = call(target(s), check_request(f"Bearer {token}", required_scopes="admin"))
+    assert refused.denied_response.status.code == 403
+    assert introspections(s) == 1
+
+
+def test_concurrent_checks_of_a_fresh_token_share_one_as_call(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as("--latency-ms", "200")
+    s.start_authz()
+    token = s.token("read")
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(lambda _: call(target(s), check_request(f"Bearer {token}")), range(50)))
+    assert all(r.status.code == 0 for r in results)
+    assert introspections(s) == 1
+
+
+def test_junk_tokens_are_negatively_cached(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz()
+    for _ in range(5):
+        assert call(target(s), check_request("Bearer junk-token-1")).denied_response.status.code == 401
+    assert introspections(s) == 1
+
+
+def test_revocation_at_the_dev_as_evicts_at_once_through_the_admin_api(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz()
+    token = s.token("read")
+    assert call(target(s), check_request(f"Bearer {token}")).status.code == 0
+    http_request("POST", s.as_port, "/oauth/v2/oauth-revoke", {
+        "Authorization": "Basic ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ=",
+        "Content-Type": "application/x-www-form-urlencoded"}, f"token={token}")
+    assert call(target(s), check_request(f"Bearer {token}")).denied_response.status.code == 401
+
+
+def test_admin_api_evicts_by_logged_token_id_and_reports_stats(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz()
+    token = s.token("read")
+    for _ in range(3):
+        call(target(s), check_request(f"Bearer {token}"))
+    channel, stub = admin(s)
+    with channel:
+        stats = stub.Stats(admin_pb2.StatsRequest(), timeout=5)
+        assert (stats.entries, stats.hits, stats.misses) == (1, 2, 1)
+        evicted = stub.EvictToken(admin_pb2.EvictTokenRequest(token_id=token_id(token)), timeout=5)
+        assert evicted.evicted == 1
+    call(target(s), check_request(f"Bearer {token}"))
+    assert introspections(s) == 2
+
+
+def test_stale_answer_is_served_while_the_as_is_down(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz(cache={"max_ttl_seconds": 0.3, "stale_if_error_seconds": 30})
+    cached, other = s.token("read"), s.token("read")
+    assert call(target(s), check_request(f"Bearer {cached}")).status.code == 0
+    assert s.dev_as is not None
+    s.dev_as.stop()
+    time.sleep(0.4)
+    assert call(target(s), check_request(f"Bearer {cached}")).status.code == 0  # stale, AS down
+    assert call(target(s), check_request(f"Bearer {other}")).denied_response.status.code == 503
+    metrics = http_request("GET", s.metrics_port, "/metrics").body.decode()
+    assert 'phantom_authz_cache_lookups_total{result="stale"} 1.0' in metrics
+
+
+def test_metrics_endpoint_counts_checks_cache_and_as_calls(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz()
+    token = s.token("read")
+    for _ in range(3):
+        call(target(s), check_request(f"Bearer {token}"))
+    call(target(s), check_request(None))
+    text = http_request("GET", s.metrics_port, "/metrics").body.decode()
+    assert 'phantom_authz_checks_total{outcome="allow",reason="ok",status="200"} 3.0' in text
+    assert 'phantom_authz_checks_total{outcome="deny",reason="missing_credential",status="401"} 1.0' in text
+    assert 'phantom_authz_cache_lookups_total{result="hit"} 2.0' in text
+    assert 'phantom_authz_as_calls_total{authorization_server="dev",outcome="active"} 1.0' in text
+    assert "phantom_authz_as_call_seconds_bucket" in text
+
+
+@pytest.mark.skipif(not redis_available(), reason="redis-server (Debian package) is not installed")
+def test_two_sidecars_share_one_as_budget_through_redis(stack_factory: type[Stack], tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path).start()
+    try:
+        a, b = stack_factory(), stack_factory()
+        a.start_dev_as()
+        b.as_port = a.as_port
+        a.start_authz(cache={"redis": {"url": redis.url}})
+        b.start_authz(cache={"redis": {"url": redis.url}})
+        token = a.token("read")
+        assert call(target(a), check_request(f"Bearer {token}")).status.code == 0
+        shared = redis_client.Redis.from_url(redis.url)
+        deadline = time.monotonic() + 2
+        while not shared.dbsize():  # A writes to Redis in the background, after answering
+            assert time.monotonic() < deadline, "sidecar A never wrote its answer to Redis"
+            time.sleep(0.02)
+        shared.close()
+        assert call(target(b), check_request(f"Bearer {token}")).status.code == 0
+        assert introspections(a) == 1, "sidecar B must take A's answer from Redis, not ask the AS again"
+        # Redis going away costs nothing but the shared budget: B carries on with L1 and the AS
+        redis.stop()
+        fresh = a.token("read")
+        assert call(target(b), check_request(f"Bearer {fresh}")).status.code == 0
+    finally:
+        redis.stop()
+
+
+def test_sigterm_still_drains_with_cache_and_admin_servers(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz()
+    assert s.authz is not None
+    s.authz.signal(signal.SIGTERM)
+    assert s.authz.wait(10) == 0
