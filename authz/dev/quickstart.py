@@ -22,7 +22,8 @@ INSTRUCTIONS = """
 phantom-authz quickstart is running (logs in {logs}):
   Envoy            http://127.0.0.1:8000   routes /httpbin/ (scope read), /admin/ (scope admin), /public/ (no auth)
   dev AS           http://127.0.0.1:8443   demo client: demo-client / demo-secret
-  phantom-authz    127.0.0.1:9001 (gRPC ext_authz v3)
+  phantom-authz    127.0.0.1:9001 (gRPC ext_authz v3), cache admin API 127.0.0.1:9002,
+                   metrics http://127.0.0.1:9102/metrics
   echo upstream    http://127.0.0.1:8080
 
 Try it:
@@ -33,6 +34,8 @@ Try it:
   curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/httpbin/get    # upstream sees a JWT
   curl -si http://127.0.0.1:8000/httpbin/get                                     # 401, WWW-Authenticate
   curl -si -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/admin/get     # 403 insufficient_scope
+  curl -s -u demo-client:demo-secret -d token=$TOKEN http://127.0.0.1:8443/oauth/v2/oauth-revoke
+  curl -si -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/httpbin/get    # 401 at once: cache evicted
 
 Press Ctrl-C to stop everything.
 """
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {"DEV_AS_GATEWAY_SECRET": secret}
     py = sys.executable
     procs = [
-        Process("dev-as", [py, "-m", "authz.dev.auth_server", "--port", "8443"], 8443, logs, env),
+        Process("dev-as", [py, "-m", "authz.dev.auth_server", "--port", "8443",
+                           "--revocation-hook", "127.0.0.1:9002"], 8443, logs, env),
         Process("echo", [py, "-m", "authz.dev.echo", "--port", "8080"], 8080, logs),
         Process("phantom-authz", [py, "-m", "authz", "serve", "--config", str(ROOT / "deploy" / "authz.yaml")],
                 9001, logs, env),
