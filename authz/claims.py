@@ -33,9 +33,12 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UpstreamMisbehaved(f"token {name} claim is not a finite number")
-    return float(value)
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UpstreamMisbehaved(f"token {name} claim is not a finite number")
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        raise UpstreamMisbehaved(f"token {name} claim is out of range") from None
 
 
 def _string(claims: Mapping[str, Any], name: str) -> str | None:

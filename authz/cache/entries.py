@@ -20,9 +20,12 @@ def cache_key(authority_id: str, token: str) -> str:
 
 def token_expiry(answer: Introspection) -> float | None:
     exp: Any = answer.claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+    try:
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+            return None
+        return float(exp)
+    except OverflowError:
         return None
-    return float(exp)
 
 
 def fresh_seconds(answer: Introspection, now: float, config: CacheConfig) -> float:

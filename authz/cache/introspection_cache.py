@@ -13,20 +13,24 @@ The cache holds the AS's (verified) answer only; claims, scopes and policy are c
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from authz.cache.entries import Entry, cache_key
 from authz.cache.redis_tier import RedisTier
 from authz.cache.store import BoundedStore
 from authz.config import CacheConfig
-from authz.errors import UpstreamUnavailable
+from authz.errors import AuthzError, UpstreamUnavailable
 from authz.logs import token_id
 from authz.metrics import Metrics
 from authz.models import Identity, Introspection
 
 __all__ = ["CachedAuthority", "IntrospectionCache", "Upstream"]
+
+log = logging.getLogger("authz.cache")
 
 _INACTIVE = Introspection(active=False)
 
@@ -93,10 +97,16 @@ class IntrospectionCache:
         if self.redis is not None:
             shared = await self.redis.get(key)
             if shared is not None:
-                answer = await upstream.verified(shared)
-                self._lookups["l2_hit"].inc()
-                self._remember(key, token, answer, share=False)
-                return answer
+                try:
+                    # the writer's remaining lifetime (max_age) is ours to keep, whatever verification returns
+                    answer = replace(await upstream.verified(shared), max_age=shared.max_age)
+                except AuthzError as exc:  # forged, or signed by a key the AS has dropped: ask the AS instead
+                    self.metrics.cache.labels("l2_error").inc()
+                    log.warning("redis answer for %s… fails verification (%s); asking the AS", key[:12], exc.detail)
+                else:
+                    self._lookups["l2_hit"].inc()
+                    self._remember(key, token, answer, share=False)
+                    return answer
         started = time.perf_counter()
         outcome = "error"
         try:

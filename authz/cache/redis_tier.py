@@ -1,7 +1,8 @@
 """The shared L2 tier on Redis (redis-py asyncio), for many sidecars sharing one AS budget.
 
-Values are JSON ``{"v": 1, "active", "jwt", "claims"}`` under ``<prefix>:a:<sha256 key>`` with the L1 TTL rule's
-TTL; ``<prefix>:s:<sha256(sub)>`` is a set of a subject's keys, for eviction by subject.
+Values are JSON ``{"v": 1, "active", "jwt", "claims", "until"}`` (``until``: when the writer's TTL ends) under
+``<prefix>:a:<sha256 key>`` with the L1 TTL rule's TTL; ``<prefix>:s:<sha256(sub)>`` is a set of a subject's keys,
+for eviction by subject.
 
 Redis is an optimisation, never a dependency: every call is bounded by ``timeout_seconds``; an error, a timeout or a
 value that is not what we wrote counts as a miss; after a failure Redis is skipped for ``backoff_seconds`` so a
@@ -16,7 +17,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,24 +31,28 @@ __all__ = ["RedisTier"]
 log = logging.getLogger("authz.cache.redis")
 
 
-def _decode(raw: Any) -> Introspection | None:
+def _decode(raw: Any) -> tuple[Introspection, float] | None:
+    """``(answer, until)`` from what ``_put`` wrote, or None for anything else."""
     try:
         doc = json.loads(raw)
     except (TypeError, ValueError, UnicodeDecodeError):
         return None
     if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("active"), bool):
         return None
-    jwt, claims = doc.get("jwt"), doc.get("claims")
+    jwt, claims, until = doc.get("jwt"), doc.get("claims"), doc.get("until")
     if (jwt is not None and not isinstance(jwt, str)) or not isinstance(claims, dict):
         return None
+    if isinstance(until, bool) or not isinstance(until, (int, float)):
+        return None  # without its deadline an answer could outlive the AS's max-age in the next sidecar
     if not doc["active"]:
-        return Introspection(active=False)
-    return Introspection(active=True, jwt=jwt, claims=claims)
+        return Introspection(active=False), float(until)
+    return Introspection(active=True, jwt=jwt, claims=claims), float(until)
 
 
 class RedisTier:
     def __init__(self, url: str, timeout_seconds: float, prefix: str, metrics: Metrics,
-                 backoff_seconds: float = 1.0) -> None:
+                 backoff_seconds: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_seconds,
                                               socket_connect_timeout=timeout_seconds, retry_on_timeout=False)
         self._timeout = timeout_seconds
@@ -83,11 +89,17 @@ class RedisTier:
         raw = await self._call("GET", self._redis.get(self._answer_key(key)))
         if raw is None:
             return None
-        answer = _decode(raw)
-        if answer is None:
+        decoded = _decode(raw)
+        if decoded is None:
             self._errors.inc()
             log.warning("redis value under %s… is not ours; treated as a miss", key[:12])
-        return answer
+            return None
+        answer, until = decoded
+        remaining = until - self._clock()
+        if remaining <= 0:
+            return None
+        # the remaining lifetime travels as max-age, so the reading sidecar's TTL ends where the writer's did
+        return replace(answer, max_age=int(remaining))
 
     def put_soon(self, key: str, answer: Introspection, ttl_seconds: float) -> None:
         """Write in the background: the request that caused it does not wait for Redis."""
@@ -96,14 +108,17 @@ class RedisTier:
         task.add_done_callback(self._pending.discard)
 
     async def _put(self, key: str, answer: Introspection, ttl_seconds: float) -> None:
-        doc = {"v": 1, "active": answer.active, "jwt": answer.jwt, "claims": dict(answer.claims)}
+        doc = {"v": 1, "active": answer.active, "jwt": answer.jwt, "claims": dict(answer.claims),
+               "until": self._clock() + ttl_seconds}
         ms = max(1, int(ttl_seconds * 1000))
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._answer_key(key), json.dumps(doc, separators=(",", ":")), px=ms)
         sub = answer.claims.get("sub")
         if isinstance(sub, str):
             pipe.sadd(self._subject_key(sub), key)
-            pipe.pexpire(self._subject_key(sub), ms, gt=False)
+            # the set lives as long as its longest-lived member: set a TTL if it has none, else only extend it
+            pipe.pexpire(self._subject_key(sub), ms, nx=True)
+            pipe.pexpire(self._subject_key(sub), ms, gt=True)
         await self._call("SET", pipe.execute())
 
     async def delete(self, keys: Iterable[str]) -> int:

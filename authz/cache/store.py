@@ -30,9 +30,9 @@ class BoundedStore(Generic[V]):
         return item[0]
 
     def put(self, key: str, value: V, size: int) -> None:
+        self.delete(key)  # the old value goes even when the new one is too big to keep
         if size > self.max_bytes or self.max_entries <= 0:
             return
-        self.delete(key)
         self._data[key] = (value, size)
         self.bytes += size
         while len(self._data) > self.max_entries or self.bytes > self.max_bytes:

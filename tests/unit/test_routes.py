@@ -16,7 +16,8 @@ from authz.routes import RouteResolver
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    server = {"introspection_endpoint": "https://as.example/introspect", "client_id": "gw", "client_secret_env": "S"}
+    server = {"introspection_endpoint": "https://as.example/introspect", "client_id": "gw", "client_secret_env": "S",
+              "issuer": "https://as.example"}
     doc = {
         "authorization_servers": {"curity": server, "other": dict(server)},
         "default_authorization_server": "curity",

@@ -1,0 +1,469 @@
+"""The shared L2 tier on a real redis-server: two "sidecars" (IntrospectionCache instances) share one Redis.
+
+Redis is an optimisation, never a dependency: down, hanging or holding garbage, lookups still work through the AS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from authz.cache import IntrospectionCache, RedisTier, cache_key
+from authz.config import CacheConfig
+from authz.dev.processes import free_port
+from authz.errors import InvalidToken
+from authz.metrics import Metrics
+from authz.models import Identity, Introspection
+from tests.redis_server import RedisServer, redis_available
+
+T0 = 1_700_000_000.0
+PREFIX = "phantom-authz-test"
+TOKEN = "opaque-SECRET-token-0123456789abcdefghij"
+AS_IDENTITY = "https://as.example/introspect\0gw\0rfc7662"
+
+
+def _require_redis_server() -> None:
+    if redis_available():
+        return
+    reason = "redis-server (Debian package redis-server) is not installed; the L2 tests need a real one"
+    if os.environ.get("CI_REQUIRE_INTEROP") == "1":
+        pytest.fail(f"CI_REQUIRE_INTEROP=1 but {reason}")
+    pytest.skip(reason)
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeUpstream:
+    """The AS as the cache sees it; the same AS (same cache identity) behind every sidecar. ``verified`` marks what
+    it verified, so a test can tell an answer that went through it."""
+
+    def __init__(self, clock: Clock, sidecar: str) -> None:
+        self.name = "as1"
+        self.cache_identity = AS_IDENTITY
+        self.clock = clock
+        self.sidecar = sidecar
+        self.calls: list[str] = []
+        self.verified_calls: list[Introspection] = []
+        self.verify_error: Exception | None = None
+        self.answer = self.active()
+
+    def active(self, sub: str = "alice", exp: float | None = None, max_age: int | None = None) -> Introspection:
+        claims = {"sub": sub, "scope": "read", "exp": self.clock.now + 3_600 if exp is None else exp}
+        return Introspection(active=True, jwt=None, claims=claims, max_age=max_age)
+
+    async def introspect(self, token: str) -> Introspection:
+        self.calls.append(token)
+        return self.answer
+
+    async def verified(self, answer: Introspection) -> Introspection:
+        self.verified_calls.append(answer)
+        if self.verify_error is not None:
+            raise self.verify_error
+        if not answer.active:
+            return answer
+        return Introspection(active=True, jwt=answer.jwt, claims={**answer.claims, "verified_by": self.sidecar})
+
+    def identity(self, answer: Introspection) -> Identity:
+        raise NotImplementedError
+
+
+class Sidecar:
+    def __init__(self, url: str, clock: Clock, name: str, timeout: float, **config: Any) -> None:
+        settings: dict[str, Any] = {"max_ttl_seconds": 300.0, "expiry_skew_seconds": 5.0,
+                                    "negative_ttl_seconds": 5.0, "redis_url": url,
+                                    "redis_timeout_seconds": timeout, "redis_key_prefix": PREFIX}
+        settings.update(config)
+        self.metrics = Metrics()
+        self.tier = RedisTier(url, timeout, PREFIX, self.metrics)
+        self.cache = IntrospectionCache(CacheConfig(**settings), self.metrics, self.tier, clock)
+        self.upstream = FakeUpstream(clock, name)
+        self.cache.wrap(self.upstream)
+
+    async def lookup(self, token: str = TOKEN) -> Introspection:
+        return await self.cache.introspect(self.upstream, token)
+
+    def count(self, result: str) -> float:
+        value = self.metrics.registry.get_sample_value("phantom_authz_cache_lookups_total", {"result": result})
+        return value or 0.0
+
+
+SidecarFactory = Callable[..., Sidecar]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    _require_redis_server()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def shared(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def sidecars(request: pytest.FixtureRequest) -> AsyncIterator[SidecarFactory]:
+    """Sidecars on the shared redis-server, or on ``url`` (tests of a Redis that is down need no redis-server)."""
+    made: list[Sidecar] = []
+
+    def make(name: str, clock: Clock | None = None, url: str | None = None, timeout: float = 1.0,
+             **config: Any) -> Sidecar:
+        if url is None:
+            url = request.getfixturevalue("redis_server").url
+        sidecar = Sidecar(url, clock or Clock(), name, timeout, **config)
+        made.append(sidecar)
+        return sidecar
+
+    yield make
+    for sidecar in made:
+        await sidecar.tier.close()
+
+
+def _answer_key(token: str = TOKEN) -> str:
+    return f"{PREFIX}:a:{cache_key(AS_IDENTITY, token)}"
+
+
+async def _written(client: aioredis.Redis, *tokens: str) -> None:
+    """Wait (up to ~1 s) for the background writes of these tokens' answers to land."""
+    names = [_answer_key(t) for t in tokens or (TOKEN,)]
+    for _ in range(100):
+        if await client.exists(*names) == len(names):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the answers were not written to Redis within 1 s")
+
+
+async def _all(client: aioredis.Redis) -> dict[bytes, Any]:
+    """Every key under our prefix with its value (string or set members)."""
+    out: dict[bytes, Any] = {}
+    async for name in client.scan_iter(match=f"{PREFIX}:*"):
+        kind = await client.type(name)
+        out[name] = await client.get(name) if kind == b"string" else await client.smembers(name)
+    return out
+
+
+# --- sharing ---------------------------------------------------------------------------------------------------
+
+
+async def test_second_sidecar_is_served_from_redis_without_asking_the_as(
+        shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    first = await a.lookup()
+    assert len(a.upstream.calls) == 1
+    await _written(shared)
+    from_b = await b.lookup()
+    assert b.upstream.calls == []
+    assert b.count("l2_hit") == 1
+    # B verified what it read from Redis (with the AS's keys) before serving it
+    assert len(b.upstream.verified_calls) == 1
+    assert b.upstream.verified_calls[0].claims["sub"] == "alice"
+    assert from_b.claims["verified_by"] == "b"
+    assert from_b.claims["sub"] == first.claims["sub"]
+    # B keeps it in its own L1 now
+    assert await b.lookup() == from_b
+    assert b.count("hit") == 1
+    assert len(b.upstream.verified_calls) == 1
+    assert b.upstream.calls == []
+
+
+async def test_inactive_answer_is_shared_too(shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    a.upstream.answer = Introspection(active=False)
+    assert not (await a.lookup("junk-token")).active
+    await _written(shared, "junk-token")
+    assert not (await b.lookup("junk-token")).active
+    assert b.upstream.calls == []
+    assert not (await b.lookup("junk-token")).active  # now a negative hit in B's L1
+    assert b.upstream.calls == []
+
+
+async def test_redis_holds_json_and_never_the_raw_token(shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    a = sidecars("a")
+    goods = [f"{TOKEN}-good-{i}" for i in range(3)]
+    for token in goods:
+        await a.lookup(token)
+    a.upstream.answer = Introspection(active=False)
+    await a.lookup(f"{TOKEN}-junk")
+    await _written(shared, *goods, f"{TOKEN}-junk")
+    stored = await _all(shared)
+    answers = {k: v for k, v in stored.items() if isinstance(v, bytes)}
+    assert len(answers) == 4
+    for name, value in stored.items():
+        assert b"SECRET" not in name
+        assert b"SECRET" not in (value if isinstance(value, bytes) else b" ".join(sorted(value)))
+    for value in answers.values():
+        doc = json.loads(value)
+        assert doc["v"] == 1
+        assert isinstance(doc["active"], bool)
+        assert isinstance(doc["claims"], dict)
+    actives = [json.loads(v) for v in answers.values() if json.loads(v)["active"]]
+    assert len(actives) == 3
+    assert all(d["claims"]["sub"] == "alice" for d in actives)
+
+
+@pytest.mark.parametrize(
+    ("answer_exp", "max_age", "bound_ms"),
+    [
+        (20.0, None, 15_000),  # exp - now - skew
+        (None, 7, 7_000),  # Cache-Control max-age
+        (None, None, 300_000),  # configured max
+    ],
+)
+async def test_redis_ttl_follows_the_l1_ttl_rule(shared: aioredis.Redis, sidecars: SidecarFactory,
+                                                 answer_exp: float | None, max_age: int | None,
+                                                 bound_ms: int) -> None:
+    clock = Clock()
+    a = sidecars("a", clock)
+    a.upstream.answer = a.upstream.active(exp=None if answer_exp is None else T0 + answer_exp, max_age=max_age)
+    await a.lookup()
+    await _written(shared)
+    pttl = await shared.pttl(_answer_key())
+    assert 0 < pttl <= bound_ms
+    assert pttl > bound_ms - 2_000  # derived from the rule, not some unrelated short value
+
+
+async def test_negative_entry_ttl_in_redis_is_the_negative_ttl(shared: aioredis.Redis,
+                                                               sidecars: SidecarFactory) -> None:
+    a = sidecars("a", negative_ttl_seconds=3.0)
+    a.upstream.answer = Introspection(active=False)
+    await a.lookup()
+    await _written(shared)
+    assert 0 < await shared.pttl(_answer_key()) <= 3_000
+
+
+async def test_answers_not_cacheable_in_l1_are_not_written_to_redis(shared: aioredis.Redis,
+                                                                    sidecars: SidecarFactory) -> None:
+    a = sidecars("a")
+    a.upstream.answer = a.upstream.active(max_age=0)
+    await a.lookup()
+    a.upstream.answer = a.upstream.active(exp=T0 + 2)  # within the skew of exp
+    await a.lookup("another-token")
+    a.upstream.answer = a.upstream.active()
+    await a.lookup("marker-token")  # written after the others were (or would have been) queued
+    await _written(shared, "marker-token")
+    assert await shared.exists(_answer_key(), _answer_key("another-token")) == 0
+
+
+async def test_l2_hit_does_not_extend_the_as_max_age(shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    a.upstream.answer = a.upstream.active(max_age=1)
+    await a.lookup()
+    await _written(shared)
+    await b.lookup()
+    assert b.upstream.calls == []
+    clock.now = T0 + 5  # the AS said: reuse this for 1 s
+    await shared.delete(_answer_key())  # Redis has expired it by now (its PX was 1 s)
+    await b.lookup()
+    assert len(b.upstream.calls) == 1
+
+
+async def test_redis_value_failing_verification_is_a_miss_not_a_denial(
+        shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    b = sidecars("b")
+    forged = {"v": 1, "active": True, "jwt": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJldmUifQ.forged", "claims": {"sub": "eve"}}
+    await shared.set(_answer_key(), json.dumps(forged), px=60_000)
+    b.upstream.verify_error = InvalidToken("JWT signature verification failed")
+    answer = await b.lookup()
+    assert answer.claims["sub"] == "alice"
+    assert b.upstream.calls == [TOKEN]
+
+
+# --- eviction ---------------------------------------------------------------------------------------------------
+
+
+async def test_evict_token_removes_the_redis_entry(shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    await a.lookup()
+    await a.lookup("other-token")
+    await _written(shared, TOKEN, "other-token")
+    assert await a.cache.evict_token(token=TOKEN) >= 1
+    assert await shared.exists(_answer_key()) == 0
+    assert await shared.exists(_answer_key("other-token")) == 1
+    await b.lookup()
+    assert b.upstream.calls == [TOKEN]
+
+
+async def test_evict_subject_removes_redis_entries_of_that_subject(shared: aioredis.Redis,
+                                                                   sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    await a.lookup("alice-1")
+    await a.lookup("alice-2")
+    a.upstream.answer = a.upstream.active(sub="bob")
+    await a.lookup("bob-1")
+    await _written(shared, "alice-1", "alice-2", "bob-1")
+    assert await a.cache.evict_subject("alice") >= 2
+    assert await shared.exists(_answer_key("alice-1"), _answer_key("alice-2")) == 0
+    assert await shared.exists(_answer_key("bob-1")) == 1
+    await b.lookup("alice-1")
+    await b.lookup("bob-1")
+    assert b.upstream.calls == ["alice-1"]
+
+
+async def test_evict_subject_on_another_sidecar_reaches_redis(shared: aioredis.Redis,
+                                                              sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    await a.lookup()
+    await _written(shared)
+    assert await b.cache.evict_subject("alice") == 1  # not in B's L1: only the Redis copy
+    assert await shared.exists(_answer_key()) == 0
+
+
+async def test_evict_subject_still_finds_a_long_lived_answer_after_a_short_one(
+        shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    await a.lookup("alice-long")  # TTL 300 s
+    a.upstream.answer = a.upstream.active(exp=T0 + 5.3)  # TTL 0.3 s
+    await a.lookup("alice-short")
+    await _written(shared, "alice-long")
+    await asyncio.sleep(0.6)  # the short answer has expired in Redis; the long one has not
+    assert await shared.exists(_answer_key("alice-long")) == 1
+    await a.cache.evict_subject("alice")
+    await b.lookup("alice-long")
+    assert b.upstream.calls == ["alice-long"]
+
+
+async def test_purge_removes_every_redis_key(shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    await a.lookup("alice-1")
+    a.upstream.answer = Introspection(active=False)
+    await a.lookup("junk")
+    await _written(shared, "alice-1", "junk")
+    await shared.set("unrelated:key", "kept")
+    assert await a.cache.purge() >= 2
+    assert await _all(shared) == {}
+    assert await shared.get("unrelated:key") == b"kept"
+    await b.lookup("alice-1")
+    assert b.upstream.calls == ["alice-1"]
+
+
+# --- Redis trouble is never the request's trouble ------------------------------------------------------------------
+
+
+async def test_redis_stopped_lookups_go_to_the_as(tmp_path: Path, sidecars: SidecarFactory) -> None:
+    _require_redis_server()
+    server = RedisServer(tmp_path).start()
+    try:
+        a = sidecars("a", url=server.url, timeout=0.5)
+        await a.lookup("before")
+    finally:
+        server.stop()
+    answer = await a.lookup(TOKEN)
+    assert answer.active
+    assert answer.claims["sub"] == "alice"
+    assert a.upstream.calls == ["before", TOKEN]
+    assert a.count("l2_error") >= 1
+    await a.lookup(TOKEN)  # and L1 still works
+    assert len(a.upstream.calls) == 2
+
+
+async def test_redis_on_a_closed_port_lookups_go_to_the_as(sidecars: SidecarFactory) -> None:
+    a = sidecars("a", url=f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    answer = await a.lookup()
+    assert answer.active
+    assert a.upstream.calls == [TOKEN]
+    assert a.count("l2_error") >= 1
+    a.upstream.answer = Introspection(active=False)
+    assert not (await a.lookup("junk")).active
+    assert a.upstream.calls == [TOKEN, "junk"]
+
+
+async def test_hanging_redis_is_bounded_by_the_timeout(sidecars: SidecarFactory) -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        a = sidecars("a", url=f"redis://127.0.0.1:{port}/0", timeout=0.05)
+        started = time.monotonic()
+        answer = await a.lookup()
+        elapsed = time.monotonic() - started
+        assert answer.active
+        assert a.upstream.calls == [TOKEN]
+        assert elapsed < 1.0
+        assert a.count("l2_error") == 1
+        # for the backoff after a failure, Redis is not even tried: the next miss costs nothing more
+        started = time.monotonic()
+        await a.lookup("another-token")
+        assert time.monotonic() - started < 1.0
+        assert a.count("l2_error") == 1
+        assert a.upstream.calls == [TOKEN, "another-token"]
+        await a.tier.close()
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"not json at all",
+        b"\xff\xfe\x00garbage",
+        b"[1, 2, 3]",
+        b'"a string"',
+        json.dumps({"v": 2, "active": True, "claims": {"sub": "eve"}}).encode(),
+        json.dumps({"v": 1, "active": "yes", "claims": {"sub": "eve"}}).encode(),
+        json.dumps({"v": 1, "active": True, "claims": ["sub", "eve"]}).encode(),
+        json.dumps({"v": 1, "active": True, "jwt": 5, "claims": {"sub": "eve"}}).encode(),
+        json.dumps({"active": True, "claims": {"sub": "eve"}}).encode(),
+    ],
+    ids=["text", "binary", "list", "string", "version", "active-type", "claims-type", "jwt-type", "no-version"],
+)
+async def test_garbage_under_the_key_is_a_miss(shared: aioredis.Redis, sidecars: SidecarFactory,
+                                               garbage: bytes) -> None:
+    b = sidecars("b")
+    await shared.set(_answer_key(), garbage, px=60_000)
+    answer = await b.lookup()
+    assert answer.claims["sub"] == "alice"
+    assert b.upstream.calls == [TOKEN]
+    assert b.count("l2_hit") == 0
+    assert b.count("l2_error") == 1
+    assert b.upstream.verified_calls == []
+
+
+async def test_garbage_is_replaced_by_the_as_answer(shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    b = sidecars("b")
+    await shared.set(_answer_key(), b"garbage", px=60_000)
+    await b.lookup()
+    for _ in range(100):
+        raw = await shared.get(_answer_key())
+        if raw != b"garbage":
+            break
+        await asyncio.sleep(0.01)
+    assert raw is not None
+    assert json.loads(raw)["claims"]["sub"] == "alice"
