@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 import yaml
 from cryptography.hazmat.primitives import serialization
 
@@ -184,7 +185,7 @@ def _private_key_jwt(sec: Section) -> PrivateKeyJwtConfig:
     sub = sec.section("private_key_jwt")
     pem = read_file(sub, "key_file")
     try:
-        serialization.load_pem_private_key(pem.encode(), password=None)
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError):
         raise ConfigError(sub.key("key_file"), "is not an unencrypted PEM private key") from None
     result = PrivateKeyJwtConfig(
@@ -194,6 +195,11 @@ def _private_key_jwt(sec: Section) -> PrivateKeyJwtConfig:
         audience=sub.raw("audience"),
         lifetime_seconds=int(sub.number("lifetime_seconds", 60, integer=True)),
     )
+    try:  # the key must be able to sign with the algorithm (an EC key cannot do RS256)
+        jwt.encode({"probe": True}, key, algorithm=result.algorithm)  # type: ignore[arg-type]
+    except (TypeError, ValueError, NotImplementedError, jwt.PyJWTError) as exc:
+        raise ConfigError(sub.key("algorithm"), f"{result.algorithm} cannot sign with the key in key_file "
+                                                f"({type(exc).__name__})") from None
     for name, value in (("kid", result.kid), ("audience", result.audience)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(sub.key(name), "must be a non-empty string")

@@ -8,18 +8,26 @@ Claim checks (time, issuer, audience) are ``authz.claims``'s job.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import jwt as pyjwt
 
 from authz.errors import UpstreamMisbehaved
-from authz.introspection.jwks import KeySet
 
-__all__ = ["JwtVerifier"]
+__all__ = ["JwtVerifier", "KeySource"]
+
+
+class KeySource(Protocol):
+    """The AS's keys (``authz.introspection.jwks.KeySet``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def key(self, kid: str | None) -> pyjwt.PyJWK: ...
 
 
 class JwtVerifier:
-    def __init__(self, keys: KeySet, algorithms: tuple[str, ...]) -> None:
+    def __init__(self, keys: KeySource, algorithms: tuple[str, ...]) -> None:
         self._keys = keys
         self._algorithms = frozenset(algorithms)
 
@@ -47,7 +55,7 @@ class JwtVerifier:
                                            "verify_aud": False, "verify_iss": False})
         except pyjwt.InvalidSignatureError:
             raise UpstreamMisbehaved(f"AS {name}: JWT signature does not verify with kid {kid!r}") from None
-        except pyjwt.PyJWTError as exc:
+        except (pyjwt.PyJWTError, TypeError, ValueError) as exc:  # TypeError: kid names a key of another type
             raise UpstreamMisbehaved(f"AS {name}: JWT does not verify ({type(exc).__name__}: {exc})") from None
         if not isinstance(claims, dict):
             raise UpstreamMisbehaved(f"AS {name}: JWT payload is not a JSON object")

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import jwt as pyjwt
 
 from authz.config import AuthorizationServerConfig
-from authz.errors import UpstreamMisbehaved
+from authz.errors import AuthzError, UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
 
 __all__ = ["KeySet", "metadata_urls"]
@@ -59,8 +59,10 @@ class KeySet:
         self._clock = clock
         self._jwks_uri = config.jwks_uri
         self._keys: dict[str | None, pyjwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
+        self._next_fetch_at = float("-inf")  # keys expire (or, after a failure, the next attempt is due)
         self._attempted_at = float("-inf")
+        self._generation = 0  # counts finished fetch attempts, so waiters can tell one ended while they waited
+        self._last_error: AuthzError | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -69,12 +71,13 @@ class KeySet:
 
     async def key(self, kid: str | None) -> pyjwt.PyJWK:
         """The verification key for ``kid``; raises ``UpstreamMisbehaved`` when the AS has no such key."""
-        now = self._clock()
-        if not self._keys or now - self._fetched_at > self._config.jwks_cache_seconds:
-            await self._refresh(stale_ok=bool(self._keys))
+        if self._clock() >= self._next_fetch_at:
+            await self._refresh()
+        elif not self._keys and self._last_error is not None:
+            raise self._last_error  # the last attempt failed and the next is not due: do not hammer the AS
         found = self._lookup(kid)
         if found is None and self._clock() - self._attempted_at >= self._config.jwks_min_refresh_seconds:
-            await self._refresh(stale_ok=True)
+            await self._refresh()
             found = self._lookup(kid)
         if found is None:
             raise UpstreamMisbehaved(f"AS {self.name}: no signing key with kid {str(kid)[:64]!r} in its JWKS")
@@ -85,19 +88,26 @@ class KeySet:
             return next(iter(self._keys.values()))
         return self._keys.get(kid)
 
-    async def _refresh(self, stale_ok: bool) -> None:
-        started = self._clock()
+    async def _refresh(self) -> None:
+        """Fetch the JWKS once for every task that asks meanwhile; keep cached keys if it fails."""
+        generation = self._generation
         async with self._lock:
-            if self._attempted_at >= started:  # another task refreshed while we waited
-                return
-            self._attempted_at = self._clock()
-            try:
-                self._keys = await self._fetch()
-                self._fetched_at = self._clock()
-            except Exception as exc:
-                if not stale_ok:
-                    raise
-                log.warning("AS %s: JWKS refresh failed, keeping %d cached keys: %s", self.name, len(self._keys), exc)
+            if self._generation == generation:  # nobody fetched while we waited for the lock
+                self._attempted_at = self._clock()
+                try:
+                    self._keys = await self._fetch()
+                    self._last_error = None
+                    self._next_fetch_at = self._clock() + self._config.jwks_cache_seconds
+                except AuthzError as exc:
+                    self._last_error = exc
+                    self._next_fetch_at = self._clock() + self._config.jwks_min_refresh_seconds
+                    if self._keys:
+                        log.warning("AS %s: JWKS refresh failed, keeping %d cached keys: %s", self.name,
+                                    len(self._keys), exc.detail)
+                finally:
+                    self._generation += 1
+        if not self._keys and self._last_error is not None:
+            raise self._last_error
 
     async def _fetch(self) -> dict[str | None, pyjwt.PyJWK]:
         if self._jwks_uri is None:

@@ -19,6 +19,7 @@ def _server(**extra: Any) -> dict[str, Any]:
         "introspection_endpoint": "https://as.example/oauth/introspect",
         "client_id": "gateway",
         "client_secret_env": "GW_SECRET",
+        "issuer": "https://as.example",  # required: the phantom dialect's JWTs are verified
     }
     server.update(extra)
     return server
@@ -63,6 +64,7 @@ def test_loads_minimal_config_with_defaults(tmp_path: Path) -> None:
     assert server.max_response_bytes == 64 * 1024
     assert server.retry_after_seconds == 5
     assert server.verify_tls is True
+    assert server.issuer == "https://as.example"
     assert config.server.listen == "127.0.0.1:9001"
     assert config.server.log_level == "INFO"
     assert config.realm == "api"

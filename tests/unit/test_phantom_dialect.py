@@ -122,9 +122,17 @@ async def test_200_jwt_with_charset_and_newline_is_accepted(fake_as: FakeAS, ses
     assert answer.max_age is None
 
 
-async def test_no_store_gives_zero_max_age(fake_as: FakeAS, session: aiohttp.ClientSession) -> None:
+async def test_no_store_alone_does_not_bound_the_gateway_cache(
+    fake_as: FakeAS, session: aiohttp.ClientSession
+) -> None:
+    # no-store is aimed at HTTP intermediaries; only max-age bounds our own introspection cache (README)
     handler = _respond(200, JWT.encode(), Content_Type="application/jwt", Cache_Control="no-store")
-    assert (await _introspect(fake_as, session, handler)).max_age == 0
+    assert (await _introspect(fake_as, session, handler)).max_age is None
+
+
+async def test_max_age_next_to_no_store_is_read(fake_as: FakeAS, session: aiohttp.ClientSession) -> None:
+    handler = _respond(200, JWT.encode(), Content_Type="application/jwt", Cache_Control="no-store, max-age=7")
+    assert (await _introspect(fake_as, session, handler)).max_age == 7
 
 
 async def test_200_json_active_false_means_inactive(fake_as: FakeAS, session: aiohttp.ClientSession) -> None:

@@ -1,16 +1,22 @@
-"""Authorizer.check: route settings -> credential -> introspection -> token -> scopes -> Allow or AuthzError."""
+"""Authorizer.check: route settings -> credential -> introspection -> token -> scopes -> Allow or AuthzError.
+
+The authorization servers are fakes of ``authz.introspection.Authority`` (``introspect`` + ``identity``); the
+identity step uses the real ClaimsChecker, so time, issuer and audience checks behave as in production.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 import yaml
 
+from authz.claims import ClaimsChecker
 from authz.config import Config, load_config
 from authz.errors import (
     InsufficientScope,
@@ -21,24 +27,35 @@ from authz.errors import (
     UpstreamMisbehaved,
     UpstreamUnavailable,
 )
-from authz.models import Introspection, RequestInfo
+from authz.models import Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 
 OPAQUE = "opaque-token-1234567890"
+ISSUER = "https://as.example"
+JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"  # what the AS returned, verified
 
 
-def _jwt(**claims: Any) -> str:
-    base = {"sub": "alice", "client_id": "web", "scope": "read write", "exp": time.time() + 600}
+def _claims(**claims: Any) -> dict[str, Any]:
+    base = {"iss": ISSUER, "sub": "alice", "client_id": "web", "scope": "read write", "exp": time.time() + 600}
     base.update(claims)
-    return jwt.encode(base, "k" * 32, algorithm="HS256")
+    return {k: v for k, v in base.items() if v is not None}
 
 
-class FakeIntrospector:
-    dialect = "phantom"
+def _jwt(**claims: Any) -> Introspection:
+    """An active answer with a (verified) JWT and its claims, as Authority.introspect gives it."""
+    return Introspection(active=True, jwt=JWT, claims=_claims(**claims))
 
-    def __init__(self, answer: Introspection | Exception) -> None:
+
+def _claims_only(**claims: Any) -> Introspection:
+    """An active answer with claims but no JWT (plain RFC 7662, RFC 9701)."""
+    return Introspection(active=True, claims=_claims(**claims))
+
+
+class FakeAuthority:
+    def __init__(self, answer: Introspection | Exception, issuer: str | None = ISSUER) -> None:
         self.answer = answer
         self.calls: list[str] = []
+        self._checker = ClaimsChecker(issuer, (), 30.0)
 
     async def introspect(self, token: str) -> Introspection:
         self.calls.append(token)
@@ -46,12 +63,21 @@ class FakeIntrospector:
             raise self.answer
         return self.answer
 
+    def identity(self, answer: Introspection) -> Identity:
+        if not answer.active:
+            raise InvalidToken("authorization server says the token is not active")
+        return self._checker.identity(answer.claims, answer.jwt)
+
+
+SERVER = {"introspection_endpoint": "https://as.example/i", "client_id": "gw", "client_secret_env": "S",
+          "issuer": ISSUER}
+PLAIN = {"introspection_endpoint": "https://plain.example/i", "client_id": "gw", "client_secret_env": "S",
+         "dialect": "rfc7662"}
+
 
 def _config(tmp_path: Path, **top: Any) -> Config:
     doc: dict[str, Any] = {
-        "authorization_servers": {
-            "curity": {"introspection_endpoint": "https://as.example/i", "client_id": "gw", "client_secret_env": "S"}
-        },
+        "authorization_servers": {"curity": SERVER},
         "headers_to_remove": ["x-user-id", "x-role"],
         "routes": {"required_scopes": ["read"]},
     }
@@ -77,17 +103,16 @@ def _request(
     )
 
 
-def _authorizer(tmp_path: Path, answer: Introspection | Exception, **top: Any) -> tuple[Authorizer, FakeIntrospector]:
-    fake = FakeIntrospector(answer)
+def _authorizer(tmp_path: Path, answer: Introspection | Exception, **top: Any) -> tuple[Authorizer, FakeAuthority]:
+    fake = FakeAuthority(answer)
     return Authorizer(_config(tmp_path, **top), {"curity": fake}), fake
 
 
 async def test_valid_token_is_exchanged_for_the_jwt(tmp_path: Path) -> None:
-    token = _jwt()
-    authorizer, fake = _authorizer(tmp_path, Introspection(active=True, jwt=token))
+    authorizer, fake = _authorizer(tmp_path, _jwt())
     allow = await authorizer.check(_request())
     assert fake.calls == [OPAQUE]
-    assert allow.headers == (("authorization", f"Bearer {token}"),)
+    assert allow.headers == (("authorization", f"Bearer {JWT}"),)
     assert allow.headers_to_remove == ("x-user-id", "x-role")
     assert dict(allow.dynamic_metadata) == {"sub": "alice", "client_id": "web", "scope": "read write"}
     assert allow.identity is not None
@@ -95,8 +120,7 @@ async def test_valid_token_is_exchanged_for_the_jwt(tmp_path: Path) -> None:
 
 
 async def test_metadata_omits_absent_subject_and_client(tmp_path: Path) -> None:
-    token = jwt.encode({"scope": "read"}, "k" * 32, algorithm="HS256")
-    authorizer, _ = _authorizer(tmp_path, Introspection(active=True, jwt=token))
+    authorizer, _ = _authorizer(tmp_path, _jwt(sub=None, client_id=None, scope="read"))
     allow = await authorizer.check(_request())
     assert dict(allow.dynamic_metadata) == {"scope": "read"}
 
@@ -124,7 +148,7 @@ async def test_token_id_differs_per_token_and_is_stable(tmp_path: Path) -> None:
 
 
 async def test_missing_scope_is_insufficient_scope(tmp_path: Path) -> None:
-    authorizer, _ = _authorizer(tmp_path, Introspection(active=True, jwt=_jwt(scope="read")))
+    authorizer, _ = _authorizer(tmp_path, _jwt(scope="read"))
     with pytest.raises(InsufficientScope) as info:
         await authorizer.check(_request(extensions={"required_scopes": "read admin"}))
     assert info.value.required == ("read", "admin")
@@ -133,14 +157,14 @@ async def test_missing_scope_is_insufficient_scope(tmp_path: Path) -> None:
 
 
 async def test_default_required_scopes_apply_to_routes_without_extensions(tmp_path: Path) -> None:
-    authorizer, _ = _authorizer(tmp_path, Introspection(active=True, jwt=_jwt(scope="write")))
+    authorizer, _ = _authorizer(tmp_path, _jwt(scope="write"))
     with pytest.raises(InsufficientScope) as info:
         await authorizer.check(_request())
     assert info.value.missing == ("read",)
 
 
 async def test_same_token_is_refused_on_admin_route_after_read_route(tmp_path: Path) -> None:
-    authorizer, _ = _authorizer(tmp_path, Introspection(active=True, jwt=_jwt(scope="read")))
+    authorizer, _ = _authorizer(tmp_path, _jwt(scope="read"))
     allow = await authorizer.check(_request(extensions={"required_scopes": "read"}))
     assert allow.headers[0][0] == "authorization"
     with pytest.raises(InsufficientScope):
@@ -191,8 +215,8 @@ async def test_preflight_header_on_get_is_not_a_preflight(tmp_path: Path) -> Non
         await authorizer.check(_request(authorization=(), headers={"access-control-request-method": "POST"}))
 
 
-async def test_active_answer_without_jwt_is_upstream_misbehaved(tmp_path: Path) -> None:
-    authorizer, _ = _authorizer(tmp_path, Introspection(active=True))
+async def test_claims_of_the_wrong_type_are_upstream_misbehaved_with_token_id(tmp_path: Path) -> None:
+    authorizer, _ = _authorizer(tmp_path, _jwt(scope=42))
     with pytest.raises(UpstreamMisbehaved) as info:
         await authorizer.check(_request())
     assert info.value.status == 502
@@ -200,7 +224,14 @@ async def test_active_answer_without_jwt_is_upstream_misbehaved(tmp_path: Path) 
 
 
 async def test_expired_jwt_is_invalid_token(tmp_path: Path) -> None:
-    authorizer, _ = _authorizer(tmp_path, Introspection(active=True, jwt=_jwt(exp=time.time() - 3600)))
+    authorizer, _ = _authorizer(tmp_path, _jwt(exp=time.time() - 3600))
+    with pytest.raises(InvalidToken) as info:
+        await authorizer.check(_request())
+    assert info.value.token_id is not None
+
+
+async def test_jwt_from_another_issuer_is_invalid_token(tmp_path: Path) -> None:
+    authorizer, _ = _authorizer(tmp_path, _jwt(iss="https://evil.example"))
     with pytest.raises(InvalidToken):
         await authorizer.check(_request())
 
@@ -214,33 +245,115 @@ async def test_introspection_failure_propagates_with_token_id(tmp_path: Path) ->
 
 
 async def test_missing_credential_is_refused_before_introspection(tmp_path: Path) -> None:
-    authorizer, fake = _authorizer(tmp_path, Introspection(active=True, jwt=_jwt()))
+    authorizer, fake = _authorizer(tmp_path, _jwt())
     with pytest.raises(MissingCredential):
         await authorizer.check(_request(authorization=()))
     assert fake.calls == []
 
 
 async def test_malformed_credential_is_refused_before_introspection(tmp_path: Path) -> None:
-    authorizer, fake = _authorizer(tmp_path, Introspection(active=True, jwt=_jwt()))
+    authorizer, fake = _authorizer(tmp_path, _jwt())
     with pytest.raises(MalformedCredential):
         await authorizer.check(_request(authorization=("Bearer a", "Bearer b")))
     assert fake.calls == []
 
 
 async def test_misconfigured_route_fails_closed(tmp_path: Path) -> None:
-    authorizer, fake = _authorizer(tmp_path, Introspection(active=True, jwt=_jwt()))
+    authorizer, fake = _authorizer(tmp_path, _jwt())
     with pytest.raises(RouteMisconfigured):
         await authorizer.check(_request(extensions={"disabled": "yes"}))
     assert fake.calls == []
 
 
 async def test_route_selects_its_authorization_server(tmp_path: Path) -> None:
-    server = {"introspection_endpoint": "https://as.example/i", "client_id": "gw", "client_secret_env": "S"}
-    config = _config(tmp_path, authorization_servers={"curity": server, "other": dict(server)})
-    default, other = (
-        FakeIntrospector(Introspection(active=False)),
-        FakeIntrospector(Introspection(active=True, jwt=_jwt())),
-    )
+    config = _config(tmp_path, authorization_servers={"curity": SERVER, "other": dict(SERVER)})
+    default, other = FakeAuthority(Introspection(active=False)), FakeAuthority(_jwt())
     authorizer = Authorizer(config, {"curity": default, "other": other})
     await authorizer.check(_request(extensions={"as": "other"}))
     assert (default.calls, other.calls) == ([], [OPAQUE])
+
+
+# claims but no JWT (plain RFC 7662, RFC 9701): never pass the opaque token on as if it were a JWT
+
+
+def _forwarding(tmp_path: Path, answer: Introspection | Exception, forwarding: str = "header",
+                **plain: Any) -> tuple[Authorizer, FakeAuthority]:
+    servers = {"curity": SERVER, "plain": {**PLAIN, "claims_forwarding": forwarding, **plain}}
+    fake = FakeAuthority(answer, issuer=None)
+    config = _config(tmp_path, authorization_servers=servers)
+    return Authorizer(config, {"curity": FakeAuthority(_jwt()), "plain": fake}), fake
+
+
+def _decode_claims(value: str) -> Any:
+    assert "=" not in value and "+" not in value and "/" not in value  # base64url without padding
+    return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
+async def test_claims_are_forwarded_as_base64url_json_in_the_claims_header(tmp_path: Path) -> None:
+    answer = _claims_only(sub="bob", scope="read", username="Bob Ünicode", groups=["a", "b"])
+    authorizer, fake = _forwarding(tmp_path, answer)
+    allow = await authorizer.check(_request(extensions={"as": "plain"}))
+    assert fake.calls == [OPAQUE]
+    [(name, value)] = allow.headers
+    assert name == "x-token-claims"
+    assert _decode_claims(value) == dict(answer.claims)
+    assert "authorization" in allow.headers_to_remove  # the opaque token does not reach the upstream
+    assert "x-token-claims" not in allow.headers_to_remove  # Envoy removes after adding: it would drop ours
+    assert {"x-user-id", "x-role"} <= set(allow.headers_to_remove)
+    assert OPAQUE not in repr(allow.headers)
+    assert dict(allow.dynamic_metadata) == {"sub": "bob", "client_id": "web", "scope": "read"}
+    assert allow.identity is not None
+    assert allow.identity.jwt is None
+
+
+async def test_claims_go_to_the_configured_claims_header(tmp_path: Path) -> None:
+    authorizer, _ = _forwarding(tmp_path, _claims_only(), claims_header="X-Introspected")
+    allow = await authorizer.check(_request(extensions={"as": "plain"}))
+    [(name, value)] = allow.headers
+    assert name == "x-introspected"
+    assert _decode_claims(value)["sub"] == "alice"
+    assert "authorization" in allow.headers_to_remove
+
+
+async def test_claims_forwarding_none_sets_no_header_and_removes_authorization(tmp_path: Path) -> None:
+    authorizer, _ = _forwarding(tmp_path, _claims_only(), forwarding="none")
+    allow = await authorizer.check(_request(extensions={"as": "plain"}))
+    assert allow.headers == ()
+    assert allow.headers_to_remove == ("x-user-id", "x-role", "authorization")
+    assert allow.dynamic_metadata["sub"] == "alice"
+
+
+async def test_claims_only_answer_still_needs_the_route_scopes(tmp_path: Path) -> None:
+    authorizer, _ = _forwarding(tmp_path, _claims_only(scope="read"))
+    with pytest.raises(InsufficientScope):
+        await authorizer.check(_request(extensions={"as": "plain", "required_scopes": "read admin"}))
+
+
+async def test_expired_claims_only_answer_is_invalid_token(tmp_path: Path) -> None:
+    authorizer, _ = _forwarding(tmp_path, _claims_only(exp=time.time() - 3600))
+    with pytest.raises(InvalidToken):
+        await authorizer.check(_request(extensions={"as": "plain"}))
+
+
+async def test_claims_header_is_removed_on_jwt_allows(tmp_path: Path) -> None:
+    authorizer, _ = _forwarding(tmp_path, _claims_only())
+    allow = await authorizer.check(_request())  # the default AS returns a JWT
+    assert allow.headers == (("authorization", f"Bearer {JWT}"),)
+    assert "x-token-claims" in allow.headers_to_remove
+    assert "authorization" not in allow.headers_to_remove
+
+
+async def test_claims_header_is_removed_on_disabled_routes(tmp_path: Path) -> None:
+    authorizer, fake = _forwarding(tmp_path, _claims_only())
+    allow = await authorizer.check(_request(authorization=(), extensions={"disabled": "true", "as": "plain"}))
+    assert fake.calls == []
+    assert allow.headers == ()
+    assert set(allow.headers_to_remove) == {"x-user-id", "x-role", "x-token-claims"}
+
+
+async def test_claims_header_is_removed_on_allowed_preflights(tmp_path: Path) -> None:
+    servers = {"curity": SERVER, "plain": {**PLAIN, "claims_forwarding": "header"}}
+    config = _config(tmp_path, authorization_servers=servers, cors_preflight="allow")
+    authorizer = Authorizer(config, {"curity": FakeAuthority(_jwt()), "plain": FakeAuthority(_claims_only())})
+    request = _request(authorization=(), method="OPTIONS", headers={"access-control-request-method": "POST"})
+    assert "x-token-claims" in (await authorizer.check(request)).headers_to_remove

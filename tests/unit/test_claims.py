@@ -1,0 +1,170 @@
+"""ClaimsChecker and scopes_of: a token's claims become an Identity; exp/nbf (with leeway), iss and aud are checked.
+
+Failing claims are the client's problem (401 invalid_token); claims of the wrong type are the AS's (502).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from authz.claims import ClaimsChecker, scopes_of
+from authz.errors import InvalidToken, UpstreamMisbehaved
+
+NOW = 1_700_000_000.0
+LEEWAY = 30.0
+ISSUER = "https://as.example/oauth"
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"  # the checker never parses it; it is passed through
+
+
+def _checker(issuer: str | None = None, audiences: tuple[str, ...] = (), leeway: float = LEEWAY) -> ClaimsChecker:
+    return ClaimsChecker(issuer, audiences, leeway, clock=lambda: NOW)
+
+
+def _invalid(checker: ClaimsChecker, claims: dict[str, Any], jwt: str | None = JWT) -> InvalidToken:
+    with pytest.raises(InvalidToken) as info:
+        checker.identity(claims, jwt)
+    assert info.value.status == 401
+    assert info.value.oauth_error == "invalid_token"
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({"scope": "read write"}, {"read", "write"}),
+        ({"scope": "  read   write "}, {"read", "write"}),
+        ({"scope": ["read", "admin"]}, {"read", "admin"}),
+        ({"scp": ["read"]}, {"read"}),
+        ({"scope": ""}, set()),
+        ({}, set()),
+    ],
+    ids=["string", "spaces", "list", "scp", "empty", "missing"],
+)
+def test_scopes_of_reads_string_or_list(claims: dict[str, Any], expected: set[str]) -> None:
+    assert scopes_of(claims) == frozenset(expected)
+
+
+@pytest.mark.parametrize("scope", [42, {"read": True}, ["read", 1], True], ids=["int", "dict", "mixed-list", "bool"])
+def test_scopes_of_rejects_wrong_type_as_upstream_misbehaved(scope: Any) -> None:
+    with pytest.raises(UpstreamMisbehaved) as info:
+        scopes_of({"scope": scope})
+    assert info.value.status == 502
+
+
+def test_reads_identity_from_claims() -> None:
+    claims = {"sub": "alice", "client_id": "web", "scope": "read write", "exp": NOW + 300, "iss": ISSUER}
+    identity = _checker(ISSUER).identity(claims, JWT)
+    assert identity.jwt == JWT
+    assert identity.subject == "alice"
+    assert identity.client_id == "web"
+    assert identity.scopes == frozenset({"read", "write"})
+    assert identity.expires_at == NOW + 300
+    assert identity.claims["iss"] == ISSUER
+
+
+def test_identity_without_a_jwt_keeps_jwt_none() -> None:
+    identity = _checker().identity({"sub": "bob", "scope": "read"}, None)
+    assert identity.jwt is None
+    assert identity.subject == "bob"
+    assert identity.expires_at is None
+
+
+def test_rejects_token_expired_beyond_leeway() -> None:
+    _invalid(_checker(), {"sub": "a", "exp": NOW - LEEWAY - 1})
+
+
+def test_rejects_token_expiring_exactly_at_leeway_edge() -> None:
+    _invalid(_checker(), {"exp": NOW - LEEWAY})
+
+
+def test_accepts_token_expired_within_leeway() -> None:
+    assert _checker().identity({"sub": "a", "exp": NOW - LEEWAY + 1}, JWT).subject == "a"
+
+
+def test_rejects_token_not_yet_valid_beyond_leeway() -> None:
+    _invalid(_checker(), {"nbf": NOW + LEEWAY + 1, "exp": NOW + 600})
+
+
+def test_accepts_token_not_yet_valid_within_leeway() -> None:
+    assert _checker().identity({"sub": "a", "nbf": NOW + LEEWAY - 1, "exp": NOW + 600}, JWT).subject == "a"
+
+
+def test_claims_only_answers_are_time_checked_too() -> None:
+    _invalid(_checker(), {"sub": "a", "exp": NOW - 3600}, jwt=None)
+
+
+def test_uses_the_injected_clock_on_every_check() -> None:
+    now = [NOW]
+    checker = ClaimsChecker(None, (), 0, clock=lambda: now[0])
+    claims = {"exp": NOW + 10}
+    checker.identity(claims, JWT)
+    now[0] = NOW + 11
+    with pytest.raises(InvalidToken):
+        checker.identity(claims, JWT)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"exp": "tomorrow"}, {"exp": True}, {"nbf": "now"}, {"sub": 42}, {"client_id": ["web"]}, {"iss": 7},
+     {"aud": 5}, {"aud": ["api", 5]}],
+    ids=["exp-string", "exp-bool", "nbf-string", "sub-int", "client_id-list", "iss-int", "aud-int", "aud-mixed"],
+)
+def test_rejects_wrong_claim_types_as_upstream_misbehaved(claims: dict[str, Any]) -> None:
+    with pytest.raises(UpstreamMisbehaved) as info:
+        _checker(ISSUER, ("api",)).identity({"iss": ISSUER, "aud": "api", **claims}, JWT)
+    assert info.value.status == 502
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+def test_rejects_nan_time_claim(claim: str) -> None:
+    with pytest.raises((UpstreamMisbehaved, InvalidToken)):
+        _checker().identity({claim: float("nan")}, JWT)
+
+
+def test_wrong_issuer_is_invalid_token() -> None:
+    error = _invalid(_checker(ISSUER), {"sub": "a", "iss": "https://evil.example"})
+    assert "evil.example" in error.detail
+
+
+def test_issuer_must_match_exactly() -> None:
+    _invalid(_checker(ISSUER), {"iss": ISSUER + "/"})
+
+
+def test_wrong_issuer_in_claims_only_answer_is_invalid_token() -> None:
+    _invalid(_checker(ISSUER), {"sub": "a", "iss": "https://evil.example"}, jwt=None)
+
+
+def test_jwt_without_iss_is_invalid_token_when_an_issuer_is_configured() -> None:
+    _invalid(_checker(ISSUER), {"sub": "a"}, jwt=JWT)
+
+
+def test_claims_without_iss_and_without_jwt_are_accepted() -> None:
+    assert _checker(ISSUER).identity({"sub": "a", "active": True}, None).subject == "a"
+
+
+def test_any_iss_is_accepted_without_a_configured_issuer() -> None:
+    assert _checker(None).identity({"sub": "a", "iss": "https://anyone"}, JWT).subject == "a"
+
+
+@pytest.mark.parametrize("aud", ["api", ["other", "api"], ["api"]], ids=["string", "list", "single-list"])
+def test_audience_is_accepted_when_it_holds_one_of_ours(aud: Any) -> None:
+    checker = _checker(audiences=("api", "billing"))
+    assert checker.identity({"sub": "a", "aud": aud}, JWT).subject == "a"
+
+
+@pytest.mark.parametrize("aud", ["other", ["other", "more"], [], "ap", "API"],
+                         ids=["string", "list", "empty-list", "prefix", "case"])
+def test_foreign_audience_is_invalid_token(aud: Any) -> None:
+    _invalid(_checker(audiences=("api",)), {"sub": "a", "aud": aud})
+
+
+def test_audience_is_required_when_audiences_are_configured() -> None:
+    _invalid(_checker(audiences=("api",)), {"sub": "a"})
+    _invalid(_checker(audiences=("api",)), {"sub": "a"}, jwt=None)
+
+
+def test_no_audience_check_without_configured_audiences() -> None:
+    assert _checker().identity({"sub": "a", "aud": "whatever"}, JWT).subject == "a"
+    assert _checker().identity({"sub": "b"}, JWT).subject == "b"
