@@ -30,12 +30,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from authz.logs import configure_logging
+    from authz.policy.embedded import EmbeddedEngine
+    from authz.policy.engine import PolicyLoadError
     from authz.server import Server, run
 
     try:
         config = load_config(args.config)
+        if config.policy.engine == "embedded":  # policies that do not load stop the start, naming file and line
+            EmbeddedEngine(config.policy.paths, config.policy.timeout_seconds)
     except ConfigError as exc:
         print(f"authz: config error: {exc}", file=sys.stderr)
+        return 2
+    except PolicyLoadError as exc:
+        print(f"authz: policy error: {exc}", file=sys.stderr)
         return 2
     if args.command == "validate-config":
         print(f"authz: {args.config or '(environment only)'}: configuration is valid")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import jwt
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from authz.config_policy import PolicyConfig, parse_policy
 from authz.config_section import ConfigError, Secret, Section, read_file, url
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "CredentialConfig",
+    "PolicyConfig",
     "PrivateKeyJwtConfig",
     "RouteDefaults",
     "Secret",
@@ -142,6 +144,7 @@ class Config:
     cache: CacheConfig = CacheConfig()
     admin_listen: str | None = "127.0.0.1:9002"  # the cache admin gRPC API; loopback or unix socket only
     metrics_listen: str | None = "127.0.0.1:9102"  # Prometheus /metrics
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
     def default_as(self) -> AuthorizationServerConfig:
@@ -321,6 +324,7 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
         cache=_cache(top.section("cache")),
         admin_listen=_optional_listen(top, "admin_listen", "127.0.0.1:9002", local_only=True),
         metrics_listen=_optional_listen(top, "metrics_listen", "127.0.0.1:9102", local_only=False),
+        policy=parse_policy(top.section("policy"), environ),
         authorization_servers=servers,
         default_authorization_server=default_as,
         server=server,

@@ -11,12 +11,16 @@ Each error carries a stable snake_case ``reason`` (used in logs, metrics and the
     ├── InsufficientScope              403  insufficient_scope: a required scope is missing
     ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
     ├── UpstreamUnavailable            503  AS unreachable, timeout, 5xx, 429 (carries Retry-After)
-    └── UpstreamMisbehaved             502  AS rejects our client credentials, answers outside its dialect
+    ├── UpstreamMisbehaved             502  AS rejects our client credentials, answers outside its dialect
+    ├── PolicyDenied                   the policy's http_status (403), headers and body
+    └── PolicyFailed                   503 (configurable 500/403): OPA unreachable, error, undefined, bad result
 
 Anything that is not an ``AuthzError`` is a bug and becomes a 500 ``internal_error``; it is never an allow.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AuthzError",
@@ -25,6 +29,8 @@ __all__ = [
     "InvalidToken",
     "MalformedCredential",
     "MissingCredential",
+    "PolicyDenied",
+    "PolicyFailed",
     "RouteMisconfigured",
     "UpstreamMisbehaved",
     "UpstreamUnavailable",
@@ -103,3 +109,24 @@ class UpstreamMisbehaved(AuthzError):
     status = 502
     reason = "authorization_server_error"
     description = "the authorization server gave an unusable answer"
+
+
+class PolicyDenied(AuthzError):
+    """The policy said no; the client gets the policy's status, headers and body (``decision``)."""
+
+    reason = "policy_denied"
+    description = "the request is not allowed by policy"
+
+    def __init__(self, decision: Any, detail: str = "") -> None:
+        super().__init__(detail or "policy denied the request")
+        self.decision = decision
+        self.status = decision.http_status or 403
+
+
+class PolicyFailed(AuthzError):
+    reason = "policy_error"
+    description = "the authorization policy could not be evaluated"
+
+    def __init__(self, detail: str, *, status: int = 503) -> None:
+        super().__init__(detail)
+        self.status = status

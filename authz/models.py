@@ -20,6 +20,7 @@ class RequestInfo:
     authorization: tuple[str, ...]  # every Authorization header value as received
     context_extensions: Mapping[str, str]
     request_id: str = ""
+    source: Any = None  # the transport's original request (the CheckRequest), for building the policy input
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class RouteSettings:
     required_scopes: tuple[str, ...]
     disabled: bool
     authorization_server: str
+    policy: str | None = None  # OPA decision path, e.g. envoy/authz/allow; None: no policy for this route
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +63,4 @@ class Allow:
     headers_to_remove: tuple[str, ...] = ()
     dynamic_metadata: Mapping[str, str] = field(default_factory=dict)
     identity: Identity | None = None
+    policy: Any = None  # authz.policy.decision.PolicyDecision of an allowing policy, applied after our headers

@@ -1,6 +1,7 @@
 """The pipeline: ``Authorizer.check(RequestInfo) -> Allow``, or a typed ``AuthzError``. Plain async Python.
 
-Stages, in order (see DESIGN.md): route settings -> credential -> introspection -> token -> scopes -> response.
+Stages, in order (see DESIGN.md): route settings -> credential -> introspection -> token -> scopes -> policy ->
+response.
 """
 
 from __future__ import annotations
@@ -8,13 +9,15 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from authz.config import Config
 from authz.credential import bearer_token
 from authz.errors import AuthzError
 from authz.logs import token_id
-from authz.models import Allow, Identity, Introspection, RequestInfo
+from authz.models import Allow, Identity, Introspection, RequestInfo, RouteSettings
+from authz.policy.stage import PolicyStage
 from authz.routes import RouteResolver
 from authz.scopes import require_scopes
 
@@ -30,10 +33,12 @@ class AuthorityLike(Protocol):
 
 
 class Authorizer:
-    def __init__(self, config: Config, authorities: Mapping[str, AuthorityLike]) -> None:
+    def __init__(self, config: Config, authorities: Mapping[str, AuthorityLike],
+                 policy: PolicyStage | None = None) -> None:
         self.config = config
         self.routes = RouteResolver(config)
         self._authorities = authorities
+        self._policy = policy
         # client-sent copies of the headers we may set are always removed, so upstreams cannot be spoofed
         claim_headers = {s.claims_header for s in config.authorization_servers.values()
                          if s.claims_forwarding == "header"}
@@ -43,17 +48,29 @@ class Authorizer:
 
     async def check(self, request: RequestInfo) -> Allow:
         route = self.routes.resolve(request.context_extensions)
-        if route.disabled or self._is_preflight(request):
+        if self._is_preflight(request):
             return self._pass
+        if route.disabled:
+            return await self._with_policy(self._pass, route, request, None)
         token = bearer_token(request.authorization, self.config.credential.max_token_length)
         authority = self._authorities[route.authorization_server]
         try:
             identity = authority.identity(await authority.introspect(token))
             require_scopes(identity.scopes, route.required_scopes)
+            return await self._with_policy(self._allow(identity, route.authorization_server), route, request,
+                                           identity)
         except AuthzError as exc:
             exc.token_id = token_id(token)
             raise
-        return self._allow(identity, route.authorization_server)
+
+    async def _with_policy(self, allow: Allow, route: RouteSettings, request: RequestInfo,
+                           identity: Identity | None) -> Allow:
+        if route.policy is None:
+            return allow
+        assert self._policy is not None, "routes naming a policy are refused when no engine is configured"
+        outcome = await self._policy.decide(route.policy, request, identity)
+        return replace(allow, policy=outcome.decision,
+                       dynamic_metadata={**allow.dynamic_metadata, "decision_id": outcome.decision_id})
 
     def _allow(self, identity: Identity, server: str) -> Allow:
         metadata = _metadata(identity)

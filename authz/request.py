@@ -58,4 +58,5 @@ def request_info(request: CheckRequest) -> RequestInfo:
         authorization=authorization,
         context_extensions=dict(attributes.context_extensions),
         request_id=http.id,
+        source=request,
     )

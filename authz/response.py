@@ -14,8 +14,9 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
-from authz.errors import AuthzError, InsufficientScope, UpstreamUnavailable
+from authz.errors import AuthzError, InsufficientScope, PolicyDenied, UpstreamUnavailable
 from authz.models import Allow
+from authz.policy.response_mapping import apply_to_ok, denied_http_response, metadata_struct
 
 __all__ = ["allow_response", "deny_response", "www_authenticate"]
 
@@ -53,14 +54,21 @@ def allow_response(allow: Allow) -> CheckResponse:
         headers_to_remove=allow.headers_to_remove,
     )
     response = CheckResponse(status=_OK, ok_response=ok)
+    if allow.policy is not None:  # the policy's mutations come after ours (opa-envoy-plugin's contract)
+        apply_to_ok(allow.policy, response.ok_response)
+        policy_metadata = metadata_struct(allow.policy)
+        if policy_metadata is not None:
+            response.dynamic_metadata.MergeFrom(policy_metadata)
     if allow.dynamic_metadata:
-        metadata = Struct()
-        metadata.update(allow.dynamic_metadata)
-        response.dynamic_metadata.CopyFrom(metadata)
+        ours = Struct()
+        ours.update(allow.dynamic_metadata)
+        response.dynamic_metadata.MergeFrom(ours)  # ours (sub, client_id, scope, decision_id) win
     return response
 
 
 def deny_response(error: AuthzError, realm: str) -> CheckResponse:
+    if isinstance(error, PolicyDenied):  # the policy's own status, headers and body
+        return CheckResponse(status=_PERMISSION_DENIED, denied_response=denied_http_response(error.decision))
     status = error.status
     body = {
         "error": error.oauth_error or _BODY_ERROR.get(status, "server_error"),

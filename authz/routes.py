@@ -5,6 +5,7 @@ Keys (all strings, as Envoy's per-route ``check_settings.context_extensions`` ca
 ``required_scopes``  space-separated scopes, all of which the token must hold (replaces the default list)
 ``disabled``         ``true`` / ``false``: the route needs no token (``headers_to_remove`` still applies)
 ``as``               name of the authorization server (from ``authorization_servers``) to introspect with
+``policy``           OPA decision path (``envoy/authz/allow``, ``records/allow``); routes without one skip OPA
 
 Unknown keys and bad values are a misconfiguration: the route fails closed with a 500 and one error log line per
 distinct bad setting. Parsed settings are memoised per distinct extension map (routes are few; requests many).
@@ -19,12 +20,13 @@ from collections.abc import Mapping
 from authz.config import Config
 from authz.errors import RouteMisconfigured
 from authz.models import RouteSettings
+from authz.policy.engine import DECISION_PATH
 
 __all__ = ["KNOWN_KEYS", "RouteResolver"]
 
 log = logging.getLogger("authz.routes")
 
-KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as"})
+KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy"})
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _MAX_MEMO = 4096
 
@@ -78,4 +80,10 @@ class RouteResolver:
         server = ext.get("as", settings.authorization_server)
         if server not in self._config.authorization_servers:
             raise RouteMisconfigured(f"as: no authorization server named {server!r}")
-        return RouteSettings(required_scopes=scopes, disabled=disabled, authorization_server=server)
+        policy = ext.get("policy") or None
+        if policy is not None:
+            if not DECISION_PATH.match(policy):
+                raise RouteMisconfigured(f"policy: {policy[:100]!r} is not a decision path like envoy/authz/allow")
+            if not self._config.policy.enabled:
+                raise RouteMisconfigured(f"policy: route names {policy!r} but no policy engine is configured")
+        return RouteSettings(required_scopes=scopes, disabled=disabled, authorization_server=server, policy=policy)

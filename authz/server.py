@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import grpc
@@ -23,8 +24,13 @@ from authz.adminpb import admin_pb2_grpc
 from authz.cache import IntrospectionCache, RedisTier
 from authz.config import Config
 from authz.introspection import build_authorities
+from authz.introspection.jwks import KeySet
 from authz.metrics import Metrics
 from authz.pipeline import AuthorityLike, Authorizer
+from authz.policy.embedded import EmbeddedEngine
+from authz.policy.jwt_builtins import JwtBuiltins
+from authz.policy.remote import RemoteEngine
+from authz.policy.stage import PolicyStage
 from authz.service import AuthorizationService
 
 __all__ = ["AUTHORIZATION_SERVICE", "Server", "run"]
@@ -53,9 +59,13 @@ class Server:
         self._session: aiohttp.ClientSession | None = None
         self._metrics_runner: web.AppRunner | None = None
         self._health = health_aio.HealthServicer()
+        self._key_sets: list[KeySet] = []
+        self.policy_engine: EmbeddedEngine | None = None
+        self._watcher: asyncio.Future[None] | None = None
 
     def _authorities(self, session: aiohttp.ClientSession) -> dict[str, AuthorityLike]:
         authorities = build_authorities(self.config, session)
+        self._key_sets = [a.keys for a in authorities.values() if a.keys is not None]
         settings = self.config.cache
         if not settings.enabled:
             return dict(authorities)
@@ -79,7 +89,7 @@ class Server:
 
     async def _start(self) -> None:
         assert self._session is not None
-        authorizer = Authorizer(self.config, self._authorities(self._session))
+        authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session))
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self._servers.append(server)
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
@@ -97,6 +107,27 @@ class Server:
             await s.start()
         for service in ("", AUTHORIZATION_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def _policy_stage(self, session: aiohttp.ClientSession) -> PolicyStage | None:
+        settings = self.config.policy
+        if settings.engine == "embedded":
+            def key_lookup(kid: str | None) -> Any:  # io.jwt.* built-ins: the keys our ASes published
+                return next((k for k in (s.cached_key(kid) for s in self._key_sets) if k is not None), None)
+
+            engine = EmbeddedEngine(settings.paths, settings.timeout_seconds, JwtBuiltins(key_lookup))
+            self.policy_engine = engine
+            if settings.watch_interval_seconds > 0:
+                self._watcher = asyncio.ensure_future(engine.watch(settings.watch_interval_seconds))
+            return PolicyStage(settings, engine)
+        if settings.engine == "remote":
+            assert settings.remote_url is not None
+            return PolicyStage(settings, RemoteEngine(settings.remote_url, settings.timeout_seconds,
+                                                      settings.remote_token, session))
+        return None
+
+    def reload_policies(self) -> None:
+        if self.policy_engine is not None:
+            self.policy_engine.reload()
 
     async def _serve_metrics(self, address: str) -> None:
         async def metrics(request: web.Request) -> web.Response:
@@ -119,6 +150,8 @@ class Server:
 
     async def stop(self, grace: float | None = None) -> None:
         await self._health.enter_graceful_shutdown()
+        if self._watcher is not None:
+            self._watcher.cancel()
         grace = self.config.server.shutdown_grace_seconds if grace is None else grace
         await asyncio.gather(*(s.stop(grace) for s in self._servers))
         if self._metrics_runner is not None:
@@ -137,6 +170,7 @@ async def run(config: Config, ready: Callable[[Server], None] | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_policies)
     log.info("serving %s on %s (admin %s, metrics %s)", AUTHORIZATION_SERVICE, config.server.listen,
              config.admin_listen or "off", config.metrics_listen or "off")
     if ready is not None:

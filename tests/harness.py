@@ -101,18 +101,21 @@ class Stack:
             "admin_listen": f"127.0.0.1:{self.admin_port}",
             "metrics_listen": f"127.0.0.1:{self.metrics_port}",
             "authorization_servers": {"dev": as_entry},
+            "policy": {"paths": [str(ROOT / "deploy" / "policies")], "watch_interval_seconds": 0,
+                       "decision_log": "full"},
         }
         config.update(overrides)
         return config
 
-    def start_authz(self, secret: str = GATEWAY_SECRET, **overrides: Any) -> Process:
+    def start_authz(self, secret: str = GATEWAY_SECRET, env: dict[str, str] | None = None,
+                    **overrides: Any) -> Process:
         self.authz_port = free_port()
         path = self.dir / "authz.yaml"
         self.dir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.authz_config(**overrides)))
         self.authz = self._start(Process(
             "authz", [sys.executable, "-m", "authz", "serve", "--config", str(path)], self.authz_port, self.dir,
-            env={"TEST_GATEWAY_SECRET": secret}))
+            env={"TEST_GATEWAY_SECRET": secret, **(env or {})}))
         return self.authz
 
     def start_envoy(self, mutate: Callable[[dict[str, Any]], None] | None = None) -> Process:
@@ -133,11 +136,15 @@ class Stack:
         self.start_envoy()
         return self
 
-    def token(self, scope: str = "read", client: tuple[str, str] = ("demo-client", "demo-secret")) -> str:
+    def token(self, scope: str = "read", client: tuple[str, str] = ("demo-client", "demo-secret"),
+              subject: str | None = None) -> str:
+        form = {"grant_type": "client_credentials", "scope": scope}
+        if subject is not None:  # the dev AS lets demos act as a user
+            form["subject"] = subject
         resp = http_request("POST", self.as_port, "/oauth/v2/oauth-token",
                             headers={"Authorization": basic(*client),
                                      "Content-Type": "application/x-www-form-urlencoded"},
-                            body=urllib.parse.urlencode({"grant_type": "client_credentials", "scope": scope}))
+                            body=urllib.parse.urlencode(form))
         assert resp.status == 200, resp
         return str(resp.json()["access_token"])
 
@@ -145,11 +152,11 @@ class Stack:
         return http_request("GET", self.as_port, "/stats").json()  # type: ignore[no-any-return]
 
     def get(self, path: str, token: str | None = None, headers: dict[str, str] | None = None,
-            method: str = "GET") -> Response:
+            method: str = "GET", body: str | None = None) -> Response:
         all_headers = dict(headers or {})
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
-        return http_request(method, self.envoy_port, path, all_headers)
+        return http_request(method, self.envoy_port, path, all_headers, body)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

@@ -74,7 +74,7 @@ class DevClient:
 def default_clients() -> dict[str, DevClient]:
     """``demo-client`` (gets tokens) and ``gateway-client`` (introspects; secret from ``$DEV_AS_GATEWAY_SECRET``)."""
     return {
-        "demo-client": DevClient("demo-secret", ("read", "write", "admin"), ("read",)),
+        "demo-client": DevClient("demo-secret", ("read", "write", "admin", "approve"), ("read",)),
         "gateway-client": DevClient(os.environ.get("DEV_AS_GATEWAY_SECRET", "gateway-secret"), can_introspect=True),
     }
 

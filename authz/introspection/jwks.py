@@ -83,6 +83,11 @@ class KeySet:
             raise UpstreamMisbehaved(f"AS {self.name}: no signing key with kid {str(kid)[:64]!r} in its JWKS")
         return found
 
+    def cached_key(self, kid: str | None) -> Any:
+        """The public key for ``kid`` if already fetched, else None (synchronous: for policy built-ins)."""
+        found = self._lookup(kid)
+        return None if found is None else found.key
+
     def _lookup(self, kid: str | None) -> pyjwt.PyJWK | None:
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))

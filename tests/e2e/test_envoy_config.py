@@ -33,6 +33,7 @@ def test_ext_authz_filter_is_fail_closed_v3_with_timeout() -> None:
     ext = {p: r["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["check_settings"]["context_extensions"]
            for p, r in routes.items()}
     assert ext == {"/httpbin/": {"required_scopes": "read"}, "/admin/": {"required_scopes": "admin"},
+                   "/records/": {"required_scopes": "read", "policy": "records/decision"},
                    "/public/": {"disabled": "true"}}
 
 

@@ -1,0 +1,1 @@
+"""Stage 6: fine-grained authorization with OPA (embedded Rego or the remote Data API)."""

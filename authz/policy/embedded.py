@@ -1,0 +1,147 @@
+"""The embedded engine: Rego v1 evaluated in process by regorus (``gordon-to-regorus``).
+
+Policies (``*.rego``) and data (``data.json`` / ``data.yaml``; a data file in ``a/b/`` under a configured directory
+lands at ``data.a.b``, as in OPA bundles) load from files or directories at start and compile once. A reload
+(``reload()``: on SIGHUP, or when the watcher sees a file change) compiles a whole new engine and swaps it in
+atomically; if the new files do not load, the old engine stays and the error is logged.
+
+regorus evaluates synchronously while holding the GIL and its engines cannot move between threads, so an embedded
+evaluation cannot be preempted: ``timeout_seconds`` is enforced after the fact (a decision that took longer is
+discarded and the request gets the OPA-failure status). Policies that may run long belong on the remote engine,
+whose timeout is a real network deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import regorus
+import yaml
+
+from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, rego_ref
+from authz.policy.jwt_builtins import JwtBuiltins
+
+__all__ = ["EmbeddedEngine"]
+
+log = logging.getLogger("authz.policy.embedded")
+
+_DATA_FILES = ("data.json", "data.yaml", "data.yml")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip() and "Stack backtrace" not in line]
+    return " ".join(line.strip() for line in lines[:4])
+
+
+class EmbeddedEngine:
+    name = "embedded"
+
+    def __init__(self, paths: tuple[str, ...], timeout_seconds: float, builtins: JwtBuiltins | None = None) -> None:
+        self._roots = [Path(p) for p in paths]
+        self._timeout = timeout_seconds
+        self._builtins = builtins or JwtBuiltins()
+        self._signature = self._scan()
+        self._engine = self._compile()  # raises PolicyLoadError: start-up fails with the file and line
+        self.generation = 1
+
+    # --- loading ----------------------------------------------------------------------------------------------
+
+    def _files(self) -> list[tuple[Path, Path]]:
+        """(file, root) pairs: every .rego and data file under the configured paths."""
+        found: list[tuple[Path, Path]] = []
+        for root in self._roots:
+            if root.is_file():
+                found.append((root, root.parent))
+            elif root.is_dir():
+                found.extend((f, root) for f in sorted(root.rglob("*"))
+                             if f.is_file() and (f.suffix == ".rego" or f.name in _DATA_FILES))
+            else:
+                raise PolicyLoadError(f"{root}: no such policy file or directory")
+        return found
+
+    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f, _ in self._files())
+        except (OSError, PolicyLoadError):
+            return ()
+
+    def _compile(self) -> Any:
+        engine = regorus.Engine()
+        self._builtins.register(engine)
+        policies = 0
+        for path, root in self._files():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise PolicyLoadError(f"{path}: cannot read ({exc})") from None
+            if path.suffix == ".rego":
+                try:
+                    engine.add_policy(str(path), text)
+                except Exception as exc:  # regorus raises RuntimeError with "--> file:line:col" in the text
+                    raise PolicyLoadError(f"{path}: {_first_line(exc)}") from None
+                policies += 1
+            else:
+                engine.add_data(self._data_document(path, root, text))
+        if policies == 0:
+            raise PolicyLoadError(f"no .rego files under {', '.join(map(str, self._roots))}")
+        return engine
+
+    @staticmethod
+    def _data_document(path: Path, root: Path, text: str) -> dict[str, Any]:
+        try:
+            doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise PolicyLoadError(f"{path}: not valid {path.suffix[1:].upper()} ({str(exc).splitlines()[0]})") from None
+        if not isinstance(doc, dict):
+            raise PolicyLoadError(f"{path}: a data file must hold an object")
+        for part in reversed(path.parent.relative_to(root).parts):
+            doc = {part: doc}
+        return doc
+
+    def reload(self) -> bool:
+        """Compile the files as they are now and swap them in; on failure keep the old engine."""
+        signature = self._scan()
+        try:
+            engine = self._compile()
+        except PolicyLoadError as exc:
+            log.error("policy reload failed, keeping the policies loaded before: %s", exc)
+            self._signature = signature  # do not retry the same broken files on every poll
+            return False
+        self._engine, self._signature = engine, signature
+        self.generation += 1
+        log.info("policies reloaded (generation %d, %d files)", self.generation, len(signature))
+        return True
+
+    async def watch(self, interval_seconds: float) -> None:
+        """Reload when a policy or data file changes, is added or is removed. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            if self._scan() != self._signature:
+                self.reload()
+
+    # --- evaluation -------------------------------------------------------------------------------------------
+
+    async def evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Evaluation:
+        engine = self._engine
+        started = time.perf_counter()
+        try:
+            engine.set_input(policy_input)
+            result = engine.eval_rule(rego_ref(decision_path))
+        except Exception as exc:
+            raise PolicyEvaluationError(f"embedded policy {decision_path}: {_first_line(exc)}") from None
+        elapsed = time.perf_counter() - started
+        if elapsed > self._timeout:
+            raise PolicyEvaluationError(f"embedded policy {decision_path}: took {elapsed * 1000:.1f} ms, over the "
+                                        f"{self._timeout * 1000:.0f} ms timeout")
+        if result is None:
+            raise PolicyEvaluationError(f"embedded policy {decision_path}: decision is undefined")
+        return Evaluation(result, uuid.uuid4().hex)
+
+    async def close(self) -> None:
+        return None

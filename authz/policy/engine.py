@@ -1,0 +1,38 @@
+"""What every policy engine gives the pipeline: ``evaluate(decision_path, input) -> Evaluation``, or an error."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["DECISION_PATH", "Evaluation", "PolicyEngine", "PolicyEvaluationError", "PolicyLoadError", "rego_ref"]
+
+DECISION_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class PolicyEvaluationError(Exception):
+    """OPA unreachable, an evaluation error, an undefined decision: the request gets the OPA-failure status."""
+
+
+class PolicyLoadError(Exception):
+    """A policy or data file that cannot be loaded; the message names the file (and line, for Rego)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    result: Any  # the decision document, not yet checked against the result contract
+    decision_id: str
+
+
+class PolicyEngine(Protocol):
+    name: str
+
+    async def evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Evaluation: ...
+
+    async def close(self) -> None: ...
+
+
+def rego_ref(decision_path: str) -> str:
+    """``envoy/authz/allow`` -> ``data.envoy.authz.allow``."""
+    return "data." + decision_path.replace("/", ".")

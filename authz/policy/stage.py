@@ -1,0 +1,66 @@
+"""Stage 6: ask the policy engine about one request; the decision contract is opa-envoy-plugin's.
+
+Runs after the scope check, on every request of a route whose ``policy`` context extension names a decision path.
+An evaluation error, an undefined decision or a result of the wrong shape is never an allow: it is ``PolicyFailed``
+with the configured OPA-failure status. In dry-run mode the decision is made and logged, and the request is allowed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from authz.config_policy import PolicyConfig
+from authz.errors import PolicyDenied, PolicyFailed
+from authz.models import Identity, RequestInfo
+from authz.policy.decision import PolicyDecision, PolicyResultError, decision_from_result
+from authz.policy.decision_log import DecisionLogger
+from authz.policy.engine import PolicyEngine, PolicyEvaluationError
+from authz.policy.input import build_input
+
+__all__ = ["PolicyOutcome", "PolicyStage"]
+
+
+class PolicyOutcome:
+    """An allowing decision and its id (for Envoy's dynamic metadata)."""
+
+    __slots__ = ("decision", "decision_id")
+
+    def __init__(self, decision: PolicyDecision | None, decision_id: str) -> None:
+        self.decision = decision  # None in dry-run: nothing of the policy's is applied
+        self.decision_id = decision_id
+
+
+class PolicyStage:
+    def __init__(self, config: PolicyConfig, engine: PolicyEngine) -> None:
+        self._config = config
+        self.engine = engine
+        self._log = DecisionLogger(config.decision_log, config.decision_log_mask)
+
+    async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> PolicyOutcome:
+        policy_input = build_input(request.source, identity)
+        started = time.perf_counter()
+        decision_id = ""
+        try:
+            evaluation = await self.engine.evaluate(path, policy_input)
+            decision_id = evaluation.decision_id
+            decision = decision_from_result(evaluation.result)
+        except (PolicyEvaluationError, PolicyResultError) as exc:
+            self._record(path, decision_id or "-", started, identity, None, None, str(exc), policy_input)
+            if self._config.dry_run:
+                return PolicyOutcome(None, decision_id)
+            raise PolicyFailed(str(exc), status=self._config.failure_status) from None
+        status = None if decision.allowed else decision.http_status or 403
+        self._record(path, decision_id, started, identity, decision.allowed, status, None, policy_input)
+        if self._config.dry_run:
+            return PolicyOutcome(None, decision_id)
+        if not decision.allowed:
+            raise PolicyDenied(decision, f"policy {path} denied (decision {decision_id})")
+        return PolicyOutcome(decision, decision_id)
+
+    def _record(self, path: str, decision_id: str, started: float, identity: Identity | None, allowed: bool | None,
+                status: int | None, error: str | None, policy_input: dict[str, Any]) -> None:
+        self._log.log(decision_id=decision_id, path=path, engine=self.engine.name,
+                      duration_ms=(time.perf_counter() - started) * 1000,
+                      subject=identity.subject if identity is not None else None, allowed=allowed, status=status,
+                      dry_run=self._config.dry_run, error=error, policy_input=policy_input)

@@ -1,0 +1,47 @@
+# The seed's fine-grained rules, run by phantom-authz after the scope check (route context extension
+# `policy: records/allow`). The input is opa-envoy-plugin's document plus `input.token`, the verified token.
+package records
+
+import rego.v1
+
+default allow := false
+
+# Only the owner may read a record: GET /records/<owner>/...
+allow if {
+	input.attributes.request.http.method == "GET"
+	input.parsed_path[0] == "records"
+	input.parsed_path[1] == input.token.subject
+}
+
+# Separation of duty: POST /records/<owner>/transactions/<id>/approve needs the `approve` scope, and nobody
+# approves a transaction they created (the creator comes from the JSON body's `created_by`, else from the
+# `x-transaction-creator` header).
+allow if {
+	input.attributes.request.http.method == "POST"
+	count(input.parsed_path) == 5
+	input.parsed_path[0] == "records"
+	input.parsed_path[2] == "transactions"
+	input.parsed_path[4] == "approve"
+	"approve" in input.token.scopes
+	creator := transaction_creator
+	creator != input.token.subject
+}
+
+transaction_creator := input.parsed_body.created_by if {
+	is_string(input.parsed_body.created_by)
+} else := input.attributes.request.http.headers["x-transaction-creator"]
+
+# The same decision as an opa-envoy-plugin result object, with a reason for the client on denial.
+decision := {"allowed": true, "headers": {"x-authz-policy": "records"}} if allow
+
+decision := {
+	"allowed": false,
+	"http_status": 403,
+	"headers": {"content-type": "application/json"},
+	"body": json.marshal({"error": "forbidden", "error_description": reason}),
+} if not allow
+
+reason := "approver created this transaction (separation of duty)" if {
+	input.parsed_path[4] == "approve"
+	transaction_creator == input.token.subject
+} else := "only the record's owner may read it"
