@@ -16,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import regorus
 import yaml
+
+# regorus errors carry a Rust backtrace, captured at ~150 ms each unless this is off; an evaluation error must cost
+# microseconds, not stall the event loop.
+os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
+import regorus
 
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, rego_ref
 from authz.policy.jwt_builtins import JwtBuiltins
@@ -48,6 +53,7 @@ class EmbeddedEngine:
         self._builtins = builtins or JwtBuiltins()
         self._signature = self._scan()
         self._engine = self._compile()  # raises PolicyLoadError: start-up fails with the file and line
+        self._query_paths: set[str] = set()  # decision paths eval_rule cannot take (partial rules): use eval_query
         self.generation = 1
 
     # --- loading ----------------------------------------------------------------------------------------------
@@ -114,6 +120,7 @@ class EmbeddedEngine:
             self._signature = signature  # do not retry the same broken files on every poll
             return False
         self._engine, self._signature = engine, signature
+        self._query_paths = set()
         self.generation += 1
         log.info("policies reloaded (generation %d, %d files)", self.generation, len(signature))
         return True
@@ -132,7 +139,7 @@ class EmbeddedEngine:
         started = time.perf_counter()
         try:
             engine.set_input(policy_input)
-            result = engine.eval_rule(rego_ref(decision_path))
+            result = self._eval(engine, decision_path)
         except Exception as exc:
             raise PolicyEvaluationError(f"embedded policy {decision_path}: {_first_line(exc)}") from None
         elapsed = time.perf_counter() - started
@@ -142,6 +149,19 @@ class EmbeddedEngine:
         if result is None:
             raise PolicyEvaluationError(f"embedded policy {decision_path}: decision is undefined")
         return Evaluation(result, uuid.uuid4().hex)
+
+    def _eval(self, engine: Any, decision_path: str) -> Any:
+        """eval_rule (~5 µs) where it can; eval_query (~35 µs) for partial rules (``result["allowed"] := ...``)."""
+        ref = rego_ref(decision_path)
+        if decision_path not in self._query_paths:
+            try:
+                return engine.eval_rule(ref)
+            except RuntimeError as exc:
+                if "not a valid rule path" not in str(exc):
+                    raise
+                self._query_paths.add(decision_path)
+        results = engine.eval_query(ref).get("result") or []
+        return results[0]["expressions"][0]["value"] if results else None
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,124 @@
+"""Policies written in the style of OPA's Envoy tutorial and primer (tests/policies/envoy_style) run unchanged
+behind phantom-authz through real Envoy: they read ``input.attributes.request.http``, ``parsed_path``,
+``parsed_query``, ``parsed_body``, decode the JWT from the Authorization header with ``io.jwt.decode`` (phantom-authz
+puts ``Bearer <JWT>`` there in place of the opaque token), and answer with ``allowed``/``headers``/``http_status``/
+``body`` objects."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.harness import ROOT, Stack, http_request
+
+STYLE = ROOT / "tests" / "policies" / "envoy_style"
+
+
+def add_route(prefix: str, extensions: dict[str, str]) -> Any:
+    def mutate(config: dict[str, Any]) -> None:
+        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        routes.insert(0, {"match": {"prefix": prefix}, "route": {"cluster": "echo"}, "typed_per_filter_config": {
+            "envoy.filters.http.ext_authz": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+                "check_settings": {"context_extensions": extensions}}}})
+    return mutate
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("portability")
+    s = Stack(workdir)
+    policies = workdir / "policies"
+    shutil.copytree(STYLE, policies)
+    try:
+        s.start_dev_as()
+        jwks = http_request("GET", s.as_port, "/oauth/v2/oauth-anonymous/jwks").json()
+        (policies / "envoy").mkdir()
+        (policies / "envoy" / "data.json").write_text(json.dumps({"jwks": jwks}))  # -> data.envoy.jwks
+        s.start_echo()
+        s.start_authz(policy={"paths": [str(policies)], "watch_interval_seconds": 0})
+
+        def mutate(config: dict[str, Any]) -> None:
+            for prefix, ext in (("/people", {"policy": "envoy/authz/allow"}),
+                                ("/api/v1/", {"policy": "envoy/primer/result"}),
+                                ("/users/", {"policy": "envoy/verify/allow"})):
+                add_route(prefix, ext)(config)
+        s.start_envoy(mutate=mutate)
+        yield s
+    finally:
+        s.stop()
+
+
+def test_tutorial_policy_decodes_the_forwarded_jwt(stack: Stack) -> None:
+    assert stack.get("/people/alice", stack.token("read")).status == 200
+    assert stack.get("/people/alice", stack.token("write")).status == 403
+    assert stack.get("/people", stack.token("read"), method="POST", body="{}").status == 403
+    admin = stack.token("read", subject="admin-user")
+    assert stack.get("/people", admin, method="POST", body="{}").status == 200
+
+
+def test_primer_policy_object_result_shapes_the_request_and_the_denial(stack: Stack) -> None:
+    token = stack.token("read")
+    resp = stack.get("/api/v1/products", token, headers={"X-Internal-Debug": "1"})
+    assert resp.status == 200, resp
+    upstream = {k.lower(): v for k, v in resp.json()["headers"].items()}
+    assert upstream["x-ext-auth-allow"] == "yes" and upstream["x-validated-by"] == "primer"
+    assert "x-internal-debug" not in upstream
+    assert resp.headers["x-policy"] == "primer"  # response_headers_to_add reaches the client
+    denied = stack.get("/api/v1/secrets", token)
+    assert denied.status == 418
+    assert denied.body == b"Unauthorized Request"
+    assert denied.headers["x-ext-auth-allow"] == "no"
+
+
+def test_primer_policy_reads_parsed_body_and_query(stack: Stack) -> None:
+    token = stack.token("read")
+    ok = stack.get("/api/v1/orders?channel=web", token, method="POST",
+                   headers={"Content-Type": "application/json"}, body=json.dumps({"quantity": 3}))
+    assert ok.status == 200, ok
+    too_many = stack.get("/api/v1/orders?channel=web", token, method="POST",
+                         headers={"Content-Type": "application/json"}, body=json.dumps({"quantity": 30}))
+    assert too_many.status == 418
+    wrong_channel = stack.get("/api/v1/orders?channel=app", token, method="POST",
+                              headers={"Content-Type": "application/json"}, body=json.dumps({"quantity": 3}))
+    assert wrong_channel.status == 418
+
+
+def test_decode_verify_with_a_jwks_from_data(stack: Stack) -> None:
+    alice = stack.token("read", subject="alice")
+    assert stack.get("/users/alice", alice).status == 200
+    assert stack.get("/users/bob", alice).status == 403
+
+
+def test_forged_jwt_fails_decode_verify_in_policy(tmp_path: Path) -> None:
+    """The same policy, evaluated directly: a JWT signed by another key is not valid for decode_verify."""
+    import asyncio
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from authz.policy.embedded import EmbeddedEngine
+
+    policies = tmp_path / "p"
+    shutil.copytree(STYLE, policies)
+    real = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = jwt.algorithms.RSAAlgorithm.to_jwk(real.public_key(), as_dict=True)
+    (policies / "envoy").mkdir()
+    (policies / "envoy" / "data.json").write_text(json.dumps({"jwks": {"keys": [{**public, "kid": "k"}]}}))
+    engine = EmbeddedEngine((str(policies),), 1.0)
+
+    def decide(key: Any) -> Any:
+        token = jwt.encode({"sub": "alice", "aud": "api.example.com"}, key, algorithm="RS256", headers={"kid": "k"})
+        policy_input = {"attributes": {"request": {"http": {"headers": {"authorization": f"Bearer {token}"}}}},
+                        "parsed_path": ["users", "alice"]}
+        return asyncio.run(engine.evaluate("envoy/verify/allow", policy_input)).result
+
+    assert decide(real) is True
+    assert decide(other) is False
