@@ -1,0 +1,132 @@
+"""The policy stage as an operator meets it: start-up refuses broken policies, SIGHUP reloads atomically, slow or
+failing policies give the OPA-failure status — never an allow."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from authz.dev.processes import Process, free_port
+from tests.harness import Stack
+from tests.service.test_grpc_service import call, check_request, target
+
+ALLOW_GET = """package demo
+import rego.v1
+default allow := false
+allow if input.attributes.request.http.method == "GET"
+"""
+DENY_ALL = """package demo
+import rego.v1
+default allow := false
+"""
+SLOW = """package demo
+import rego.v1
+allow if count([x | some x in numbers.range(1, 3000000); x % 7 == 0]) > 0
+"""
+
+
+def policy_stack(factory: type[Stack], policy_dir: Path, **policy: object) -> Stack:
+    s = factory()
+    s.start_dev_as()
+    s.start_authz(policy={"paths": [str(policy_dir)], "watch_interval_seconds": 0, **policy})
+    return s
+
+
+def decide(s: Stack, token: str) -> int:
+    response = call(target(s), check_request(f"Bearer {token}", policy="demo/allow"))
+    return 200 if response.status.code == 0 else int(response.denied_response.status.code)
+
+
+def test_broken_policy_stops_the_start_naming_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "broken.rego").write_text("package demo\nimport rego.v1\nallow if {\n  input.x ==\n}\n")
+    config = tmp_path / "authz.yaml"
+    config.write_text(yaml.safe_dump({
+        "authorization_servers": {"a": {"dialect": "rfc7662", "introspection_endpoint": "http://127.0.0.1:9/i",
+                                        "client_id": "c", "client_secret_env": "S"}},
+        "policy": {"paths": [str(tmp_path / "p")]}}))
+    done = subprocess.run([sys.executable, "-m", "authz", "serve", "--config", str(config)], capture_output=True,
+                          text=True, timeout=30, env={"S": "x", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "broken.rego" in lines[0] and ":5:" in lines[0], lines[0]
+
+
+def test_sighup_reloads_and_a_broken_update_keeps_the_old_policy(stack_factory: type[Stack], tmp_path: Path) -> None:
+    policy = tmp_path / "policies" / "demo.rego"
+    policy.parent.mkdir()
+    policy.write_text(ALLOW_GET)
+    s = policy_stack(stack_factory, policy.parent)
+    token = s.token("read")
+    assert decide(s, token) == 200
+    assert s.authz is not None
+    policy.write_text(DENY_ALL)
+    s.authz.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while decide(s, token) != 403:
+        assert time.monotonic() < deadline, "SIGHUP did not reload the policy"
+        time.sleep(0.05)
+    policy.write_text("package demo\nallow if {{{\n")
+    s.authz.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert decide(s, token) == 403  # the previous (valid) policy still decides
+    assert "policy reload failed, keeping the policies loaded before" in s.authz.log_tail(50)
+
+
+def test_file_watch_reloads_without_a_signal(stack_factory: type[Stack], tmp_path: Path) -> None:
+    policy = tmp_path / "policies" / "demo.rego"
+    policy.parent.mkdir()
+    policy.write_text(ALLOW_GET)
+    s = policy_stack(stack_factory, policy.parent, watch_interval_seconds=0.1)
+    token = s.token("read")
+    assert decide(s, token) == 200
+    policy.write_text(DENY_ALL)
+    deadline = time.monotonic() + 5
+    while decide(s, token) != 403:
+        assert time.monotonic() < deadline, "the watcher did not pick up the change"
+        time.sleep(0.05)
+
+
+def test_slow_embedded_policy_gets_the_failure_status(stack_factory: type[Stack], tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "slow.rego").write_text(SLOW)
+    s = policy_stack(stack_factory, tmp_path / "p", timeout_seconds=0.05, failure_status=500)
+    assert decide(s, s.token("read")) == 500
+
+
+def test_slow_remote_opa_is_cut_off_by_the_timeout(stack_factory: type[Stack], tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "demo.rego").write_text(ALLOW_GET)
+    s = stack_factory()
+    opa_port = free_port()
+    s._start(Process("opa-double", [sys.executable, "-m", "tests.opa_double", "--port", str(opa_port),
+                                    "--policies", str(tmp_path / "p"), "--latency-ms", "2000"], opa_port, s.dir))
+    s.start_dev_as()
+    s.start_authz(policy={"engine": "remote", "timeout_seconds": 0.2,
+                          "remote": {"url": f"http://127.0.0.1:{opa_port}"}})
+    started = time.monotonic()
+    assert decide(s, s.token("read")) == 503
+    assert time.monotonic() - started < 1.5
+
+
+def test_opa_down_is_the_failure_status_never_an_allow(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    s.start_authz(policy={"engine": "remote", "remote": {"url": f"http://127.0.0.1:{free_port()}"}})
+    assert decide(s, s.token("read")) == 503
+
+
+def test_dry_run_allows_but_logs_the_denial(stack_factory: type[Stack], tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "demo.rego").write_text(DENY_ALL)
+    s = policy_stack(stack_factory, tmp_path / "p", dry_run=True)
+    assert decide(s, s.token("read")) == 200
+    assert s.authz is not None
+    assert '"allowed":false' in s.authz.log_tail(20) and '"dry_run":true' in s.authz.log_tail(20)
+
