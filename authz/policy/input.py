@@ -392,10 +392,10 @@ def _parse_json(text: str) -> Any:
     """RFC 8259 JSON as Go decodes it (no NaN/Infinity, nothing after the value); None when it is not."""
     try:
         data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        if _LONE_SURROGATE_ESCAPE.search(text) is not None:
+            data = _replace_surrogates(data)  # Go turns a lone \ud800 into U+FFFD; keep the document encodable
     except (ValueError, RecursionError):
         return None
-    if _LONE_SURROGATE_ESCAPE.search(text) is not None:
-        data = _replace_surrogates(data)  # Go turns a lone \ud800 into U+FFFD; keep the document encodable
     return data
 
 

@@ -38,10 +38,11 @@ class PolicyStage:
         self._log = DecisionLogger(config.decision_log, config.decision_log_mask)
 
     async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> PolicyOutcome:
-        policy_input = build_input(request.source, identity)
         started = time.perf_counter()
         decision_id = ""
+        policy_input: dict[str, Any] = {}
         try:
+            policy_input = build_input(request.source, identity)  # PolicyInputError: a path/query OPA rejects
             evaluation = await self.engine.evaluate(path, policy_input)
             decision_id = evaluation.decision_id
             decision = decision_from_result(evaluation.result)

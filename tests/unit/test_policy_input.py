@@ -571,3 +571,21 @@ def test_body_stays_in_attributes_when_truncated() -> None:
     doc = build_input(req, None)
     assert doc["attributes"]["request"]["http"]["body"] == '{"cut'
     assert (doc["parsed_body"], doc["truncated_body"]) == (None, True)
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 59, 951_782_400, 1_700_000_000, 1_700_000_001, 4_102_444_800,
+                                     253_402_300_799, -62_135_596_800, -1])
+def test_request_time_as_protojson_writes_it(seconds: int) -> None:
+    for nanos in (0, 1, 999, 1000, 120_000, 1_000_000, 500_000_000, 123_456_789, 999_999_999):
+        req = CheckRequest()
+        req.attributes.request.time.seconds = seconds
+        req.attributes.request.time.nanos = nanos
+        assert build_input(req, None)["attributes"]["request"]["time"] == req.attributes.request.time.ToJsonString()
+
+
+def test_document_does_not_share_state_with_the_identity() -> None:
+    doc = build_input(_typical(), WITH_JWT)
+    doc["token"]["claims"]["sub"] = "mallory"
+    doc["version"]["encoding"] = "changed"
+    assert WITH_JWT.claims["sub"] == "alice"
+    assert build_input(_typical(), WITH_JWT)["version"] == {"ext_authz": "v3", "encoding": "protojson"}
