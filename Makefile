@@ -40,6 +40,7 @@ e2e: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) bench/cache_bench.py $(BENCH_ARGS)
+	$(PY) bench/policy_bench.py $(BENCH_ARGS)
 
 # The admin API's generated code is committed; regenerate after editing protos/ (a test checks they match).
 protos: $(STAMP)
