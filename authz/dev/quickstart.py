@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 INSTRUCTIONS = """
 phantom-authz quickstart is running (logs in {logs}):
-  Envoy            http://127.0.0.1:8000   routes /httpbin/ (scope read), /admin/ (scope admin), /public/ (no auth)
+  Envoy            http://127.0.0.1:8000   routes /httpbin/ (scope read), /admin/ (scope admin),
+                   /records/ (scope read + OPA policy deploy/policies/records.rego), /public/ (no auth)
   dev AS           http://127.0.0.1:8443   demo client: demo-client / demo-secret
   phantom-authz    127.0.0.1:9001 (gRPC ext_authz v3), cache admin API 127.0.0.1:9002,
                    metrics http://127.0.0.1:9102/metrics
@@ -36,6 +37,13 @@ Try it:
   curl -si -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/admin/get     # 403 insufficient_scope
   curl -s -u demo-client:demo-secret -d token=$TOKEN http://127.0.0.1:8443/oauth/v2/oauth-revoke
   curl -si -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/httpbin/get    # 401 at once: cache evicted
+
+  The seed's fine-grained rules (see README): a token for user alice (dev AS field `subject`):
+  ALICE=$(curl -s -u demo-client:demo-secret -d grant_type=client_credentials -d 'scope=read approve' \\
+          -d subject=alice http://127.0.0.1:8443/oauth/v2/oauth-token \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s  -H "Authorization: Bearer $ALICE" http://127.0.0.1:8000/records/alice/profile   # 200: owner
+  curl -si -H "Authorization: Bearer $ALICE" http://127.0.0.1:8000/records/bob/profile     # 403: not the owner
 
 Press Ctrl-C to stop everything.
 """
