@@ -20,6 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", default=os.environ.get("AUTHZ_CONFIG"),
                          help="YAML configuration file (default: $AUTHZ_CONFIG)")
+        cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT); overrides "
+                                                     "server.workers")
     sub.add_parser("dev-as", help="run the quickstart's development authorization server", add_help=False)
     sub.add_parser("echo", help="run the quickstart's echo upstream", add_help=False)
     sub.add_parser("bench-check", help="fire N Check calls at a running service and print latency", add_help=False)
@@ -33,7 +35,13 @@ def _serve(args: argparse.Namespace) -> int:
     from authz.policy.embedded import EmbeddedEngine
     from authz.policy.engine import PolicyLoadError
     from authz.server import Server, run
+    from authz.workers import WORKER_ENV, supervise
 
+    if args.workers is not None:
+        if args.workers < 1:
+            print("authz: --workers must be >= 1", file=sys.stderr)
+            return 2
+        os.environ["AUTHZ__SERVER__WORKERS"] = str(args.workers)
     try:
         config = load_config(args.config)
         if config.policy.engine == "embedded":  # policies that do not load stop the start, naming file and line
@@ -47,12 +55,18 @@ def _serve(args: argparse.Namespace) -> int:
     if args.command == "validate-config":
         print(f"authz: {args.config or '(environment only)'}: configuration is valid")
         return 0
+    if config.server.workers > 1 and WORKER_ENV not in os.environ:
+        return supervise(["serve", *(["--config", args.config] if args.config else [])], config.server.workers)
     configure_logging(config.server.log_level)
 
     def ready(server: Server) -> None:
         print(f"phantom-authz listening on {config.server.listen} (port {server.port})", flush=True)
 
     try:
+        if config.server.event_loop == "uvloop":
+            import uvloop
+
+            return int(uvloop.run(run(config, ready)))
         return asyncio.run(run(config, ready))
     except OSError as exc:
         print(f"authz: {exc}", file=sys.stderr)

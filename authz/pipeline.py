@@ -23,6 +23,8 @@ from authz.scopes import require_scopes
 
 __all__ = ["AuthorityLike", "Authorizer"]
 
+_MEMO_LIMIT = 4096  # memoised Allow objects (one per cached answer), cleared when full
+
 
 class AuthorityLike(Protocol):
     """What the pipeline needs of an authorization server (``authz.introspection.Authority``)."""
@@ -39,6 +41,7 @@ class Authorizer:
         self.routes = RouteResolver(config)
         self._authorities = authorities
         self._policy = policy
+        self._allows: dict[int, tuple[Introspection, Allow]] = {}
         # client-sent copies of the headers we may set are always removed, so upstreams cannot be spoofed
         claim_headers = {s.claims_header for s in config.authorization_servers.values()
                          if s.claims_forwarding == "header"}
@@ -55,10 +58,11 @@ class Authorizer:
         token = bearer_token(request.authorization, self.config.credential.max_token_length)
         authority = self._authorities[route.authorization_server]
         try:
-            identity = authority.identity(await authority.introspect(token))
+            answer = await authority.introspect(token)
+            identity = authority.identity(answer)  # time, issuer and audience: checked on every request
             require_scopes(identity.scopes, route.required_scopes)
-            return await self._with_policy(self._allow(identity, route.authorization_server), route, request,
-                                           identity)
+            return await self._with_policy(self._allow_for(answer, identity, route.authorization_server), route,
+                                           request, identity)
         except AuthzError as exc:
             exc.token_id = token_id(token)
             raise
@@ -71,6 +75,17 @@ class Authorizer:
         outcome = await self._policy.decide(route.policy, request, identity)
         return replace(allow, policy=outcome.decision,
                        dynamic_metadata={**allow.dynamic_metadata, "decision_id": outcome.decision_id})
+
+    def _allow_for(self, answer: Introspection, identity: Identity, server: str) -> Allow:
+        """The Allow for a cached answer is built once: cache hits return the same answer object."""
+        memo = self._allows.get(id(answer))
+        if memo is not None and memo[0] is answer:
+            return memo[1]
+        if len(self._allows) >= _MEMO_LIMIT:
+            self._allows.clear()
+        allow = self._allow(identity, server)
+        self._allows[id(answer)] = (answer, allow)
+        return allow
 
     def _allow(self, identity: Identity, server: str) -> Allow:
         metadata = _metadata(identity)

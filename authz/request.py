@@ -36,20 +36,29 @@ def _decode(raw: bytes) -> str:
         raise MalformedCredential("header value is not ASCII") from None
 
 
+def _header_bytes(http: object) -> int:
+    pairs = [(h.key, h.value or h.raw_value) for h in http.header_map.headers]  # type: ignore[attr-defined]
+    pairs += list(http.headers.items())  # type: ignore[attr-defined]
+    return sum(len(k) + len(v) for k, v in pairs)
+
+
 def request_info(request: CheckRequest) -> RequestInfo:
     """Raise ``MalformedCredential`` when the request carries no HTTP attributes or absurd headers."""
     attributes = request.attributes
     if not attributes.HasField("request") or not attributes.request.HasField("http"):
         raise MalformedCredential("check request has no HTTP attributes")
     http = attributes.request.http
+    # the serialised size bounds the header block from above without walking it in Python: count exactly only
+    # when it might be over
+    if http.ByteSize() - len(http.body) - len(http.raw_body) > MAX_HEADER_BYTES and _header_bytes(http) > (
+            MAX_HEADER_BYTES):
+        raise MalformedCredential("request headers exceed the size limit")
     if http.header_map.headers:
         headers, authorization = _header_map_values(http)
     else:
-        headers = dict(http.headers)
+        headers = http.headers  # the protobuf map is a read-only Mapping; no copy on the hot path
         value = headers.get("authorization")
         authorization = () if value is None else (value,)
-    if sum(len(k) + len(v) for k, v in headers.items()) > MAX_HEADER_BYTES:
-        raise MalformedCredential("request headers exceed the size limit")
     return RequestInfo(
         method=http.method,
         path=http.path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from authz.policy.jwt_builtins import JwtBuiltins
 from authz.policy.remote import RemoteEngine
 from authz.policy.stage import PolicyStage
 from authz.service import AuthorizationService
+from authz.workers import WORKER_ENV, offset_address
 
 __all__ = ["AUTHORIZATION_SERVICE", "Server", "run"]
 
@@ -52,6 +54,9 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        index = os.environ.get(WORKER_ENV)
+        self.worker_index = int(index) if index is not None and config.server.workers > 1 else None
+        self._grpc_options = [("grpc.so_reuseport", 1 if self.worker_index is not None else 0)]
         self.port: int | None = None
         self.metrics = Metrics()
         self.cache: IntrospectionCache | None = None
@@ -90,7 +95,7 @@ class Server:
     async def _start(self) -> None:
         assert self._session is not None
         authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session))
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=self._grpc_options)
         self._servers.append(server)
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
             AuthorizationService(authorizer, self.metrics), server)
@@ -100,13 +105,17 @@ class Server:
             admin = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             self._servers.append(admin)
             admin_pb2_grpc.add_CacheAdminServicer_to_server(CacheAdminService(self.cache), admin)
-            _bind(admin, self.config.admin_listen)
+            _bind(admin, self._own(self.config.admin_listen))
         if self.config.metrics_listen is not None:
-            await self._serve_metrics(self.config.metrics_listen)
+            await self._serve_metrics(self._own(self.config.metrics_listen))
         for s in self._servers:
             await s.start()
         for service in ("", AUTHORIZATION_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def _own(self, address: str) -> str:
+        """This worker's copy of a per-process address (admin, metrics)."""
+        return address if self.worker_index is None else offset_address(address, self.worker_index)
 
     def _policy_stage(self, session: aiohttp.ClientSession) -> PolicyStage | None:
         settings = self.config.policy

@@ -14,6 +14,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.errors import AuthzError
 from authz.metrics import Metrics
+from authz.models import Allow
 from authz.pipeline import Authorizer
 from authz.request import request_info
 from authz.response import allow_response, deny_response
@@ -29,10 +30,11 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
         self._realm = authorizer.config.realm
         self._checks = (metrics or Metrics()).checks
         self._allowed = self._checks.labels("allow", "200", "ok")
+        self._responses: dict[int, tuple[Allow, CheckResponse]] = {}
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
         try:
-            response = allow_response(await self._authorizer.check(request_info(request)))
+            response = self._response_for(await self._authorizer.check(request_info(request)))
             self._allowed.inc()
             return response
         except AuthzError as err:
@@ -43,6 +45,20 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
             log.exception("internal error while checking %s; denying with 500", _where(request))
             self._checks.labels("deny", "500", "internal_error").inc()
             return deny_response(AuthzError("internal error"), self._realm)
+
+
+    def _response_for(self, allow: Allow) -> CheckResponse:
+        """One CheckResponse per Allow: the pipeline hands back the same Allow for every hit of a cached token."""
+        if allow.policy is not None:
+            return allow_response(allow)
+        memo = self._responses.get(id(allow))
+        if memo is not None and memo[0] is allow:
+            return memo[1]
+        if len(self._responses) >= 4096:
+            self._responses.clear()
+        response = allow_response(allow)
+        self._responses[id(allow)] = (allow, response)
+        return response
 
 
 def _where(request: CheckRequest) -> str:

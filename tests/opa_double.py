@@ -45,7 +45,8 @@ def build_app(engine: EmbeddedEngine, token: str | None = None, latency_ms: floa
         decision_id = str(uuid.uuid4())
         path = request.match_info["path"].strip("/")
         try:
-            evaluation = await engine.evaluate(path, body.get("input") if isinstance(body, dict) else None)
+            policy_input = body.get("input") if isinstance(body, dict) else None
+            evaluation = await engine.evaluate(path, policy_input if isinstance(policy_input, dict) else {})
         except PolicyEvaluationError as exc:
             if "undefined" in str(exc):
                 return web.json_response({"decision_id": decision_id})

@@ -40,8 +40,13 @@ _DATA_FILES = ("data.json", "data.yaml", "data.yml")
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip() and "Stack backtrace" not in line]
-    return " ".join(line.strip() for line in lines[:4])
+    """regorus's message in one line: where (``--> file:line:col``) and what (``error: ...``)."""
+    text = str(exc).split("Stack backtrace")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    where = [line for line in lines if line.startswith("-->")]
+    what = [line for line in lines if line.startswith("error")]
+    picked = where[:1] + what[:1]
+    return " ".join(picked) if picked else " ".join(lines[:2])
 
 
 class EmbeddedEngine:

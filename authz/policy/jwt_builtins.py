@@ -35,7 +35,15 @@ def _public_keys(cert: str) -> list[Any]:
     if text.startswith("{"):
         jwks = json.loads(text)
         keys = jwks.get("keys", [jwks]) if isinstance(jwks, dict) else []
-        return [pyjwt.PyJWK(k).key for k in keys if isinstance(k, dict)]
+        found = []
+        for k in keys:
+            if not isinstance(k, dict) or k.get("use", "sig") != "sig":
+                continue
+            try:
+                found.append(pyjwt.PyJWK(k).key)
+            except (pyjwt.PyJWKError, pyjwt.InvalidKeyError):
+                continue  # one key we cannot use (an encryption key, an unknown curve) must not spoil the set
+        return found
     if "BEGIN CERTIFICATE" in text:
         return [load_pem_x509_certificate(text.encode()).public_key()]
     return [serialization.load_pem_public_key(text.encode())]

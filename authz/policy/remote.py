@@ -41,16 +41,21 @@ class RemoteEngine:
         try:
             async with self._session.post(self._base + decision_path, data=body, headers=self._headers,
                                           timeout=self._timeout, allow_redirects=False) as resp:
-                raw = await resp.content.read(_MAX_ANSWER_BYTES + 1)
                 status = resp.status
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > _MAX_ANSWER_BYTES:
+                        raise PolicyEvaluationError(f"OPA {decision_path}: answer over {_MAX_ANSWER_BYTES} bytes")
+                    chunks.append(chunk)
+                raw = b"".join(chunks)
         except TimeoutError:
             raise PolicyEvaluationError(f"OPA {decision_path}: no answer within {self._timeout.total}s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise PolicyEvaluationError(f"OPA {decision_path}: {type(exc).__name__}: {exc}") from None
         if status != 200:
             raise PolicyEvaluationError(f"OPA {decision_path}: HTTP {status}: {raw[:200]!r}")
-        if len(raw) > _MAX_ANSWER_BYTES:
-            raise PolicyEvaluationError(f"OPA {decision_path}: answer over {_MAX_ANSWER_BYTES} bytes")
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):

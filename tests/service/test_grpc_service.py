@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from authz.dev.processes import Process, free_port
 from tests.harness import GATEWAY_SECRET, Stack
 
 
@@ -170,3 +172,26 @@ def test_bench_check_cli_reports_rate_and_percentiles(grpc_stack: Stack) -> None
                              "--warmup", "0", "--ext", "required_scopes=admin"],
                             env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
     assert "outcomes {403: 5}" in denied.stdout
+
+
+def test_workers_share_the_port_and_drain_together(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    port = free_port()
+    s.authz_port = port
+    config = s.authz_config(server={"listen": f"127.0.0.1:{port}", "workers": 2, "shutdown_grace_seconds": 5})
+    config["admin_listen"] = f"127.0.0.1:{s.admin_port}"
+    path = s.dir / "workers.yaml"
+    s.dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    parent = s._start(Process("authz-workers", [sys.executable, "-m", "authz", "serve", "--config", str(path)],
+                              port, s.dir, env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET}))
+    token = s.token("read")
+    for _ in range(20):  # new channels: the kernel spreads connections over both workers
+        assert call(target(s), check_request(f"Bearer {token}")).status.code == 0
+    admin_ports = {s.admin_port, s.admin_port + 1}
+    for admin in admin_ports:  # each worker has its own admin API (its own cache)
+        with socket.create_connection(("127.0.0.1", admin), timeout=2):
+            pass
+    parent.signal(signal.SIGTERM)
+    assert parent.wait(15) == 0
