@@ -23,6 +23,7 @@ import jwt
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from authz.config_cache import CacheConfig, parse_cache
 from authz.config_policy import PolicyConfig, parse_policy
 from authz.config_section import ConfigError, Secret, Section, read_file, url
 
@@ -116,23 +117,6 @@ class AuthorizationServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class CacheConfig:
-    """The introspection cache (DESIGN.md "Cache rule")."""
-
-    enabled: bool = True
-    max_ttl_seconds: float = 300.0
-    max_entries: int = 100_000
-    max_bytes: int = 256 * 1024 * 1024
-    expiry_skew_seconds: float = 5.0  # an entry expires this long before the token's exp
-    negative_ttl_seconds: float = 5.0
-    negative_max_entries: int = 100_000
-    stale_if_error_seconds: float = 60.0  # 0 disables stale-if-error
-    redis_url: str | None = None  # shared L2 tier, e.g. redis://127.0.0.1:6379/0
-    redis_timeout_seconds: float = 0.05
-    redis_key_prefix: str = "phantom-authz"
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     authorization_servers: Mapping[str, AuthorizationServerConfig]
     default_authorization_server: str
@@ -143,7 +127,7 @@ class Config:
     headers_to_remove: tuple[str, ...] = ()
     cors_preflight: str = "authenticate"
     clock_skew_seconds: float = 30.0
-    cache: CacheConfig = CacheConfig()
+    cache: CacheConfig = field(default_factory=CacheConfig)
     admin_listen: str | None = "127.0.0.1:9002"  # the cache admin gRPC API; loopback or unix socket only
     metrics_listen: str | None = "127.0.0.1:9102"  # Prometheus /metrics
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -261,29 +245,6 @@ def _has_uvloop() -> bool:
     return True
 
 
-def _cache(sec: Section) -> CacheConfig:
-    max_entries = int(sec.number("max_entries", 100_000, minimum=-1, integer=True))
-    redis = sec.section("redis")
-    result = CacheConfig(
-        enabled=sec.boolean("enabled", True),
-        max_ttl_seconds=sec.number("max_ttl_seconds", 300.0),
-        max_entries=max_entries,
-        max_bytes=int(sec.number("max_bytes", 256 * 1024 * 1024, integer=True)),
-        expiry_skew_seconds=sec.number("expiry_skew_seconds", 5.0, minimum=-1e-9),
-        negative_ttl_seconds=sec.number("negative_ttl_seconds", 5.0, minimum=-1e-9),
-        negative_max_entries=int(sec.number("negative_max_entries", 100_000, minimum=-1, integer=True)),
-        stale_if_error_seconds=sec.number("stale_if_error_seconds", 60.0, minimum=-1e-9),
-        redis_url=redis.str_("url") if redis.has("url") else None,
-        redis_timeout_seconds=redis.number("timeout_seconds", 0.05),
-        redis_key_prefix=redis.str_("key_prefix", "phantom-authz"),
-    )
-    if result.redis_url is not None and not result.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(redis.key("url"), "must be a redis://, rediss:// or unix:// URL")
-    redis.done()
-    sec.done()
-    return result
-
-
 def _optional_listen(top: Section, name: str, default: str, local_only: bool) -> str | None:
     value = top.raw(name, default)
     if value in (None, "", False):
@@ -337,7 +298,7 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
     if default_as not in servers:
         raise ConfigError("default_authorization_server", f"{default_as!r} is not in authorization_servers")
     config = Config(
-        cache=_cache(top.section("cache")),
+        cache=parse_cache(top.section("cache")),
         admin_listen=_optional_listen(top, "admin_listen", "127.0.0.1:9002", local_only=True),
         metrics_listen=_optional_listen(top, "metrics_listen", "127.0.0.1:9102", local_only=False),
         policy=parse_policy(top.section("policy"), environ),
