@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit e2e clean interop-deps bench protos
+.PHONY: install run test lint unit e2e clean interop-deps bench protos wrk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,15 @@ e2e: $(STAMP)
 
 # Benchmarks print figures; they assert nothing. `make bench BENCH_ARGS=--quick` is the CI smoke run.
 BENCH_ARGS ?=
-bench: $(STAMP)
+bench: $(STAMP) wrk
+	$(PY) bench/envoy_bench.py $(BENCH_ARGS)
 	$(PY) bench/cache_bench.py $(BENCH_ARGS)
 	$(PY) bench/policy_bench.py $(BENCH_ARGS)
+
+# The load generator for bench/envoy_bench.py: Debian's wrk, installed when missing.
+wrk:
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends wrk; }
 
 # The admin API's generated code is committed; regenerate after editing protos/ (a test checks they match).
 protos: $(STAMP)

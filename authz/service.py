@@ -7,6 +7,7 @@ allow and never a gRPC error.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
@@ -30,7 +31,7 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
         self._realm = authorizer.config.realm
         self._checks = (metrics or Metrics()).checks
         self._allowed = self._checks.labels("allow", "200", "ok")
-        self._responses: dict[int, tuple[Allow, CheckResponse]] = {}
+        self._responses: dict[tuple[int, int, int], tuple[object, object, object, CheckResponse]] = {}
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
         try:
@@ -48,16 +49,23 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
 
 
     def _response_for(self, allow: Allow) -> CheckResponse:
-        """One CheckResponse per Allow: the pipeline hands back the same Allow for every hit of a cached token."""
-        if allow.policy is not None:
-            return allow_response(allow)
-        memo = self._responses.get(id(allow))
-        if memo is not None and memo[0] is allow:
-            return memo[1]
-        if len(self._responses) >= 4096:
-            self._responses.clear()
-        response = allow_response(allow)
-        self._responses[id(allow)] = (allow, response)
+        """Cache hits hand back the same identity, headers and (memoised) policy decision objects, so their
+        CheckResponse is built once; only a policy's per-request decision_id is set on a copy."""
+        key = (id(allow.identity), id(allow.policy), id(allow.headers))
+        memo = self._responses.get(key)
+        if memo is None or memo[0] is not allow.identity or memo[1] is not allow.policy or memo[2] is not allow.headers:
+            if len(self._responses) >= 4096:
+                self._responses.clear()
+            metadata = {k: v for k, v in allow.dynamic_metadata.items() if k != "decision_id"}
+            base = allow_response(replace(allow, dynamic_metadata=metadata))
+            memo = (allow.identity, allow.policy, allow.headers, base)
+            self._responses[key] = memo
+        decision_id = allow.dynamic_metadata.get("decision_id")
+        if decision_id is None:
+            return memo[3]
+        response = CheckResponse()
+        response.CopyFrom(memo[3])
+        response.dynamic_metadata.fields["decision_id"].string_value = decision_id
         return response
 
 

@@ -36,6 +36,7 @@ class PolicyStage:
         self._config = config
         self.engine = engine
         self._log = DecisionLogger(config.decision_log, config.decision_log_mask)
+        self._decisions: dict[str, PolicyDecision] = {}
 
     async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> PolicyOutcome:
         started = time.perf_counter()
@@ -45,7 +46,7 @@ class PolicyStage:
             policy_input = build_input(request.source, identity)  # PolicyInputError: a path/query OPA rejects
             evaluation = await self.engine.evaluate(path, policy_input)
             decision_id = evaluation.decision_id
-            decision = decision_from_result(evaluation.result)
+            decision = self._decision(evaluation.result)
         except (PolicyEvaluationError, PolicyResultError) as exc:
             self._record(path, decision_id or "-", started, identity, None, None, str(exc), policy_input)
             if self._config.dry_run:
@@ -58,6 +59,18 @@ class PolicyStage:
         if not decision.allowed:
             raise PolicyDenied(decision, f"policy {path} denied (decision {decision_id})")
         return PolicyOutcome(decision, decision_id)
+
+    def _decision(self, result: Any) -> PolicyDecision:
+        """Policies answer with few distinct results: each is checked against the contract once, and the same
+        PolicyDecision object comes back for equal results (so responses built from it can be reused too)."""
+        key = repr(result)  # JSON-like values: equal reprs are equal values of equal types
+        found = self._decisions.get(key)
+        if found is None:
+            found = decision_from_result(result)  # PolicyResultError is not memoised: it is raised every time
+            if len(self._decisions) >= 1024:
+                self._decisions.clear()
+            self._decisions[key] = found
+        return found
 
     def _record(self, path: str, decision_id: str, started: float, identity: Identity | None, allowed: bool | None,
                 status: int | None, error: str | None, policy_input: dict[str, Any]) -> None:
