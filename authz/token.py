@@ -8,6 +8,11 @@ Claim checks (time, issuer, audience) are ``authz.claims``'s job.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import json
+import re
 from typing import Any, Protocol
 
 import jwt as pyjwt
@@ -32,12 +37,24 @@ class JwtVerifier:
         self._algorithms = frozenset(algorithms)
 
     async def verify(self, token: str, expected_typ: str | None = None) -> dict[str, Any]:
-        """Return the JWT's claims once its signature verifies with the AS's key."""
+        """Return the JWT's claims once its signature verifies with the AS's key.
+
+        The compact JWS is split and decoded here (a C regex and binascii) and only the signature check is pyjwt's
+        algorithm object: pyjwt's own parser validates base64url character by character in Python, which cost
+        ~0.4 ms per token and dominated a cache miss.
+        """
         name = self._keys.name
+        parts = token.split(".")
+        if len(parts) != 3 or not all(_SEGMENT.fullmatch(p) for p in parts):
+            raise UpstreamMisbehaved(f"AS {name}: returned JWT is not a compact JWS")
         try:
-            header = pyjwt.get_unverified_header(token)
-        except pyjwt.PyJWTError as exc:
-            raise UpstreamMisbehaved(f"AS {name}: returned JWT does not decode ({exc})") from None
+            header = json.loads(_b64decode(parts[0]))
+            payload = _b64decode(parts[1])
+            signature = _b64decode(parts[2])
+        except (ValueError, binascii.Error):
+            raise UpstreamMisbehaved(f"AS {name}: returned JWT does not decode") from None
+        if not isinstance(header, dict):
+            raise UpstreamMisbehaved(f"AS {name}: JWT header is not a JSON object")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise UpstreamMisbehaved(f"AS {name}: JWT alg {str(alg)[:20]!r} is not on the allow-list")
@@ -45,18 +62,35 @@ class JwtVerifier:
             expected_typ, f"application/{expected_typ}"
         ):
             raise UpstreamMisbehaved(f"AS {name}: JWT typ {str(header.get('typ'))[:40]!r} is not {expected_typ!r}")
+        if header.get("crit") is not None:  # RFC 7515 §4.1.11: we understand no extensions
+            raise UpstreamMisbehaved(f"AS {name}: JWT carries critical header extensions")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise UpstreamMisbehaved(f"AS {name}: JWT kid is not a string")
         key = await self._keys.key(kid)
         try:
-            claims = pyjwt.decode(token, key.key, algorithms=[alg],
-                                  options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                                           "verify_aud": False, "verify_iss": False})
-        except pyjwt.InvalidSignatureError:
-            raise UpstreamMisbehaved(f"AS {name}: JWT signature does not verify with kid {kid!r}") from None
+            verified = _algorithm(alg).verify(f"{parts[0]}.{parts[1]}".encode("ascii"), key.key, signature)
         except (pyjwt.PyJWTError, TypeError, ValueError) as exc:  # TypeError: kid names a key of another type
             raise UpstreamMisbehaved(f"AS {name}: JWT does not verify ({type(exc).__name__}: {exc})") from None
+        if not verified:
+            raise UpstreamMisbehaved(f"AS {name}: JWT signature does not verify with kid {kid!r}")
+        try:
+            claims = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise UpstreamMisbehaved(f"AS {name}: JWT payload is not JSON") from None
         if not isinstance(claims, dict):
             raise UpstreamMisbehaved(f"AS {name}: JWT payload is not a JSON object")
         return claims
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@functools.cache
+def _algorithm(name: str) -> Any:
+    """pyjwt's algorithm object (``get_algorithm_by_name``); only asymmetric names reach here (allow-list)."""
+    return pyjwt.get_algorithm_by_name(name)
