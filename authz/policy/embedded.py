@@ -30,6 +30,7 @@ os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, rego_ref
+from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
 
 __all__ = ["EmbeddedEngine"]
@@ -57,7 +58,8 @@ class EmbeddedEngine:
         self._timeout = timeout_seconds
         self._builtins = builtins or JwtBuiltins()
         self._signature = self._scan()
-        self._engine = self._compile()  # raises PolicyLoadError: start-up fails with the file and line
+        self.needs = ALL_INPUT
+        self._engine, self.needs = self._compile()  # raises PolicyLoadError: start-up fails with file and line
         self._query_paths: set[str] = set()  # decision paths eval_rule cannot take (partial rules): use eval_query
         self.generation = 1
 
@@ -82,10 +84,11 @@ class EmbeddedEngine:
         except (OSError, PolicyLoadError):
             return ()
 
-    def _compile(self) -> Any:
+    def _compile(self) -> tuple[Any, InputNeeds]:
         engine = regorus.Engine()
         self._builtins.register(engine)
         policies = 0
+        sources: list[str] = []
         for path, root in self._files():
             try:
                 text = path.read_text(encoding="utf-8")
@@ -97,11 +100,12 @@ class EmbeddedEngine:
                 except Exception as exc:  # regorus raises RuntimeError with "--> file:line:col" in the text
                     raise PolicyLoadError(f"{path}: {_first_line(exc)}") from None
                 policies += 1
+                sources.append(text)
             else:
                 engine.add_data(self._data_document(path, root, text))
         if policies == 0:
             raise PolicyLoadError(f"no .rego files under {', '.join(map(str, self._roots))}")
-        return engine
+        return engine, input_needs(sources)
 
     @staticmethod
     def _data_document(path: Path, root: Path, text: str) -> dict[str, Any]:
@@ -119,12 +123,12 @@ class EmbeddedEngine:
         """Compile the files as they are now and swap them in; on failure keep the old engine."""
         signature = self._scan()
         try:
-            engine = self._compile()
+            engine, needs = self._compile()
         except PolicyLoadError as exc:
             log.error("policy reload failed, keeping the policies loaded before: %s", exc)
             self._signature = signature  # do not retry the same broken files on every poll
             return False
-        self._engine, self._signature = engine, signature
+        self._engine, self.needs, self._signature = engine, needs, signature
         self._query_paths = set()
         self.generation += 1
         log.info("policies reloaded (generation %d, %d files)", self.generation, len(signature))

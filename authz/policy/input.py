@@ -30,6 +30,7 @@ from google.protobuf.json_format import MessageToDict
 
 from authz.models import Identity
 from authz.policy.engine import PolicyEvaluationError
+from authz.policy.input_needs import ALL_INPUT, InputNeeds
 
 __all__ = ["PolicyInputError", "build_input"]
 
@@ -68,26 +69,28 @@ class PolicyInputError(PolicyEvaluationError):
     """The request's path or query cannot be parsed as Go parses it; opa-envoy-plugin fails such checks."""
 
 
-def build_input(request: CheckRequest, identity: Identity | None, *, max_body_bytes: int | None = None
-                ) -> dict[str, Any]:
+def build_input(request: CheckRequest, identity: Identity | None, *, max_body_bytes: int | None = None,
+                needs: InputNeeds = ALL_INPUT) -> dict[str, Any]:
     """The input document for one request. Never mutates ``request``; raises ``PolicyInputError`` on a malformed
-    path escape or query (as the plugin does)."""
+    path escape or query (as the plugin does). ``needs`` leaves out what no loaded policy can read."""
     attributes = request.attributes
     http = attributes.request.http
     document: dict[str, Any] = {}
-    if request.HasField("attributes"):
-        attrs = _attributes(attributes) if _FAST_PATH else MessageToDict(attributes)
+    if request.HasField("attributes") and needs.wants("attributes"):
+        attrs = _attributes(attributes, needs) if _FAST_PATH else MessageToDict(attributes)
         http_doc = attrs.get("request", {}).get("http")
         if http_doc is not None:
             _replace_authorization(http_doc, identity.jwt if identity is not None else None)
         document["attributes"] = attrs
     document["version"] = {"ext_authz": "v3", "encoding": "protojson"}
     document["parsed_path"], document["parsed_query"] = _parse_path_and_query(http.path)
-    document["parsed_body"], document["truncated_body"] = _parse_body(http, max_body_bytes)
+    if needs.wants("parsed_body") or needs.wants("truncated_body"):
+        document["parsed_body"], document["truncated_body"] = _parse_body(http, max_body_bytes)
     principal = attributes.source.principal
     if principal:
         document["source_principal"] = principal
-    document["token"] = None if identity is None else _token(identity)
+    if needs.wants("token"):
+        document["token"] = None if identity is None else _token(identity)
     return document
 
 
@@ -107,21 +110,22 @@ def _token(identity: Identity) -> dict[str, Any]:
 # --- attributes: the protobuf JSON mapping, by hand ---------------------------------------------------------------
 
 
-def _attributes(a: Any) -> dict[str, Any]:
+def _attributes(a: Any, needs: InputNeeds = ALL_INPUT) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if a.HasField("source"):
+    wants = needs.wants_attribute
+    if a.HasField("source") and wants("source"):
         out["source"] = _peer(a.source)
-    if a.HasField("destination"):
+    if a.HasField("destination") and wants("destination"):
         out["destination"] = _peer(a.destination)
-    if a.HasField("request"):
+    if a.HasField("request") and wants("request"):
         out["request"] = _request(a.request)
-    if a.context_extensions:
+    if a.context_extensions and wants("contextExtensions"):
         out["contextExtensions"] = _map(a.context_extensions)
-    if a.HasField("metadata_context"):
+    if a.HasField("metadata_context") and wants("metadataContext"):
         out["metadataContext"] = _metadata(a.metadata_context)
-    if a.HasField("route_metadata_context"):
+    if a.HasField("route_metadata_context") and wants("routeMetadataContext"):
         out["routeMetadataContext"] = _metadata(a.route_metadata_context)
-    if a.HasField("tls_session"):
+    if a.HasField("tls_session") and wants("tlsSession"):
         out["tlsSession"] = {"sni": a.tls_session.sni} if a.tls_session.sni else {}
     return out
 

@@ -17,6 +17,7 @@ from authz.policy.decision import PolicyDecision, PolicyResultError, decision_fr
 from authz.policy.decision_log import DecisionLogger
 from authz.policy.engine import PolicyEngine, PolicyEvaluationError
 from authz.policy.input import build_input
+from authz.policy.input_needs import ALL_INPUT
 
 __all__ = ["PolicyOutcome", "PolicyStage"]
 
@@ -43,7 +44,9 @@ class PolicyStage:
         decision_id = ""
         policy_input: dict[str, Any] = {}
         try:
-            policy_input = build_input(request.source, identity)  # PolicyInputError: a path/query OPA rejects
+            # only what the loaded policies can read (embedded engine); a remote OPA's policies are unknown: all of it
+            needs = getattr(self.engine, "needs", ALL_INPUT)
+            policy_input = build_input(request.source, identity, needs=needs)  # PolicyInputError: bad path/query
             evaluation = await self.engine.evaluate(path, policy_input)
             decision_id = evaluation.decision_id
             decision = self._decision(evaluation.result)
