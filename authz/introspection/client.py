@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -79,9 +80,13 @@ class AuthorizationServerClient:
 
     async def _send(self, method: str, url: str, what: str, headers: dict[str, str],
                     form: dict[str, str] | None) -> ASResponse:
+        body: bytes | None = None
+        if form is not None:  # encoded here: aiohttp's FormData machinery costs more than the encoding itself
+            body = urlencode(form).encode("ascii")
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             async with self._session.request(
-                method, url, data=form, headers=headers, timeout=self._timeout, allow_redirects=False, ssl=self._ssl,
+                method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False, ssl=self._ssl,
             ) as resp:
                 self._check_status(resp, what)
                 body = await self._read_limited(resp, what)
