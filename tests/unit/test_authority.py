@@ -19,6 +19,7 @@ from authz.config import AuthorizationServerConfig, Secret
 from authz.errors import InvalidToken, UpstreamMisbehaved
 from authz.introspection import Authority
 from authz.models import Identity
+from tests.local_http import serve
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,20 +63,8 @@ async def fake_as() -> AsyncIterator[FakeAS]:
     app.router.add_post("/introspect", introspect)
     app.router.add_get("/jwks", jwks)
     app.router.add_get("/.well-known/oauth-authorization-server", metadata)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app) as state.base:
         yield state
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _access_jwt(fake_as: FakeAS, key: Any = KEY, **claims: Any) -> str:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from authz.config import AuthorizationServerConfig, PrivateKeyJwtConfig, Secret
 from authz.introspection.client import AuthorizationServerClient
+from tests.local_http import serve
 
 CLIENT_ID = "gate:way/ü"
 CLIENT_SECRET = "p@ss/w+rd%=:é"
@@ -52,20 +53,9 @@ async def recorder() -> AsyncIterator[Recorder]:
 
     app = web.Application()
     app.router.add_post("/introspect", introspect)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/introspect"
-    try:
+    async with serve(app) as base:
+        state.url = f"{base}/introspect"
         yield state
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _pem(key: Any) -> str:

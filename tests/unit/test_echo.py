@@ -30,12 +30,6 @@ async def echo_url() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 async def call(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
     async with session.request(method, url, **kwargs) as resp:
         assert resp.status == 200

@@ -21,6 +21,7 @@ from authz.config import AuthorizationServerConfig, Secret
 from authz.errors import UpstreamMisbehaved, UpstreamUnavailable
 from authz.introspection.client import AuthorizationServerClient
 from authz.introspection.jwks import KeySet, metadata_urls
+from tests.local_http import serve
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,20 +84,8 @@ async def server() -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", dispatch)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app) as state.base:
         yield state
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture

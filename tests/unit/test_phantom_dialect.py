@@ -18,6 +18,7 @@ from aiohttp import web
 from authz.config import AuthorizationServerConfig, Secret
 from authz.errors import UpstreamMisbehaved, UpstreamUnavailable
 from authz.introspection import AuthorizationServerClient, PhantomIntrospector
+from tests.local_http import serve
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,23 +57,12 @@ async def fake_as() -> AsyncIterator[FakeAS]:
 
     app = web.Application()
     app.router.add_route("*", "/introspect", dispatch)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}/introspect"
-    try:
-        yield state
-    finally:
-        state.release.set()
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+    async with serve(app) as base:
+        state.url = f"{base}/introspect"
+        try:
+            yield state
+        finally:
+            state.release.set()
 
 
 def _introspector(url: str, session: aiohttp.ClientSession, **overrides: Any) -> PhantomIntrospector:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from authz.config_section import Secret
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.engine import Evaluation, PolicyEvaluationError
 from authz.policy.remote import RemoteEngine
+from tests.local_http import serve
 from tests.opa_double import build_app
 
 POLICY = """package envoy.authz
@@ -38,17 +39,8 @@ broken := 1 / input.zero
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@asynccontextmanager
-async def _serve(app: web.Application, port: int = 0) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+def _serve(app: web.Application, port: int = 0) -> AbstractAsyncContextManager[str]:
+    return serve(app, port, shutdown_timeout=0.2)
 
 
 @asynccontextmanager

@@ -17,6 +17,7 @@ from authz.config import AuthorizationServerConfig, Secret
 from authz.errors import UpstreamMisbehaved
 from authz.introspection import AuthorizationServerClient, Rfc7662Introspector
 from authz.models import Introspection
+from tests.local_http import serve
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,20 +46,9 @@ async def fake_as() -> AsyncIterator[FakeAS]:
 
     app = web.Application()
     app.router.add_post("/introspect", dispatch)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/introspect"
-    try:
+    async with serve(app) as base:
+        state.url = f"{base}/introspect"
         yield state
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _respond(body: Any, status: int = 200, content_type: str = "application/json", **headers: str) -> Handler:

@@ -21,6 +21,7 @@ from authz.introspection import AuthorizationServerClient, Rfc9701Introspector
 from authz.introspection.jwks import KeySet
 from authz.models import Introspection
 from authz.token import JwtVerifier
+from tests.local_http import serve
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,20 +59,8 @@ async def fake_as() -> AsyncIterator[FakeAS]:
     app = web.Application()
     app.router.add_post("/introspect", introspect)
     app.router.add_get("/jwks", jwks)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app) as state.base:
         yield state
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _signed(envelope: dict[str, Any] | None = None, key: Any = KEY, **headers: Any) -> str:

@@ -26,6 +26,7 @@ from authz.errors import UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
 from authz.introspection.jwks import KeySet
 from authz.token import JwtVerifier
+from tests.local_http import serve
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -55,20 +56,16 @@ def _sign(alg: str = "RS256", claims: dict[str, Any] | None = None, **headers: A
 
 @pytest.fixture
 async def keys() -> AsyncIterator[KeySet]:
-    async def serve(request: web.Request) -> web.StreamResponse:
+    async def jwks(request: web.Request) -> web.StreamResponse:
         return web.json_response(_jwks())
 
     app = web.Application()
-    app.router.add_get("/jwks", serve)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    config = AuthorizationServerConfig(name="corp-as", introspection_endpoint=f"{base}/introspect", client_id="gw",
-                                       client_secret=Secret("s"), issuer=base, jwks_uri=f"{base}/jwks")
-    async with aiohttp.ClientSession() as session:
+    app.router.add_get("/jwks", jwks)
+    async with serve(app) as base, aiohttp.ClientSession() as session:
+        config = AuthorizationServerConfig(name="corp-as", introspection_endpoint=f"{base}/introspect",
+                                           client_id="gw", client_secret=Secret("s"), issuer=base,
+                                           jwks_uri=f"{base}/jwks")
         yield KeySet(config, AuthorizationServerClient(config, session))
-    await runner.cleanup()
 
 
 def _verifier(keys: KeySet, algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS) -> JwtVerifier:
