@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit e2e clean interop-deps bench protos wrk
+.PHONY: install run test lint unit e2e clean interop-deps bench protos wrk redis-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ $(INTEROP_STAMP): $(INTEROP_DIR)/package-lock.json
 
 interop-deps: $(INTEROP_STAMP)
 
-test: $(STAMP) interop-deps
+test: $(STAMP) interop-deps redis-server
 	$(PY) -m pytest -q
 
 unit: $(STAMP)
@@ -43,10 +43,11 @@ bench: $(STAMP) wrk
 	$(PY) bench/cache_bench.py $(BENCH_ARGS)
 	$(PY) bench/policy_bench.py $(BENCH_ARGS)
 
-# The load generator for bench/envoy_bench.py: Debian's wrk, installed when missing.
-wrk:
-	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends wrk; }
+# Debian programs the tests and benchmarks run for real, installed when missing: redis-server (the cache's L2
+# tier) and wrk (the load generator of bench/envoy_bench.py).
+wrk redis-server:
+	@command -v $@ >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $@; }
 
 # The admin API's generated code is committed; regenerate after editing protos/ (a test checks they match).
 protos: $(STAMP)
