@@ -6,13 +6,13 @@ Claims that fail (expired, not yet valid, another issuer, another audience) are 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from authz.errors import InvalidToken, UpstreamMisbehaved
 from authz.models import Identity
+from authz.numbers import finite_number
 
 __all__ = ["ClaimsChecker", "scopes_of"]
 
@@ -33,12 +33,10 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    try:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise UpstreamMisbehaved(f"token {name} claim is not a finite number")
-        return float(value)
-    except OverflowError:  # an int beyond float range
-        raise UpstreamMisbehaved(f"token {name} claim is out of range") from None
+    number = finite_number(value)
+    if number is None:
+        raise UpstreamMisbehaved(f"token {name} claim is not a finite number")
+    return number
 
 
 def _string(claims: Mapping[str, Any], name: str) -> str | None:

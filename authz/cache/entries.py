@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
-from typing import Any
 
 from authz.config import CacheConfig
 from authz.models import Introspection
+from authz.numbers import finite_number
 
 __all__ = ["Entry", "cache_key", "fresh_seconds", "token_expiry"]
 
@@ -19,13 +18,7 @@ def cache_key(authority_id: str, token: str) -> str:
 
 
 def token_expiry(answer: Introspection) -> float | None:
-    exp: Any = answer.claims.get("exp")
-    try:
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
-            return None
-        return float(exp)
-    except OverflowError:
-        return None
+    return finite_number(answer.claims.get("exp"))
 
 
 def fresh_seconds(answer: Introspection, now: float, config: CacheConfig) -> float:

@@ -19,6 +19,7 @@ import aiohttp
 
 from authz.config import AuthorizationServerConfig
 from authz.errors import UpstreamMisbehaved, UpstreamUnavailable
+from authz.http_body import read_at_most
 from authz.introspection.client_auth import ClientAuth, client_auth_for
 
 __all__ = ["ASResponse", "AuthorizationServerClient"]
@@ -130,15 +131,7 @@ class AuthorizationServerClient:
 
     async def _read_limited(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
         limit = self.config.max_response_bytes
-        if resp.content_length is not None and resp.content_length > limit:
-            raise UpstreamMisbehaved(
-                f"AS {self.name}: {what} response of {resp.content_length} bytes exceeds max_response_bytes={limit}"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(16 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise UpstreamMisbehaved(f"AS {self.name}: {what} response exceeds max_response_bytes={limit}")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = await read_at_most(resp, limit)
+        if body is None:
+            raise UpstreamMisbehaved(f"AS {self.name}: {what} response exceeds max_response_bytes={limit}")
+        return body

@@ -7,7 +7,6 @@ the future. Its ``token_introspection`` claim is the RFC 7662 answer. There is n
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from authz.errors import UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
 from authz.introspection.rfc7662 import claims_from_answer
 from authz.models import Introspection
+from authz.numbers import finite_number
 from authz.token import JwtVerifier
 
 __all__ = ["Rfc9701Introspector"]
@@ -61,8 +61,8 @@ class Rfc9701Introspector:
         aud = claims.get("aud")
         if not (aud == self._client_id or (isinstance(aud, list) and self._client_id in aud)):
             raise UpstreamMisbehaved(f"AS {name}: introspection JWT aud is not our client id")
-        iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, (int, float)) or not math.isfinite(iat):
+        iat = finite_number(claims.get("iat"))
+        if iat is None:  # also an iat of 10**400, which used to overflow into a 500
             raise UpstreamMisbehaved(f"AS {name}: introspection JWT has no numeric iat")
         if iat > self._clock() + self._leeway:
             raise UpstreamMisbehaved(f"AS {name}: introspection JWT iat lies in the future")

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from authz.config_section import Secret
+from authz.http_body import read_at_most
 from authz.policy.engine import Evaluation, PolicyEvaluationError
 
 __all__ = ["RemoteEngine"]
@@ -42,14 +43,9 @@ class RemoteEngine:
             async with self._session.post(self._base + decision_path, data=body, headers=self._headers,
                                           timeout=self._timeout, allow_redirects=False) as resp:
                 status = resp.status
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > _MAX_ANSWER_BYTES:
-                        raise PolicyEvaluationError(f"OPA {decision_path}: answer over {_MAX_ANSWER_BYTES} bytes")
-                    chunks.append(chunk)
-                raw = b"".join(chunks)
+                raw = await read_at_most(resp, _MAX_ANSWER_BYTES)
+            if raw is None:
+                raise PolicyEvaluationError(f"OPA {decision_path}: answer over {_MAX_ANSWER_BYTES} bytes")
         except TimeoutError:
             raise PolicyEvaluationError(f"OPA {decision_path}: no answer within {self._timeout.total}s") from None
         except (aiohttp.ClientError, OSError) as exc:
