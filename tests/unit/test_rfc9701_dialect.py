@@ -138,7 +138,8 @@ async def test_typ_with_application_prefix_is_accepted(fake_as: FakeAS, session:
      {"token_introspection": "active"}, {"token_introspection": {"sub": "alice"}},
      {"token_introspection": {"active": "true"}}],
     ids=["wrong-iss", "no-iss", "wrong-aud", "aud-list-without-us", "no-aud", "no-iat", "iat-string",
-         "iat-future", "iat-overflow", "no-token-introspection", "token-introspection-string", "no-active", "active-string"],
+         "iat-future", "iat-overflow", "no-token-introspection", "token-introspection-string", "no-active",
+         "active-string"],
 )
 async def test_bad_envelope_is_refused(fake_as: FakeAS, session: aiohttp.ClientSession,
                                        envelope: dict[str, Any]) -> None:
