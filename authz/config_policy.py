@@ -30,6 +30,7 @@ class PolicyConfig:
     dry_run: bool = False  # decide and log, but always allow
     decision_log: str = "summary"  # off | summary | full (with the input, masked)
     decision_log_mask: tuple[str, ...] = ()  # parse_policy fills in DEFAULT_MASK
+    decision_cache_size: int = 10_000  # embedded, deterministic policies: decisions reused for equal inputs (0: off)
 
     @property
     def enabled(self) -> bool:
@@ -61,6 +62,7 @@ def parse_policy(sec: Section, environ: Mapping[str, str]) -> PolicyConfig:
         decision_log=sec.choice("decision_log", "summary", ("off", "summary", "full")),
         decision_log_mask=sec.strings("decision_log_mask", _POINTER, "JSON pointer (/input/...)")
         or DEFAULT_MASK,
+        decision_cache_size=int(sec.number("decision_cache_size", 10_000, integer=True, minimum=-1e-9)),
     )
     if result.failure_status not in (500, 503, 403):
         raise ConfigError(sec.key("failure_status"), f"must be 503, 500 or 403, got {result.failure_status}")

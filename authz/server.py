@@ -124,7 +124,8 @@ class Server:
             def key_lookup(kid: str | None) -> Any:  # io.jwt.* built-ins: the keys our ASes published
                 return next((k for k in (s.cached_key(kid) for s in self._key_sets) if k is not None), None)
 
-            engine = EmbeddedEngine(settings.paths, settings.timeout_seconds, JwtBuiltins(key_lookup))
+            engine = EmbeddedEngine(settings.paths, settings.timeout_seconds, JwtBuiltins(key_lookup),
+                                    settings.decision_cache_size)
             self.policy_engine = engine
             if settings.watch_interval_seconds > 0:
                 self._watcher = asyncio.ensure_future(engine.watch(settings.watch_interval_seconds))

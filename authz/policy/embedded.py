@@ -29,6 +29,7 @@ import yaml
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
+from authz.policy.decision_cache import DecisionCache
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, rego_ref
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
@@ -53,13 +54,15 @@ def _first_line(exc: BaseException) -> str:
 class EmbeddedEngine:
     name = "embedded"
 
-    def __init__(self, paths: tuple[str, ...], timeout_seconds: float, builtins: JwtBuiltins | None = None) -> None:
+    def __init__(self, paths: tuple[str, ...], timeout_seconds: float, builtins: JwtBuiltins | None = None,
+                 decision_cache_size: int = 10_000) -> None:
         self._roots = [Path(p) for p in paths]
         self._timeout = timeout_seconds
         self._builtins = builtins or JwtBuiltins()
         self._signature = self._scan()
         self.needs = ALL_INPUT
         self._engine, self.needs = self._compile()  # raises PolicyLoadError: start-up fails with file and line
+        self._decisions = DecisionCache(decision_cache_size if self.needs.deterministic else 0)
         self._query_paths: set[str] = set()  # decision paths eval_rule cannot take (partial rules): use eval_query
         self.generation = 1
 
@@ -129,6 +132,7 @@ class EmbeddedEngine:
             self._signature = signature  # do not retry the same broken files on every poll
             return False
         self._engine, self.needs, self._signature = engine, needs, signature
+        self._decisions = self._decisions.renewed(needs.deterministic)  # decisions of the old policies are gone
         self._query_paths = set()
         self.generation += 1
         log.info("policies reloaded (generation %d, %d files)", self.generation, len(signature))
@@ -143,7 +147,21 @@ class EmbeddedEngine:
 
     # --- evaluation -------------------------------------------------------------------------------------------
 
+    @property
+    def cached_decisions(self) -> int:
+        """How many decisions are held for reuse (always 0 when the policies are not deterministic)."""
+        return len(self._decisions)
+
     async def evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Evaluation:
+        decisions = self._decisions
+        key = decisions.key(decision_path, policy_input)
+        result = decisions.get(key)
+        if result is None:
+            result = self._evaluate(decision_path, policy_input)
+            decisions.put(key, result)
+        return Evaluation(result, uuid.uuid4().hex)
+
+    def _evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Any:
         engine = self._engine
         started = time.perf_counter()
         try:
@@ -157,7 +175,7 @@ class EmbeddedEngine:
                                         f"{self._timeout * 1000:.0f} ms timeout")
         if result is None:
             raise PolicyEvaluationError(f"embedded policy {decision_path}: decision is undefined")
-        return Evaluation(result, uuid.uuid4().hex)
+        return result
 
     def _eval(self, engine: Any, decision_path: str) -> Any:
         """eval_rule (~5 µs) where it can; eval_query (~35 µs) for partial rules (``result["allowed"] := ...``)."""

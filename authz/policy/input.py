@@ -91,7 +91,7 @@ def build_input(request: CheckRequest, identity: Identity | None, *, max_body_by
         document["source_principal"] = principal
     if needs.wants("token"):
         document["token"] = None if identity is None else _token(identity)
-    return document
+    return document if needs.tree is None else needs.prune(document)
 
 
 def _token(identity: Identity) -> dict[str, Any]:

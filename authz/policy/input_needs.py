@@ -1,26 +1,42 @@
 """Which parts of the input document the loaded policies can read, so the rest need not be built per request.
 
-A conservative scan of the Rego sources (comments and string literals removed first): only references of the form
-``input.<key>`` (and ``input.attributes.<key>``) narrow the input. Any other use of ``input`` — ``input[...]``,
-``input`` passed to a function, ``walk(input)``, ``import input``, ``input.attributes`` on its own — means
+A conservative scan of the Rego sources (comments removed, string literals kept aside): a reference
+``input.a.b["c"]...`` names the subtree at ``a/b/c``; the reference ends where something other than ``.<name>`` or
+``["<literal>"]`` follows, and the policy may then read everything under that point. Any other use of ``input`` —
+``input[x]``, ``input`` passed to a function, ``walk(input)``, ``import input``, ``with input as`` — means
 "everything", so a policy always sees every field it could read.
+
+The scan also says whether the policies are *deterministic*: the same input and data always give the same decision
+(no clock, randomness, network or printing builtins). Only then may a decision be reused for an equal input.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ALL_INPUT", "InputNeeds", "input_needs"]
 
-_USE = re.compile(r"(?<![\w.])input(?![\w])(?P<rest>(?:\.[A-Za-z_][A-Za-z0-9_]*){0,2})(?P<next>.?)")
+# A node of the tree of read paths: a dict of child names, or None for "the whole subtree".
+Tree = dict[str, Any] | None
+
+_INPUT = re.compile(r"(?<![\w.])input(?!\w)")
+_FIELD = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*\"\x00(\d+)\"\s*\]")
+_STRING_OR_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|`[^`]*`|#[^\n]*')
+# Builtins whose answer does not follow from input and data alone (the clock, randomness, the network, output).
+_IMPURE = re.compile(r"(?<![\w.])(?:time\.now_ns|rand\.|uuid\.|http\.send|opa\.runtime|net\.lookup_ip_addr|io\.jwt\."
+                     r"|crypto\.x509\.parse_and_verify|print\s*\(|trace\s*\()")
 
 
 @dataclass(frozen=True, slots=True)
 class InputNeeds:
     keys: frozenset[str] | None = None  # top-level keys the policies read; None: all
     attributes: frozenset[str] | None = None  # keys of input.attributes they read; None: all
+    tree: Tree = None  # every path they read (see the module docstring); None: all
+    deterministic: bool = False  # decisions depend only on input and data
 
     def wants(self, key: str) -> bool:
         return self.keys is None or key in self.keys
@@ -28,30 +44,60 @@ class InputNeeds:
     def wants_attribute(self, key: str) -> bool:
         return self.attributes is None or key in self.attributes
 
+    def prune(self, document: dict[str, Any]) -> dict[str, Any]:
+        """The document without what no loaded policy can read (a new dict; ``document`` is not changed)."""
+        return _prune(document, self.tree)  # type: ignore[no-any-return]
+
 
 ALL_INPUT = InputNeeds()
 
 
-_NOT_CODE = re.compile(r'"(?:\\.|[^"\\\n])*"|`[^`]*`|#[^\n]*')
+def _prune(value: Any, node: Tree) -> Any:
+    if node is None or not isinstance(value, dict):
+        return value
+    return {key: _prune(value[key], child) for key, child in node.items() if key in value}
 
 
-def _code_only(text: str) -> str:
-    return _NOT_CODE.sub(lambda m: '""' if m.group(0)[0] in '"`' else "", text)
+def _code_and_strings(text: str) -> tuple[str, list[str]]:
+    """The source with comments gone and each string literal replaced by ``"\\x00<n>"``; the literals' values."""
+    literals: list[str] = []
+
+    def replace(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token[0] == "#":
+            return ""
+        try:
+            literals.append(token[1:-1] if token[0] == "`" else json.loads(token))
+        except ValueError:
+            literals.append("\x00")  # not a valid JSON string: matches no key
+        return f'"\x00{len(literals) - 1}"'
+
+    return _STRING_OR_COMMENT.sub(replace, text), literals
+
+
+def _insert(root: dict[str, Any], path: list[str]) -> None:
+    node = root
+    for name in path[:-1]:
+        if name in node and node[name] is None:
+            return  # a shorter path already reads all of it
+        node = node.setdefault(name, {})
+    node[path[-1]] = None
 
 
 def input_needs(sources: Iterable[str]) -> InputNeeds:
-    keys: set[str] = set()
-    attributes: set[str] = set()
-    all_attributes = False
-    for text in map(_code_only, sources):
-        for use in _USE.finditer(text):
-            parts = use.group("rest").split(".")[1:]
-            if not parts:
-                return ALL_INPUT  # input on its own, indexed (input[...]) or passed whole
-            keys.add(parts[0])
-            if parts[0] == "attributes":
-                if len(parts) < 2:
-                    all_attributes = True  # input.attributes used as a whole
-                else:
-                    attributes.add(parts[1])
-    return InputNeeds(frozenset(keys), None if all_attributes else frozenset(attributes))
+    root: dict[str, Any] = {}
+    deterministic = True
+    for source in sources:
+        text, literals = _code_and_strings(source)
+        deterministic = deterministic and _IMPURE.search(text) is None
+        for use in _INPUT.finditer(text):
+            path: list[str] = []
+            pos = use.end()
+            while (field := _FIELD.match(text, pos)) is not None:
+                path.append(field.group(1) if field.group(1) is not None else literals[int(field.group(2))])
+                pos = field.end()
+            if not path:
+                return InputNeeds(deterministic=False)  # input on its own, indexed by a variable, or passed whole
+            _insert(root, path)
+    attributes = root.get("attributes")
+    return InputNeeds(frozenset(root), None if attributes is None else frozenset(attributes), root, deterministic)

@@ -299,3 +299,13 @@ def test_repr_never_shows_the_secret(tmp_path: Path) -> None:
     assert SECRET not in repr(config.default_as)
     assert SECRET not in str(config.default_as.client_secret)
     assert SECRET not in f"{config.default_as.client_secret}"
+
+
+def test_policy_decision_cache_size_defaults_and_bounds(tmp_path: Path) -> None:
+    rego = tmp_path / "p.rego"
+    rego.write_text("package p\n", encoding="utf-8")
+    assert _load(tmp_path, _doc(policy={"paths": [str(rego)]})).policy.decision_cache_size == 10_000
+    assert _load(tmp_path, _doc(policy={"paths": [str(rego)], "decision_cache_size": 0})).policy.decision_cache_size == 0
+    for bad in (-1, 2.5, "many"):
+        assert "policy.decision_cache_size" in _error(tmp_path, _doc(policy={"paths": [str(rego)],
+                                                                             "decision_cache_size": bad}))

@@ -397,3 +397,74 @@ async def test_watch_does_not_count_a_broken_edit_as_a_generation(tmp_path: Path
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# --- reusing decisions of deterministic policies -----------------------------------------------------------------------
+
+HEADER_RULE = """package p
+import rego.v1
+
+default allow := false
+
+allow if input.attributes.request.http.headers["x-team"] == data.team
+"""
+
+
+async def test_equal_inputs_reuse_the_decision_until_a_reload(tmp_path: Path) -> None:
+    _write(tmp_path / "p.rego", HEADER_RULE)
+    data = _write(tmp_path / "data.json", json.dumps({"team": "blue"}))
+    engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
+    blue = {"attributes": {"request": {"http": {"headers": {"x-team": "blue"}}}}}
+    red = {"attributes": {"request": {"http": {"headers": {"x-team": "red"}}}}}
+    first = await engine.evaluate("p/allow", blue)
+    second = await engine.evaluate("p/allow", blue)
+    assert first.result is True and second.result is True and engine.cached_decisions == 1
+    assert first.decision_id != second.decision_id  # every request still gets its own decision id
+    assert await _result(engine, "p/allow", red) is False and engine.cached_decisions == 2
+    _write(data, json.dumps({"team": "red"}))
+    assert engine.reload()
+    assert engine.cached_decisions == 0  # decisions made with the old data are gone
+    assert await _result(engine, "p/allow", blue) is False
+    assert await _result(engine, "p/allow", red) is True
+
+
+async def test_errors_and_undefined_decisions_are_not_reused(tmp_path: Path) -> None:
+    _write(tmp_path / "p.rego", "package p\nimport rego.v1\n\nratio := 1 / input.z\nallow if input.ok\n")
+    engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
+    for _ in range(2):
+        with pytest.raises(PolicyEvaluationError):
+            await engine.evaluate("p/ratio", {"z": 0})
+        with pytest.raises(PolicyEvaluationError, match="undefined"):
+            await engine.evaluate("p/allow", {"ok": False})
+    assert engine.cached_decisions == 0
+
+
+@pytest.mark.parametrize("rule", ["allow if time.now_ns() > input.after", "allow if rand.intn(\"k\", 2) == input.n"])
+async def test_policies_reading_the_clock_or_randomness_are_evaluated_every_time(tmp_path: Path, rule: str) -> None:
+    _write(tmp_path / "p.rego", f"package p\nimport rego.v1\n\ndefault allow := false\n\n{rule}\n")
+    engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
+    for _ in range(3):
+        await engine.evaluate("p/allow", {"after": 0, "n": 0})
+    assert engine.cached_decisions == 0
+
+
+async def test_a_clock_reading_policy_added_by_reload_turns_reuse_off(tmp_path: Path) -> None:
+    policy = _write(tmp_path / "p.rego", "package p\nimport rego.v1\n\nallow if input.ok\n")
+    engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
+    assert await _result(engine, "p/allow", {"ok": True}) is True and engine.cached_decisions == 1
+    _write(policy, "package p\nimport rego.v1\n\nallow if time.now_ns() > input.after\n")
+    assert engine.reload()
+    for _ in range(2):
+        assert await _result(engine, "p/allow", {"after": 0}) is True
+    assert engine.cached_decisions == 0
+
+
+async def test_decision_cache_size_bounds_the_entries_and_zero_turns_it_off(tmp_path: Path) -> None:
+    _write(tmp_path / "p.rego", "package p\nimport rego.v1\n\nallow if input.n >= 0\n")
+    bounded = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0, decision_cache_size=3)
+    off = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0, decision_cache_size=0)
+    for n in range(10):
+        assert await _result(bounded, "p/allow", {"n": n}) is True
+        assert await _result(off, "p/allow", {"n": n}) is True
+        assert bounded.cached_decisions <= 3
+    assert off.cached_decisions == 0

@@ -15,20 +15,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_quickstart_policy_reads_only_what_it_names() -> None:
     needs = input_needs([(ROOT / "deploy" / "policies" / "records.rego").read_text()])
-    assert needs == InputNeeds(frozenset({"attributes", "parsed_path", "parsed_body", "token"}),
-                               frozenset({"request"}))
+    assert needs.keys == frozenset({"attributes", "parsed_path", "parsed_body", "token"})
+    assert needs.attributes == frozenset({"request"})
+    assert needs.tree == {
+        "attributes": {"request": {"http": {"method": None, "headers": {"x-transaction-creator": None}}}},
+        "parsed_path": None,
+        "parsed_body": {"created_by": None},
+        "token": {"subject": None, "scopes": None},
+    }
+    assert needs.deterministic
 
 
 @pytest.mark.parametrize("source", [
     "x := walk(input)",
-    'x := input["token"]',
+    "x := input[k]",
     "x := object.get(input, \"token\", null)",
     "import input",
     "some k, v in input",
     "f(input)",
 ])
 def test_any_loose_use_of_input_means_everything(source: str) -> None:
-    assert input_needs(["package p\n" + source]) == ALL_INPUT
+    needs = input_needs(["package p\n" + source])
+    assert needs.keys is None and needs.tree is None and not needs.deterministic
+    assert needs.prune({"a": 1, "b": {"c": 2}}) == {"a": 1, "b": {"c": 2}}
+    assert ALL_INPUT.tree is None
 
 
 def test_attributes_on_their_own_mean_all_attributes() -> None:
@@ -38,17 +48,45 @@ def test_attributes_on_their_own_mean_all_attributes() -> None:
 
 def test_comments_and_strings_do_not_widen() -> None:
     needs = input_needs(['package p\n# reads the whole input\nmsg := "input here"\nx := input.token.sub'])
-    assert needs == InputNeeds(frozenset({"token"}), frozenset())
+    assert needs.keys == frozenset({"token"}) and needs.tree == {"token": {"sub": None}}
 
 
 def test_import_of_a_subtree_narrows() -> None:
     needs = input_needs(["package p\nimport input.attributes.request.http as h\nx := h.method"])
-    assert needs == InputNeeds(frozenset({"attributes"}), frozenset({"request"}))
+    assert needs.keys == frozenset({"attributes"}) and needs.attributes == frozenset({"request"})
+    assert needs.tree == {"attributes": {"request": {"http": None}}}  # all of http: h.<anything> is possible
 
 
 def test_union_over_all_policy_files() -> None:
     needs = input_needs(["x := input.token.sub", "y := input.attributes.source.address"])
-    assert needs == InputNeeds(frozenset({"token", "attributes"}), frozenset({"source"}))
+    assert needs.keys == frozenset({"token", "attributes"}) and needs.attributes == frozenset({"source"})
+
+
+@pytest.mark.parametrize(("source", "tree"), [
+    ('x := input.attributes.request.http.headers["x-a"]', {"attributes": {"request": {"http": {"headers": {"x-a": None}}}}}),
+    ("x := input.attributes.request.http.headers[k]", {"attributes": {"request": {"http": {"headers": None}}}}),
+    ('x := input["token"].sub', {"token": {"sub": None}}),
+    ("x := input.parsed_path[1]", {"parsed_path": None}),
+    ("x := count(input.parsed_path)", {"parsed_path": None}),
+    ('x := object.get(input.token, "sub", "")', {"token": None}),
+    ("x := input.token.sub\ny := input.token", {"token": None}),  # the wider read wins, whatever the order
+    ("x := input.token\ny := input.token.sub", {"token": None}),
+    ("x := input.token.claims[\"a.b\"]", {"token": {"claims": {"a.b": None}}}),
+])
+def test_the_tree_of_read_paths(source: str, tree: dict[str, object]) -> None:
+    assert input_needs(["package p\n" + source]).tree == tree
+
+
+@pytest.mark.parametrize("call", ["time.now_ns()", "rand.intn(\"k\", 10)", "uuid.rfc4122(\"k\")",
+                                  "http.send({})", "opa.runtime()", "io.jwt.decode(input.token.jwt)",
+                                  "print(input.token.sub)", "net.lookup_ip_addr(\"x\")"])
+def test_impure_builtins_make_the_policies_non_deterministic(call: str) -> None:
+    assert input_needs([f"package p\nx := {call}", "package q\ny := input.token.sub"]).deterministic is False
+
+
+def test_builtin_names_inside_strings_or_comments_do_not_count() -> None:
+    needs = input_needs(['package p\n# time.now_ns() is not used\nmsg := "rand.intn(x)"\nx := input.token.sub'])
+    assert needs.deterministic
 
 
 def test_build_input_leaves_out_what_no_policy_reads() -> None:
@@ -65,3 +103,20 @@ def test_build_input_leaves_out_what_no_policy_reads() -> None:
     assert narrow["attributes"]["request"] == full["attributes"]["request"]
     assert narrow["parsed_path"] == full["parsed_path"] == ["a", "b"]
     assert "parsed_body" in full and "parsed_body" not in narrow and "token" not in narrow
+
+
+def test_build_input_prunes_to_the_paths_read() -> None:
+    request = CheckRequest()
+    request.attributes.source.address.socket_address.port_value = 50123
+    http = request.attributes.request.http
+    http.id, http.method, http.path = "req-1", "GET", "/records/alice"
+    http.headers["x-request-id"] = "abc"
+    http.headers["x-transaction-creator"] = "bob"
+    needs = input_needs([(ROOT / "deploy" / "policies" / "records.rego").read_text()])
+    document = build_input(request, None, needs=needs)
+    assert document == {
+        "attributes": {"request": {"http": {"method": "GET", "headers": {"x-transaction-creator": "bob"}}}},
+        "parsed_path": ["records", "alice"],
+        "parsed_body": None,
+        "token": None,
+    }
