@@ -305,7 +305,8 @@ def test_policy_decision_cache_size_defaults_and_bounds(tmp_path: Path) -> None:
     rego = tmp_path / "p.rego"
     rego.write_text("package p\n", encoding="utf-8")
     assert _load(tmp_path, _doc(policy={"paths": [str(rego)]})).policy.decision_cache_size == 10_000
-    assert _load(tmp_path, _doc(policy={"paths": [str(rego)], "decision_cache_size": 0})).policy.decision_cache_size == 0
+    off = _load(tmp_path, _doc(policy={"paths": [str(rego)], "decision_cache_size": 0}))
+    assert off.policy.decision_cache_size == 0
     for bad in (-1, 2.5, "many"):
         assert "policy.decision_cache_size" in _error(tmp_path, _doc(policy={"paths": [str(rego)],
                                                                              "decision_cache_size": bad}))

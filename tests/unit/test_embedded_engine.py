@@ -399,7 +399,7 @@ async def test_watch_does_not_count_a_broken_edit_as_a_generation(tmp_path: Path
             await task
 
 
-# --- reusing decisions of deterministic policies -----------------------------------------------------------------------
+# --- reusing decisions of deterministic policies ---------------------------------------------------------------------
 
 HEADER_RULE = """package p
 import rego.v1

@@ -63,7 +63,8 @@ def test_union_over_all_policy_files() -> None:
 
 
 @pytest.mark.parametrize(("source", "tree"), [
-    ('x := input.attributes.request.http.headers["x-a"]', {"attributes": {"request": {"http": {"headers": {"x-a": None}}}}}),
+    ('x := input.attributes.request.http.headers["x-a"]',
+     {"attributes": {"request": {"http": {"headers": {"x-a": None}}}}}),
     ("x := input.attributes.request.http.headers[k]", {"attributes": {"request": {"http": {"headers": None}}}}),
     ('x := input["token"].sub', {"token": {"sub": None}}),
     ("x := input.parsed_path[1]", {"parsed_path": None}),
