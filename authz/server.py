@@ -25,6 +25,7 @@ from authz.admin import CacheAdminService
 from authz.adminpb import admin_pb2_grpc
 from authz.cache import IntrospectionCache, RedisTier
 from authz.config import Config
+from authz.decider import Decider
 from authz.introspection import build_authorities
 from authz.introspection.jwks import KeySet
 from authz.metrics import Metrics
@@ -98,8 +99,8 @@ class Server:
         authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session))
         server = grpc.aio.server(options=self._grpc_options)
         self._servers.append(server)
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-            AuthorizationService(authorizer, self.metrics), server)
+        self.decider = Decider(authorizer, self.metrics)
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(self.decider), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self.port = _bind(server, self.config.server.listen)
         if self.config.admin_listen is not None and self.cache is not None:
