@@ -30,7 +30,7 @@ from google.protobuf.json_format import MessageToDict
 
 from authz.models import Identity
 from authz.policy.engine import PolicyEvaluationError
-from authz.policy.input_needs import ALL_INPUT, InputNeeds
+from authz.policy.input_needs import ALL_INPUT, InputNeeds, Tree
 
 __all__ = ["PolicyInputError", "build_input"]
 
@@ -46,6 +46,7 @@ _last_second: tuple[int, str] = (-1, "")  # (epoch second, its RFC 3339 date-tim
 
 _Attrs = attribute_context_pb2.AttributeContext
 _HTTP_STRINGS = ("id", "method", "path", "host", "scheme", "query", "fragment", "protocol", "body")
+_SOME_HTTP = {*_HTTP_STRINGS, "headers", "size"}  # what _some_http builds on its own (headerMap, rawBody: _http)
 
 # The hand-built path covers exactly these fields; a newer schema with more fields falls back to MessageToDict.
 _HANDLED: dict[Any, set[str]] = {
@@ -118,7 +119,7 @@ def _attributes(a: Any, needs: InputNeeds = ALL_INPUT) -> dict[str, Any]:
     if a.HasField("destination") and wants("destination"):
         out["destination"] = _peer(a.destination)
     if a.HasField("request") and wants("request"):
-        out["request"] = _request(a.request)
+        out["request"] = _request(a.request, _child(_child(needs.tree, "attributes"), "request"))
     if a.context_extensions and wants("contextExtensions"):
         out["contextExtensions"] = _map(a.context_extensions)
     if a.HasField("metadata_context") and wants("metadataContext"):
@@ -198,21 +199,43 @@ def _address(a: Any) -> dict[str, Any]:
     return {"socketAddress": out}
 
 
-def _request(r: Any) -> dict[str, Any]:
+def _child(node: Tree, name: str) -> Tree:
+    """The read-paths subtree under ``name`` (None: everything under it may be read)."""
+    return None if node is None else node.get(name)
+
+
+def _request(r: Any, node: Tree = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if r.HasField("time"):
+    if r.HasField("time") and (node is None or "time" in node):
         out["time"] = _timestamp(r.time)
     if r.HasField("http"):
-        out["http"] = _http(r.http)
+        fields = _child(node, "http")
+        narrow = fields is not None and fields.keys() <= _SOME_HTTP and not r.http.header_map.headers
+        out["http"] = _some_http(r.http, fields) if narrow else _http(r.http)  # type: ignore[arg-type]
     return out
 
 
-def _http(h: Any) -> dict[str, Any]:
+def _some_http(h: Any, node: dict[str, Any]) -> dict[str, Any]:
+    """Only the fields of ``request.http`` the policies read (``needs.prune`` still runs over the whole document)."""
+    out = _http(h, {name: None for name in node if name != "headers"})
+    if "headers" in node and h.headers:
+        names = node["headers"]
+        out["headers"] = _map(h.headers) if names is None else {k: h.headers[k] for k in names if k in h.headers}
+    return out
+
+
+def _http(h: Any, only: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in _HTTP_STRINGS:  # key order differs from protojson's; the mapping is the same
+        if only is not None and name not in only:
+            continue
         value = getattr(h, name)
         if value:
             out[name] = value
+    if only is not None:
+        if "size" in only and h.size:
+            out["size"] = str(h.size)
+        return out  # headerMap, rawBody: read only by policies that read all of http
     if h.headers:
         out["headers"] = _map(h.headers)
     if h.HasField("header_map"):

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ALL_INPUT", "InputNeeds", "input_needs"]
+__all__ = ["ALL_INPUT", "InputNeeds", "Tree", "input_needs"]
 
 # A node of the tree of read paths: a dict of child names, or None for "the whole subtree".
 Tree = dict[str, Any] | None

@@ -121,3 +121,31 @@ def test_build_input_prunes_to_the_paths_read() -> None:
         "parsed_body": None,
         "token": None,
     }
+
+
+@pytest.mark.parametrize("source", [
+    'x := input.attributes.request.http.headers["authorization"]',
+    'x := input.attributes.request.http.headers["x-missing"]',
+    "x := input.attributes.request.http.headers",
+    "x := input.attributes.request.http.method\ny := input.attributes.request.http.size",
+    "x := input.attributes.request.http.headerMap",
+    "x := input.attributes.request.http.rawBody\ny := input.attributes.request.time",
+    "x := input.attributes.request.http.body\ny := input.parsed_body",
+    "x := input.attributes.request",
+])
+def test_building_only_what_is_read_equals_pruning_the_whole_document(source: str) -> None:
+    from authz.models import Identity
+
+    request = CheckRequest()
+    http = request.attributes.request.http
+    request.attributes.request.time.FromSeconds(1_700_000_000)
+    http.method, http.path, http.size, http.body = "POST", "/r/a", 7, '{"k":1}'
+    http.headers.update({"authorization": "Bearer opaque", "content-type": "application/json", "x-a": "1"})
+    identity = Identity("h.p.s", {"sub": "a"}, frozenset(), "a", None, None)
+    needs = input_needs(["package p\n" + source])
+    assert build_input(request, identity, needs=needs) == needs.prune(build_input(request, identity))
+    raw = CheckRequest()
+    raw.CopyFrom(request)
+    raw.attributes.request.http.ClearField("headers")
+    raw.attributes.request.http.header_map.headers.add(key="authorization", value="Bearer opaque")
+    assert build_input(raw, identity, needs=needs) == needs.prune(build_input(raw, identity))
