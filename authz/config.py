@@ -24,6 +24,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from authz.config_cache import CacheConfig, parse_cache
+from authz.config_http import HttpTransportConfig, parse_http_transport
 from authz.config_policy import PolicyConfig, parse_policy
 from authz.config_section import ConfigError, Secret, Section, read_file, url
 
@@ -59,6 +60,7 @@ class ServerConfig:
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (measured ~20% more Checks/s with grpc.aio here) or asyncio
     workers: int = 1  # processes sharing the port with SO_REUSEPORT (TCP only); each has its own L1 cache
+    http: HttpTransportConfig = field(default_factory=HttpTransportConfig)  # Envoy HTTP ext_authz mode; off by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +269,11 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
         log_level=srv.choice("log_level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         event_loop=srv.choice("event_loop", "uvloop" if _has_uvloop() else "asyncio", ("uvloop", "asyncio")),
         workers=int(srv.number("workers", 1, minimum=0, integer=True)),
+        http=parse_http_transport(srv.section("http"), _listen_address),
     )
     if server.event_loop == "uvloop" and not _has_uvloop():
         raise ConfigError("server.event_loop", "uvloop is not installed (pip install uvloop, or use asyncio)")
-    if server.workers > 1 and server.listen.startswith("unix:"):
+    if server.workers > 1 and (server.listen.startswith("unix:") or (server.http.listen or "").startswith("unix:")):
         raise ConfigError("server.workers", "several workers share a TCP port (SO_REUSEPORT); not a unix socket")
     srv.done()
     cred = top.section("credential")

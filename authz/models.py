@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,12 @@ class RequestInfo:
     authorization: tuple[str, ...]  # every Authorization header value as received
     context_extensions: Mapping[str, str]
     request_id: str = ""
-    source: Any = None  # the transport's original request (the CheckRequest), for building the policy input
+    source: Any = None  # the CheckRequest (gRPC), for building the policy input
+    build_source: Callable[[], Any] | None = None  # HTTP transport: builds an equivalent CheckRequest when needed
+
+    def check_request(self) -> Any:
+        """The CheckRequest the policy input is made from (built on first need by the HTTP transport)."""
+        return self.source if self.build_source is None else self.build_source()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from authz.adminpb import admin_pb2_grpc
 from authz.cache import IntrospectionCache, RedisTier
 from authz.config import Config
 from authz.decider import Decider
+from authz.http_gaps import refuse_http_gaps
+from authz.http_server import HttpTransport
 from authz.introspection import build_authorities
 from authz.introspection.jwks import KeySet
 from authz.metrics import Metrics
@@ -69,6 +71,7 @@ class Server:
         self._key_sets: list[KeySet] = []
         self.policy_engine: EmbeddedEngine | None = None
         self._watcher: asyncio.Future[None] | None = None
+        self.http: HttpTransport | None = None
 
     def _authorities(self, session: aiohttp.ClientSession) -> dict[str, AuthorityLike]:
         authorities = build_authorities(self.config, session)
@@ -101,6 +104,11 @@ class Server:
         self._servers.append(server)
         self.decider = Decider(authorizer, self.metrics)
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(self.decider), server)
+        if self.config.server.http.enabled:
+            refuse_http_gaps(self.config, self.policy_engine)
+            self.http = HttpTransport(self.decider, self.config.server.http, reuse_port=self.worker_index is not None,
+                                      shutdown_grace_seconds=self.config.server.shutdown_grace_seconds)
+            await self.http.start()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self.port = _bind(server, self.config.server.listen)
         if self.config.admin_listen is not None and self.cache is not None:
@@ -165,7 +173,10 @@ class Server:
         if self._watcher is not None:
             self._watcher.cancel()
         grace = self.config.server.shutdown_grace_seconds if grace is None else grace
-        await asyncio.gather(*(s.stop(grace) for s in self._servers))
+        stops = [s.stop(grace) for s in self._servers]
+        if self.http is not None:
+            stops.append(self.http.stop())
+        await asyncio.gather(*stops)
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         if self.cache is not None and self.cache.redis is not None:
@@ -190,8 +201,9 @@ async def run(config: Config, ready: Callable[[Server], None] | None = None) -> 
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    log.info("serving %s on %s (admin %s, metrics %s)", AUTHORIZATION_SERVICE, config.server.listen,
-             config.admin_listen or "off", config.metrics_listen or "off")
+    log.info("serving %s on %s, HTTP ext_authz on %s (admin %s, metrics %s)", AUTHORIZATION_SERVICE,
+             config.server.listen, config.server.http.listen or "off", config.admin_listen or "off",
+             config.metrics_listen or "off")
     if ready is not None:
         ready(server)
     await stopping.wait()

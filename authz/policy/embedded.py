@@ -19,6 +19,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class EmbeddedEngine:
         self.needs = ALL_INPUT
         self._engine, self.needs = self._compile()  # raises PolicyLoadError: start-up fails with file and line
         self._decisions = DecisionCache(decision_cache_size if self.needs.deterministic else 0)
+        # set by a transport that cannot provide every input field: raises PolicyLoadError to refuse a reload
+        self.needs_check: Callable[[InputNeeds], None] | None = None
         self._query_paths: set[str] = set()  # decision paths eval_rule cannot take (partial rules): use eval_query
         self.generation = 1
 
@@ -127,6 +130,8 @@ class EmbeddedEngine:
         signature = self._scan()
         try:
             engine, needs = self._compile()
+            if self.needs_check is not None:
+                self.needs_check(needs)
         except PolicyLoadError as exc:
             log.error("policy reload failed, keeping the policies loaded before: %s", exc)
             self._signature = signature  # do not retry the same broken files on every poll

@@ -46,7 +46,7 @@ class PolicyStage:
         try:
             # only what the loaded policies can read (embedded engine); a remote OPA's policies are unknown: all of it
             needs = getattr(self.engine, "needs", ALL_INPUT)
-            policy_input = build_input(request.source, identity, needs=needs)  # PolicyInputError: bad path/query
+            policy_input = build_input(request.check_request(), identity, needs=needs)  # PolicyInputError: bad path
             evaluation = await self.engine.evaluate(path, policy_input)
             decision_id = evaluation.decision_id
             decision = self._decision(evaluation.result)

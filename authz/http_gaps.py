@@ -1,0 +1,56 @@
+"""What Envoy's HTTP ext_authz mode cannot tell the service, and the start-up refusal of features that need it.
+
+In HTTP mode Envoy sends the method, path, Host, the allowed headers and the body, but not the peers' addresses,
+principals or certificates, the TLS session, or metadata. A policy that reads those would silently see nothing and
+decide on less than it was written for, so with the HTTP transport on, the service refuses to start (and a reload
+is refused) when the embedded policies can read them. A remote OPA's policies are unknown: a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from authz.config import Config
+from authz.policy.embedded import EmbeddedEngine
+from authz.policy.engine import PolicyLoadError
+from authz.policy.input_needs import InputNeeds
+
+__all__ = ["HTTP_MODE_MISSING", "http_gap", "refuse_http_gaps"]
+
+log = logging.getLogger("authz.http")
+
+HTTP_MODE_MISSING = ("source", "destination", "tlsSession", "metadataContext", "routeMetadataContext")
+
+
+def http_gap(needs: InputNeeds) -> str | None:
+    """Why policies with these needs cannot run on the HTTP transport; None when they can."""
+    tree = needs.tree
+    if tree is None:
+        return "the policies use `input` as a whole (e.g. walk(input), input[x])"
+    if "source_principal" in tree:
+        return "the policies read input.source_principal"
+    if "attributes" in tree:
+        attributes = tree["attributes"]
+        if attributes is None:
+            return "the policies read input.attributes as a whole"
+        for name in HTTP_MODE_MISSING:
+            if name in attributes:
+                return f"the policies read input.attributes.{name}"
+    return None
+
+
+def _check(needs: InputNeeds) -> None:
+    reason = http_gap(needs)
+    if reason is not None:
+        raise PolicyLoadError(f"{reason}, which Envoy's HTTP ext_authz mode does not send (peers, TLS session, "
+                              "metadata); serve those policies over gRPC, or leave server.http.listen unset")
+
+
+def refuse_http_gaps(config: Config, engine: EmbeddedEngine | None) -> None:
+    """Raise ``PolicyLoadError`` when the loaded policies need what HTTP mode lacks; guard later reloads too."""
+    if engine is not None:
+        _check(engine.needs)
+        engine.needs_check = _check
+    elif config.policy.engine == "remote":
+        log.warning("HTTP ext_authz mode sends no peer addresses, certificates, TLS session or metadata: remote OPA "
+                    "policies that read input.attributes.source/destination/tlsSession/metadataContext see nothing")

@@ -1,0 +1,126 @@
+"""Translate one Envoy HTTP-mode check request (``http_service``) into a ``RequestInfo``. Pure: no I/O.
+
+Envoy sends the check as ``<method> <path_prefix><original path>`` with the original Host, Authorization,
+Content-Length and the headers its ``allowed_headers`` lets through (plus the body, with ``with_request_body``).
+HTTP mode has no ``context_extensions``, so the route's settings travel in the path prefix, which only Envoy's
+config can set (a client's path is appended after it and always starts with ``/``)::
+
+    /phantom-authz/<settings>/<original path and query>
+    /phantom-authz/required_scopes=read+write&policy=records%2Fdecision/records/alice?x=1
+    /phantom-authz//public/health                      (empty settings: the service defaults)
+
+``<settings>`` is form-encoded with the same keys and values as the gRPC mode's context extensions. A path without
+the prefix, or a settings segment that repeats a key, is a misconfigured route (500: fail closed).
+
+For policies, an equivalent CheckRequest is built only when a route asks OPA: method, path, host, scheme, headers
+(with Envoy's pseudo-headers), body, request id, time and the settings as ``context_extensions``. What HTTP mode
+cannot see (peer addresses and certificates, TLS session, metadata) stays empty; see ``transport_gaps``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+
+from authz.errors import MalformedCredential, RouteMisconfigured
+from authz.models import RequestInfo
+
+__all__ = ["HttpCheckTranslator"]
+
+_AUTHORIZATION = "authorization"
+# headers Envoy adds for the check call itself, not the client's request
+_CHECK_CALL_HEADERS = frozenset({"x-envoy-expected-rq-timeout-ms"})
+_MAX_MEMO = 1024
+
+
+class HttpCheckTranslator:
+    def __init__(self, path_prefix: str, max_header_bytes: int) -> None:
+        self._prefix = path_prefix + "/"
+        self._max_header_bytes = max_header_bytes
+        self._settings: dict[str, dict[str, str] | RouteMisconfigured] = {}
+
+    def request_info(self, method: str, raw_path: str, raw_headers: Iterable[tuple[bytes, bytes]],
+                     body: bytes) -> RequestInfo:
+        """Raise ``RouteMisconfigured`` (path without prefix, bad settings) or ``MalformedCredential``."""
+        if not raw_path.startswith(self._prefix):
+            raise RouteMisconfigured(f"HTTP check path does not start with {self._prefix!r}: set path_prefix on "
+                                     "Envoy's http_service")
+        segment, slash, rest = raw_path[len(self._prefix):].partition("/")
+        if not slash:
+            raise RouteMisconfigured("HTTP check path has no original path after the settings segment")
+        extensions = self._extensions(segment)
+        headers: dict[str, str] = {}
+        authorization: list[str] = []
+        size = 0
+        for raw_name, raw_value in raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            size += len(name) + len(value)
+            if name in _CHECK_CALL_HEADERS:
+                continue
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+            if name == _AUTHORIZATION:
+                authorization.append(value)
+        if size > self._max_header_bytes:
+            raise MalformedCredential("request headers exceed the size limit")
+        path = "/" + rest
+        host = headers.get("host", "")
+        return RequestInfo(
+            method=method,
+            path=path,
+            host=host,
+            headers=headers,
+            authorization=tuple(authorization),
+            context_extensions=extensions,
+            request_id=headers.get("x-request-id", ""),
+            build_source=lambda: _check_request(method, path, host, headers, body, extensions),
+        )
+
+    def _extensions(self, segment: str) -> dict[str, str]:
+        found = self._settings.get(segment)
+        if found is None:
+            found = _parse_settings(segment)
+            if len(self._settings) >= _MAX_MEMO:
+                self._settings.clear()
+            self._settings[segment] = found
+        if isinstance(found, RouteMisconfigured):
+            raise RouteMisconfigured(found.detail)
+        return found
+
+
+def _parse_settings(segment: str) -> dict[str, str] | RouteMisconfigured:
+    settings: dict[str, str] = {}
+    for key, value in parse_qsl(segment, keep_blank_values=True):
+        if key in settings:
+            return RouteMisconfigured(f"route setting {key!r} appears twice in the HTTP check path")
+        settings[key] = value
+    return settings
+
+
+def _check_request(method: str, path: str, host: str, headers: dict[str, str], body: bytes,
+                   extensions: dict[str, str]) -> CheckRequest:
+    """The CheckRequest Envoy would have sent for this request in gRPC mode, as far as HTTP mode can tell."""
+    request = CheckRequest()
+    attributes = request.attributes
+    for key, value in extensions.items():
+        attributes.context_extensions[key] = value
+    attributes.request.time.FromNanoseconds(time.time_ns())
+    http = attributes.request.http
+    http.method = method
+    http.path = path
+    http.host = host
+    http.scheme = headers.get("x-forwarded-proto", "http")
+    http.id = headers.get("x-request-id", "")
+    http.headers.update(headers)
+    http.headers.update({":authority": host, ":method": method, ":path": path, ":scheme": http.scheme})
+    http.headers.pop("host", None)  # gRPC mode carries it as :authority only
+    if body:
+        try:
+            http.body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            http.raw_body = body
+        http.size = len(body)
+    return request

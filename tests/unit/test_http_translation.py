@@ -1,0 +1,120 @@
+"""The HTTP transport's two translations (check request -> RequestInfo, CheckResponse -> HTTP answer) and the
+start-up refusal of policies that need what HTTP mode does not send. Pure functions, no sockets."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption, QueryParameter
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
+from google.rpc import code_pb2
+
+from authz.errors import MalformedCredential, RouteMisconfigured
+from authz.http_gaps import http_gap
+from authz.http_request import HttpCheckTranslator
+from authz.http_response import http_answer
+from authz.policy.input_needs import input_needs
+
+T = HttpCheckTranslator("/phantom-authz", 64 * 1024)
+
+
+def headers(**values: str) -> list[tuple[bytes, bytes]]:
+    return [(k.replace("_", "-").encode(), v.encode()) for k, v in values.items()]
+
+
+def test_settings_segment_becomes_the_context_extensions_and_the_rest_the_original_path() -> None:
+    info = T.request_info("POST", "/phantom-authz/required_scopes=read+write&policy=records%2Fdecision/r/a%2Fb?q=1",
+                          headers(Host="api.example", Authorization="Bearer x", X_Request_Id="r1"), b"")
+    assert info.context_extensions == {"required_scopes": "read write", "policy": "records/decision"}
+    assert (info.method, info.path, info.host, info.request_id) == ("POST", "/r/a%2Fb?q=1", "api.example", "r1")
+    assert info.authorization == ("Bearer x",) and info.headers["authorization"] == "Bearer x"
+
+
+def test_empty_settings_segment_means_the_service_defaults() -> None:
+    assert T.request_info("GET", "/phantom-authz//x", [], b"").context_extensions == {}
+
+
+@pytest.mark.parametrize("path", ["/x", "/phantom-authz", "/phantom-authzx//y", "/phantom-authz/a=1",
+                                  "/phantom-authz/a=1&a=2/x"])
+def test_paths_envoy_config_did_not_make_are_misconfigured_routes(path: str) -> None:
+    with pytest.raises(RouteMisconfigured):
+        T.request_info("GET", path, [], b"")
+
+
+def test_repeated_headers_are_merged_as_envoy_merges_them_and_authorization_values_kept_apart() -> None:
+    info = T.request_info("GET", "/phantom-authz//x", [(b"Authorization", b"Bearer a"), (b"authorization", b"Bearer b"),
+                                                       (b"X-A", b"1"), (b"x-a", b"2")], b"")
+    assert info.authorization == ("Bearer a", "Bearer b") and info.headers["x-a"] == "1,2"
+
+
+def test_oversized_header_block_is_a_malformed_request() -> None:
+    small = HttpCheckTranslator("/phantom-authz", 100)
+    with pytest.raises(MalformedCredential):
+        small.request_info("GET", "/phantom-authz//x", [(b"x-big", b"a" * 200)], b"")
+
+
+def test_the_policy_sees_a_check_request_like_grpc_modes() -> None:
+    info = T.request_info("POST", "/phantom-authz/policy=p%2Fq/r?x=1",
+                          headers(Host="api.example", X_Forwarded_Proto="https", X_Request_Id="r1",
+                                  X_Envoy_Expected_Rq_Timeout_Ms="5000", Content_Type="application/json"),
+                          b'{"a": 1}')
+    http = info.check_request().attributes.request.http
+    assert (http.method, http.path, http.host, http.scheme, http.id) == ("POST", "/r?x=1", "api.example", "https", "r1")
+    assert http.headers[":authority"] == "api.example" and http.headers[":path"] == "/r?x=1"
+    assert "host" not in http.headers and "x-envoy-expected-rq-timeout-ms" not in http.headers
+    assert http.body == '{"a": 1}' and http.size == 8
+    assert dict(info.check_request().attributes.context_extensions) == {"policy": "p/q"}
+    binary = T.request_info("POST", "/phantom-authz//r", [], b"\xff\xfe").check_request().attributes.request.http
+    assert binary.raw_body == b"\xff\xfe" and binary.body == ""
+
+
+def _option(key: str, value: str) -> HeaderValueOption:
+    return HeaderValueOption(header=HeaderValue(key=key, value=value))
+
+
+def test_allow_becomes_200_with_upstream_headers_and_the_removal_list() -> None:
+    response = CheckResponse()
+    response.status.code = code_pb2.OK
+    ok = response.ok_response
+    ok.headers.extend([_option("authorization", "Bearer jwt"), _option("x-authz-policy", "records")])
+    ok.headers_to_remove.extend(["x-user-id", "x-role"])
+    ok.response_headers_to_add.append(_option("x-seen", "1"))
+    status, answer_headers, body = http_answer(response)
+    assert (status, body) == (200, b"")
+    assert answer_headers == (("authorization", "Bearer jwt"), ("x-authz-policy", "records"), ("x-seen", "1"),
+                              ("x-envoy-auth-headers-to-remove", "x-user-id,x-role"))
+
+
+def test_query_parameter_changes_cannot_travel_over_http_mode_and_fail_closed() -> None:
+    response = CheckResponse()
+    response.ok_response.query_parameters_to_set.append(QueryParameter(key="a", value="1"))
+    assert http_answer(response)[0] == 500
+    response = CheckResponse()
+    response.ok_response.query_parameters_to_remove.append("a")
+    assert http_answer(response)[0] == 500
+
+
+@pytest.mark.parametrize(("status", "sent"), [(0, 403), (200, 403), (101, 403), (204, 204), (401, 401), (418, 418),
+                                              (503, 503)])
+def test_denials_keep_their_status_except_those_envoy_would_read_as_allow(status: int, sent: int) -> None:
+    response = CheckResponse()
+    response.status.code = code_pb2.PERMISSION_DENIED
+    response.denied_response.status.code = status  # type: ignore[assignment]
+    response.denied_response.headers.append(_option("www-authenticate", 'Bearer realm="api"'))
+    response.denied_response.body = '{"error":"x"}'
+    assert http_answer(response) == (sent, (("www-authenticate", 'Bearer realm="api"'),), b'{"error":"x"}')
+
+
+@pytest.mark.parametrize(("source", "gap"), [
+    ("x := input.attributes.request.http.method", None),
+    ("x := input.token.subject\ny := input.parsed_path", None),
+    ("x := input.attributes.source.address", "input.attributes.source"),
+    ("x := input.attributes.destination.principal", "input.attributes.destination"),
+    ("x := input.attributes.tlsSession.sni", "input.attributes.tlsSession"),
+    ("x := input.attributes.metadataContext", "input.attributes.metadataContext"),
+    ("x := input.source_principal", "input.source_principal"),
+    ("x := input.attributes", "input.attributes as a whole"),
+    ("x := walk(input)", "as a whole"),
+])
+def test_policies_reading_what_http_mode_does_not_send_are_named(source: str, gap: str | None) -> None:
+    found = http_gap(input_needs(["package p\n" + source]))
+    assert (found is None) if gap is None else (found is not None and gap in found)
