@@ -60,7 +60,8 @@ class ServerConfig:
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (measured ~20% more Checks/s with grpc.aio here) or asyncio
     workers: int = 1  # processes sharing the port with SO_REUSEPORT (TCP only); each has its own L1 cache
-    http: HttpTransportConfig = field(default_factory=HttpTransportConfig)  # Envoy HTTP ext_authz mode; off by default
+    # Envoy HTTP ext_authz mode, off by default; its address is server.http.listen (a section, not a flat http_listen)
+    http: HttpTransportConfig = field(default_factory=HttpTransportConfig)
 
 
 @dataclass(frozen=True, slots=True)
