@@ -31,8 +31,8 @@ from authz.models import RequestInfo
 __all__ = ["HttpCheckTranslator"]
 
 _AUTHORIZATION = "authorization"
-# headers Envoy adds for the check call itself, not the client's request
-_CHECK_CALL_HEADERS = frozenset({"x-envoy-expected-rq-timeout-ms"})
+# headers Envoy's HTTP client adds to every check call itself, whatever the client's request carried
+_CHECK_CALL_HEADERS = frozenset({"x-envoy-expected-rq-timeout-ms", "x-envoy-internal"})
 _MAX_MEMO = 1024
 
 

@@ -1,4 +1,10 @@
-"""Real processes on loopback for service and end-to-end tests: dev AS, echo upstream, phantom-authz, Envoy."""
+"""Real processes on loopback for service and end-to-end tests: dev AS, echo upstream, phantom-authz, Envoy.
+
+A ``Stack`` runs in one of Envoy's two ext_authz modes: ``grpc`` (``envoy/envoy.yaml``, route settings as
+``context_extensions``) or ``http`` (``envoy/envoy-http.yaml``, phantom-authz's ``server.http.listen`` on a free
+port, route settings in the check path's prefix). End-to-end tests run in both (``parametrize_modes``); the
+helpers below say, per mode, what a client sees where the two differ.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,12 @@ from typing import Any
 
 import yaml
 
-from authz.dev.envoy_config import render_envoy_config
-from authz.dev.processes import Process, envoy_binary, free_port
+from authz.dev.envoy_config import HTTP_PATH_PREFIX, TEMPLATES, http_path_prefix, render_envoy_config
+from authz.dev.processes import Process, envoy_binary, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_SECRET = "gateway-test-secret"
+MODES = ("grpc", "http")  # Envoy's ext_authz grpc_service / http_service
 
 
 class Response:
@@ -51,13 +58,18 @@ def basic(client_id: str, secret: str) -> str:
 class Stack:
     """Start what a test needs; ``stop()`` stops all of it, in reverse order."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, mode: str = "grpc") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.dir = workdir
+        self.mode = mode
         self.procs: list[Process] = []
         self.as_port = 0
         self.echo_port = 0
-        self.authz_port = 0
+        self.authz_port = 0  # gRPC (always listening)
+        self.http_port = 0  # HTTP ext_authz transport (http mode only)
         self.envoy_port = 0
+        self.envoy_admin_port = 0
         self.authz: Process | None = None
         self.dev_as: Process | None = None
         self.admin_port = free_port()  # phantom-authz's cache admin API; the dev AS's revocation hook calls it
@@ -109,22 +121,35 @@ class Stack:
 
     def start_authz(self, secret: str = GATEWAY_SECRET, env: dict[str, str] | None = None,
                     **overrides: Any) -> Process:
+        """phantom-authz; in http mode its HTTP transport listens too (``server.http.listen``, a free port)."""
         self.authz_port = free_port()
+        config = self.authz_config(**overrides)
+        if self.mode == "http":
+            self.http_port = free_port()
+            config["server"]["http"] = {**config["server"].get("http", {}), "listen": f"127.0.0.1:{self.http_port}"}
         path = self.dir / "authz.yaml"
         self.dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.authz_config(**overrides)))
+        path.write_text(yaml.safe_dump(config))
         self.authz = self._start(Process(
             "authz", [sys.executable, "-m", "authz", "serve", "--config", str(path)], self.authz_port, self.dir,
             env={"TEST_GATEWAY_SECRET": secret, **(env or {})}))
+        if self.mode == "http":
+            try:
+                wait_for_port(self.http_port, 10.0, self.authz.proc)
+            except (RuntimeError, TimeoutError) as exc:
+                raise RuntimeError(f"authz HTTP transport did not start: {exc}\n{self.authz.log_tail()}") from None
         return self.authz
 
     def start_envoy(self, mutate: Callable[[dict[str, Any]], None] | None = None) -> Process:
-        """Real Envoy with ``envoy/envoy.yaml`` re-pointed at this stack; ``mutate`` edits the config dict."""
+        """Real Envoy with ``envoy/envoy.yaml`` (http mode: ``envoy/envoy-http.yaml``) re-pointed at this stack;
+        ``mutate`` edits the config dict (``set_route_settings``/``add_route`` work in both modes)."""
         self.envoy_port = free_port()
-        admin = free_port()
+        self.envoy_admin_port = admin = free_port()
         cfg = render_envoy_config(self.dir / "envoy.yaml", listen_port=self.envoy_port, admin_port=admin,
-                                  clusters={"phantom_authz": self.authz_port, "echo": self.echo_port},
-                                  mutate=mutate)
+                                  clusters={"phantom_authz": self.authz_port,
+                                            "phantom_authz_http": self.http_port or free_port(),
+                                            "echo": self.echo_port},
+                                  template=TEMPLATES[self.mode], mutate=mutate)
         return self._start(Process(
             "envoy", [envoy_binary(), "-c", str(cfg), "--log-level", "warn", "--concurrency", "1",
                       "--base-id", str(admin)], self.envoy_port, self.dir))
@@ -148,6 +173,16 @@ class Stack:
         assert resp.status == 200, resp
         return str(resp.json()["access_token"])
 
+    def envoy_stats(self) -> dict[str, int]:
+        """Envoy's counters and gauges (admin ``/stats``), by name."""
+        text = http_request("GET", self.envoy_admin_port, "/stats").body.decode()
+        stats = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.isdigit():
+                stats[name] = int(value)
+        return stats
+
     def as_stats(self) -> dict[str, Any]:
         return http_request("GET", self.as_port, "/stats").json()  # type: ignore[no-any-return]
 
@@ -162,3 +197,115 @@ class Stack:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+
+
+# --- Envoy configs of both modes, as ``start_envoy(mutate=...)`` edits them ---------------------------------------
+
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+
+
+def hcm(config: dict[str, Any]) -> dict[str, Any]:
+    """The listener's HttpConnectionManager."""
+    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
+    found: dict[str, Any] = chain["filters"][0]["typed_config"]
+    return found
+
+
+def ext_authz_filter(config: dict[str, Any]) -> dict[str, Any]:
+    """The ExtAuthz filter's typed_config."""
+    found: dict[str, Any] = next(f["typed_config"] for f in hcm(config)["http_filters"] if f["name"] == EXT_AUTHZ)
+    return found
+
+
+def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The virtual host's routes, in match order."""
+    found: list[dict[str, Any]] = hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
+    return found
+
+
+def config_mode(config: dict[str, Any]) -> str:
+    return "http" if "http_service" in ext_authz_filter(config) else "grpc"
+
+
+def route_settings(config: dict[str, Any], index: int) -> dict[str, str]:
+    """Route ``index``'s phantom-authz settings: its context_extensions, or (http) what its path_prefix encodes."""
+    check = routes(config)[index]["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]
+    if config_mode(config) == "grpc":
+        return dict(check["context_extensions"])
+    prefix = check["http_service"]["path_prefix"]
+    assert prefix.startswith(HTTP_PATH_PREFIX), prefix
+    return dict(urllib.parse.parse_qsl(prefix[len(HTTP_PATH_PREFIX):], keep_blank_values=True))
+
+
+def check_settings(config: dict[str, Any], settings: dict[str, str], upstream_headers: tuple[str, ...] = (),
+                   client_headers_on_success: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An ExtAuthzPerRoute.check_settings carrying ``settings``. In HTTP mode it repeats the filter's http_service
+    (a route's replaces the filter's whole) with the settings in path_prefix, and lets the headers a policy adds
+    through: Envoy passes on only the headers its authorization_response lists (gRPC mode passes all)."""
+    if config_mode(config) == "grpc":
+        return {"context_extensions": dict(settings)}
+    service = json.loads(json.dumps(ext_authz_filter(config)["http_service"]))
+    service["path_prefix"] = http_path_prefix(settings)
+    answer = service.setdefault("authorization_response", {})
+    answer.setdefault("allowed_upstream_headers", {"patterns": []})["patterns"] += [
+        {"exact": name} for name in upstream_headers]
+    if client_headers_on_success:
+        answer["allowed_client_headers_on_success"] = {"patterns": [{"exact": n} for n in client_headers_on_success]}
+    return {"http_service": service}
+
+
+def set_route_settings(config: dict[str, Any], index: int, settings: dict[str, str]) -> None:
+    """Replace route ``index``'s phantom-authz settings (both modes)."""
+    per_route = routes(config)[index]["typed_per_filter_config"][EXT_AUTHZ]
+    per_route["check_settings"] = check_settings(config, settings)
+
+
+def add_route(prefix: str, settings: dict[str, str], upstream_headers: tuple[str, ...] = (),
+              client_headers_on_success: tuple[str, ...] = ()) -> Callable[[dict[str, Any]], None]:
+    """A ``mutate`` that puts a route to the echo upstream first, with these phantom-authz settings (both modes)."""
+    def mutate(config: dict[str, Any]) -> None:
+        per_route = {"@type": PER_ROUTE_TYPE,
+                     "check_settings": check_settings(config, settings, upstream_headers, client_headers_on_success)}
+        routes(config).insert(0, {"match": {"prefix": prefix}, "route": {"cluster": "echo"},
+                                  "typed_per_filter_config": {EXT_AUTHZ: per_route}})
+    return mutate
+
+
+# --- what a client sees, per mode, where the two differ --------------------------------------------------------------
+
+def assert_authz_error(resp: Response, mode: str, status: int, retry_after: str | None = None) -> None:
+    """phantom-authz decided ``status`` (a 5xx) with a JSON ``server_error`` body (and ``retry_after``).
+
+    grpc: the client gets exactly that. http: Envoy 1.40 reads any 5xx from an HTTP authorization service as an
+    authorization *error*, not a denial, and answers ``status_on_error`` (503 in envoy-http.yaml) itself: none of
+    phantom-authz's headers or body reach the client."""
+    assert "www-authenticate" not in resp.headers, resp
+    if mode == "grpc":
+        assert resp.status == status, resp
+        assert resp.headers["content-type"] == "application/json", resp
+        assert resp.json()["error"] == "server_error", resp
+        assert resp.headers.get("retry-after") == retry_after, resp
+    else:
+        assert resp.status == 503, resp
+        assert "retry-after" not in resp.headers and "content-type" not in resp.headers, resp
+        assert resp.body == b"", resp
+
+
+def parametrize_modes(metafunc: Any) -> None:
+    """``pytest_generate_tests`` of the directories whose tests go through Envoy (tests/e2e, tests/interop): a test
+    using the ``mode`` fixture (directly or via ``stack``/``stack_factory``) runs once per mode, ids ``grpc`` and
+    ``http``; ``@pytest.mark.grpc_only("reason")`` / ``@pytest.mark.http_only("reason")`` keep it to one mode."""
+    if "mode" not in metafunc.fixturenames:
+        return
+    modes = list(MODES)
+    for only in MODES:
+        marker = metafunc.definition.get_closest_marker(f"{only}_only")
+        if marker is None:
+            continue
+        if not (marker.args and str(marker.args[0]).strip()):
+            raise ValueError(f"{metafunc.definition.nodeid}: @pytest.mark.{only}_only needs a reason")
+        modes = [m for m in modes if m == only]
+    if not modes:
+        raise ValueError(f"{metafunc.definition.nodeid}: marked for no mode at all")
+    metafunc.parametrize("mode", modes, indirect=True, scope="module")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from authz.config import load_config
@@ -61,6 +62,7 @@ def test_dockerfile_copies_only_what_exists() -> None:
             assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
 
 
+@pytest.mark.grpc_only("`authz health` probes the gRPC health service; no Envoy and no check transport involved")
 def test_health_probe_reports_serving_and_fails_when_down(stack_factory: type[Stack]) -> None:
     s = stack_factory()
     s.start_dev_as()

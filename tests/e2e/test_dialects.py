@@ -1,4 +1,4 @@
-"""Each introspection dialect and client-auth method against the dev AS, through real Envoy."""
+"""Each introspection dialect and client-auth method against the dev AS, through real Envoy in both ext_authz modes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Stack, http_request
+from tests.harness import Stack, assert_authz_error, http_request
 
 
 def echoed_headers(resp_json: dict[str, Any]) -> dict[str, str]:
@@ -81,8 +81,9 @@ def test_wrong_audience_is_401_invalid_token(stack_factory: type[Stack]) -> None
     assert 'error="invalid_token"' in resp.headers["www-authenticate"]
 
 
-def test_jwt_signed_by_foreign_keys_is_502(stack_factory: type[Stack], tmp_path: Any) -> None:
-    """The JWKS we trust is not the AS's: signatures cannot verify, which is the AS's or our config's fault."""
+def test_jwt_signed_by_foreign_keys_is_a_server_error(stack_factory: type[Stack], tmp_path: Any) -> None:
+    """The JWKS we trust is not the AS's: signatures cannot verify, which is the AS's or our config's fault (502;
+    HTTP mode: Envoy's bare 503)."""
     foreign = stack_factory()
     foreign.start_dev_as()
     s = stack_factory()
@@ -91,5 +92,5 @@ def test_jwt_signed_by_foreign_keys_is_502(stack_factory: type[Stack], tmp_path:
     s.start_authz(as_overrides={"jwks_uri": f"http://127.0.0.1:{foreign.as_port}/oauth/v2/oauth-anonymous/jwks"})
     s.start_envoy()
     resp = s.get("/httpbin/get", s.token("read"))
-    assert resp.status == 502
+    assert_authz_error(resp, s.mode, 502)
     assert s.authz is not None and "no signing key with kid" in s.authz.log_tail()

@@ -1,5 +1,7 @@
 """The seed's fine-grained rules through real Envoy: the OPA policy deploy/policies/records.rego after the scope
-check (owner may read; separation of duty on approvals), with the embedded engine and with the remote one."""
+check (owner may read; separation of duty on approvals), with the embedded engine and with the remote one, in both of
+Envoy's ext_authz modes (in HTTP mode only the headers envoy-http.yaml allows reach the policy: x-transaction-creator
+is one)."""
 
 from __future__ import annotations
 
@@ -33,11 +35,12 @@ def remote_stack(factory: Any) -> Stack:
 
 
 @pytest.fixture(params=["embedded", "remote"], scope="module")
-def policy_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def policy_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 mode: str) -> Iterator[Stack]:
     made: list[Stack] = []
 
     def factory() -> Stack:
-        stack = Stack(tmp_path_factory.mktemp(request.param))
+        stack = Stack(tmp_path_factory.mktemp(f"{request.param}-{mode}"), mode)
         made.append(stack)
         return stack
 

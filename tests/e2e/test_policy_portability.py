@@ -2,7 +2,8 @@
 behind phantom-authz through real Envoy: they read ``input.attributes.request.http``, ``parsed_path``,
 ``parsed_query``, ``parsed_body``, decode the JWT from the Authorization header with ``io.jwt.decode`` (phantom-authz
 puts ``Bearer <JWT>`` there in place of the opaque token), and answer with ``allowed``/``headers``/``http_status``/
-``body`` objects."""
+``body`` objects. In both of Envoy's ext_authz modes: in HTTP mode the headers a policy adds reach the upstream and
+the client only when the route's ``authorization_response`` lists them (``add_route``'s header arguments)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,15 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.harness import ROOT, Stack, http_request
+from tests.harness import ROOT, Stack, add_route, http_request
 
 STYLE = ROOT / "tests" / "policies" / "envoy_style"
 
 
-def add_route(prefix: str, extensions: dict[str, str]) -> Any:
-    def mutate(config: dict[str, Any]) -> None:
-        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-        routes.insert(0, {"match": {"prefix": prefix}, "route": {"cluster": "echo"}, "typed_per_filter_config": {
-            "envoy.filters.http.ext_authz": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
-                "check_settings": {"context_extensions": extensions}}}})
-    return mutate
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("portability")
-    s = Stack(workdir)
+def stack(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp(f"portability-{mode}")
+    s = Stack(workdir, mode)
     policies = workdir / "policies"
     shutil.copytree(STYLE, policies)
     try:
@@ -46,10 +36,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.start_authz(policy={"paths": [str(policies)], "watch_interval_seconds": 0})
 
         def mutate(config: dict[str, Any]) -> None:
-            for prefix, ext in (("/people", {"policy": "envoy/authz/allow"}),
-                                ("/api/v1/", {"policy": "envoy/primer/result"}),
-                                ("/users/", {"policy": "envoy/verify/allow"})):
-                add_route(prefix, ext)(config)
+            add_route("/people", {"policy": "envoy/authz/allow"})(config)
+            # primer.rego's allow adds headers for the upstream and, via response_headers_to_add, the client
+            add_route("/api/v1/", {"policy": "envoy/primer/result"}, upstream_headers=(
+                "x-ext-auth-allow", "x-validated-by"), client_headers_on_success=("x-policy",))(config)
+            add_route("/users/", {"policy": "envoy/verify/allow"})(config)
         s.start_envoy(mutate=mutate)
         yield s
     finally:

@@ -1,6 +1,7 @@
 """Interop through real Envoy with a real third-party AS: node oidc-provider 9.x (client_credentials,
 introspection, jwtIntrospection, revocation). Its access tokens are opaque; it answers RFC 7662 JSON and RFC 9701
-signed JWTs, so phantom-authz forwards the claims (no access-token JWT exists to swap in)."""
+signed JWTs, so phantom-authz forwards the claims (no access-token JWT exists to swap in). In both of Envoy's
+ext_authz modes (ids ``grpc``, ``http``; tests/interop/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.harness import Stack
+from tests.harness import Stack, assert_authz_error
 from tests.interop.oidc import GATEWAY_CLIENT, GATEWAY_POST, SKIP_REASON, OidcProvider, node_available
 
 pytestmark = pytest.mark.skipif(not node_available(), reason=SKIP_REASON)
@@ -104,12 +105,13 @@ def test_private_key_jwt_authenticates_the_gateway(stack_factory: Any, provider:
     assert set(forwarded_claims(resp.json())["scope"].split()) == {"read", "write"}
 
 
-def test_wrong_gateway_secret_at_oidc_provider_is_502(stack_factory: Any, provider: OidcProvider,
-                                                      tmp_path: Path) -> None:
+def test_wrong_gateway_secret_at_oidc_provider_is_a_server_error(stack_factory: Any, provider: OidcProvider,
+                                                                  tmp_path: Path) -> None:
+    """Our 502; in HTTP mode Envoy's bare status_on_error 503."""
     s: Stack = stack_factory()
     s.start_echo()
     s.start_authz(secret="wrong", authorization_servers={"oidc": {
         "dialect": "rfc7662", "introspection_endpoint": provider.introspection_endpoint,
         "client_id": GATEWAY_CLIENT[0], "client_secret_env": "TEST_GATEWAY_SECRET"}})
     s.start_envoy()
-    assert s.get("/httpbin/get", provider.token("read")).status == 502
+    assert_authz_error(s.get("/httpbin/get", provider.token("read")), s.mode, 502)

@@ -55,12 +55,14 @@ def test_oversized_header_block_is_a_malformed_request() -> None:
 def test_the_policy_sees_a_check_request_like_grpc_modes() -> None:
     info = T.request_info("POST", "/phantom-authz/policy=p%2Fq/r?x=1",
                           headers(Host="api.example", X_Forwarded_Proto="https", X_Request_Id="r1",
-                                  X_Envoy_Expected_Rq_Timeout_Ms="5000", Content_Type="application/json"),
+                                  X_Envoy_Expected_Rq_Timeout_Ms="5000", X_Envoy_Internal="true",
+                                  Content_Type="application/json"),
                           b'{"a": 1}')
     http = info.check_request().attributes.request.http
     assert (http.method, http.path, http.host, http.scheme, http.id) == ("POST", "/r?x=1", "api.example", "https", "r1")
     assert http.headers[":authority"] == "api.example" and http.headers[":path"] == "/r?x=1"
     assert "host" not in http.headers and "x-envoy-expected-rq-timeout-ms" not in http.headers
+    assert "x-envoy-internal" not in http.headers
     assert http.body == '{"a": 1}' and http.size == 8
     assert dict(info.check_request().attributes.context_extensions) == {"policy": "p/q"}
     binary = T.request_info("POST", "/phantom-authz//r", [], b"\xff\xfe").check_request().attributes.request.http
