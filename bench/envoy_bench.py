@@ -3,20 +3,30 @@
 On loopback it starts the echo upstream, the dev AS (with an artificial introspection latency standing for a real
 AS across a network, 5 ms by default), phantom-authz (log level WARNING) and Envoy, and measures in one run:
 
-  a  Envoy -> upstream with the ext_authz filter removed: the ceiling
-  b  Envoy -> bench/noop_authz.py (grpc.aio, answers OK with a fixed Authorization header): the Python floor
-  c  phantom-authz, cache hit, scope check only (/httpbin/get, one token, cache warmed first)
-  d  c + the embedded Rego policy records/decision (/records/alice/profile, subject alice)
-  e  c + remote OPA (the Data API double tests/opa_double.py), same route and policy
-  f  a cache miss on every request: pre-issued tokens, wrk's Lua script sends each once; also at -c1 (unloaded)
-  g  1,000 concurrent requests carrying one fresh token: how many introspections reached the AS (goal 1)
+  a   Envoy -> upstream with the ext_authz filter removed: the ceiling
+  j   Envoy's own jwt_authn filter verifying an RS256 JWT (fresh key, inline JWKS), no ext_authz: the ceiling for
+      any token check in Envoy
+  b   Envoy -> bench/noop_authz.py (grpc.aio, answers OK with a fixed Authorization header): the Python floor
+  h   Envoy -> bench/noop_http_authz.py --stack aiohttp (HTTP ext_authz, same answer): the Python HTTP floor
+  c   phantom-authz, cache hit, scope check only (/httpbin/get, one token, cache warmed first)
+  d   c + the embedded Rego policy records/decision (/records/alice/profile, subject alice)
+  ch  c with phantom-authz's HTTP transport (server.http.listen) behind envoy/envoy-http.yaml
+  dh  d the same way
+  e   c + remote OPA (the Data API double tests/opa_double.py), same route and policy
+  f   a cache miss on every request: pre-issued tokens, wrk's Lua script sends each once; also at -c1 (unloaded)
+  g   1,000 concurrent requests carrying one fresh token: how many introspections reached the AS (goal 1)
 
-For each wrk scenario: requests/s, latency p50/p99/p99.9, non-2xx responses and the CPU time each process used.
+ch and dh need phantom-authz's HTTP transport (authz/http_server.py, server.http.listen) and envoy/envoy-http.yaml;
+without them they are skipped (logged and reported as such, the exit status is not affected).
+
+For each wrk scenario: requests/s, latency p50/p99/p99.9, non-2xx responses, the CPU time each process used, and
+the CPU the machine spent outside the benchmark meanwhile (a warning when other load disturbed a scenario).
 Writes bench/results/<timestamp>.json and .md (and .png when matplotlib is importable) plus latest.json/latest.md.
 
     python bench/envoy_bench.py                 # full run, ~10 s per scenario
     python bench/envoy_bench.py --quick         # smoke run, under a minute
     python bench/envoy_bench.py --scenarios c,d --duration 20 --connections 32
+    python bench/envoy_bench.py --scenarios j,ch,dh      # HTTP mode against Envoy's jwt_authn
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -38,6 +49,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -49,30 +61,44 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from authz.dev.processes import Process, envoy_binary, free_port  # noqa: E402
-from tests.harness import GATEWAY_SECRET, Stack, basic, http_request  # noqa: E402
-
 BENCH = ROOT / "bench"
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+from envoy_mutations import with_http_ext_authz, with_jwt_authn, without_ext_authz  # noqa: E402
+from noop_http_authz import AUTHORIZATION as NOOP_HTTP_AUTHORIZATION  # noqa: E402
+
+from authz.dev.processes import Process, envoy_binary, free_port, wait_for_port  # noqa: E402
+from authz.dev.signing_keys import SigningKeys  # noqa: E402
+from tests.harness import GATEWAY_SECRET, Response, Stack, basic, http_request  # noqa: E402
+
 POLICIES = ROOT / "deploy" / "policies"
 STATIC_LUA = BENCH / "wrk_static.lua"
 ROTATE_LUA = BENCH / "wrk_rotate.lua"
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
+ENVOY_HTTP = ROOT / "envoy" / "envoy-http.yaml"  # Envoy -> phantom-authz's HTTP transport (ch, dh)
 HTTPBIN_PATH = "/httpbin/get"
 RECORDS_PATH = "/records/alice/profile"
+AUDIENCE = "api.example.com"  # the dev AS's (and tests/harness.py's) audience
 
+# In the order the phases run (and the help lists them).
 SCENARIOS: dict[str, str] = {
     "a": "Envoy -> upstream, no ext_authz (ceiling)",
+    "j": "Envoy jwt_authn, RS256 JWT, no ext_authz (token-check ceiling)",
     "b": "no-op Python grpc.aio ext_authz (floor)",
+    "h": "no-op Python aiohttp HTTP ext_authz (HTTP floor)",
     "c": "phantom-authz, cache hit, scope check",
     "d": "c + embedded Rego policy",
-    "e": "c + remote OPA (Data API double)",
     "f": "cache miss on every request",
     "g": "1,000 concurrent requests, one fresh token",
+    "ch": "phantom-authz HTTP mode, cache hit, scope check",
+    "dh": "ch + embedded Rego policy",
+    "e": "c + remote OPA (Data API double)",
 }
-WRK_SCENARIOS = ("a", "b", "c", "c1", "d", "e", "f", "f1")
+# The table's rows, in reading order: ceilings, floors, then phantom-authz (gRPC next to HTTP).
+WRK_SCENARIOS = ("a", "j", "b", "h", "c", "c1", "ch", "d", "dh", "e", "f", "f1")
 ROWS: dict[str, str] = {**SCENARIOS, "c1": "c at 1 connection (unloaded)", "f1": "f at 1 connection (unloaded)"}
+HTTP_MODE = ("ch", "dh")
+NOT_PHANTOM = ("a", "j", "b", "h")  # no phantom-authz in these: no RSS figure
+OTHER_LOAD_WARNING = 0.5  # cores used outside the benchmark during a run, on average, that make a warning
 
 
 class ScenarioError(RuntimeError):
@@ -105,7 +131,7 @@ def parse_args(argv: list[str] | None) -> Settings:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per scenario, fewer tokens (< 60 s)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated subset of a,b,c,d,e,f,g (default: all)")
+                        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)")
     parser.add_argument("--duration", type=int, help="seconds of wrk per scenario (default 10; 2 with --quick)")
     parser.add_argument("--warmup", type=int, help="seconds of wrk warm-up before each scenario (2; 1 with --quick)")
     parser.add_argument("--threads", "-t", type=int, default=2, help="wrk -t (default %(default)s)")
@@ -193,6 +219,22 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent running processes (user, nice, system; all cores, /proc/stat) or
+    stolen by the hypervisor, in seconds. Interrupt and softirq time (loopback networking, charged to no process)
+    is left out."""
+    with contextlib.suppress(OSError, ValueError):
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        user, nice, system, _idle, _iowait, _irq, _softirq, steal = ticks
+        return (user + nice + system + steal) / _TICK
+    return 0.0
+
+
+def own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) in KiB, summed over ``pid`` and its descendants."""
     totals = {"VmRSS": 0, "VmHWM": 0}
@@ -213,21 +255,6 @@ def cli_has_workers() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "--workers" in out.stdout
-
-
-def without_ext_authz(config: dict[str, Any]) -> None:
-    """Scenario a's Envoy: the ext_authz filter and its per-route settings removed, everything else unchanged."""
-    for listener in config["static_resources"]["listeners"]:
-        for chain in listener["filter_chains"]:
-            for network_filter in chain["filters"]:
-                hcm = network_filter.get("typed_config", {})
-                hcm["http_filters"] = [f for f in hcm.get("http_filters", []) if f["name"] != EXT_AUTHZ]
-                for host in hcm.get("route_config", {}).get("virtual_hosts", []):
-                    for route in host.get("routes", []):
-                        per_filter = route.get("typed_per_filter_config", {})
-                        per_filter.pop(EXT_AUTHZ, None)
-                        if not per_filter:
-                            route.pop("typed_per_filter_config", None)
 
 
 class BenchStack(Stack):
@@ -274,6 +301,14 @@ class BenchStack(Stack):
         return self._start_role("ext_authz", Process(
             "noop-authz", [sys.executable, str(BENCH / "noop_authz.py"), "--port", str(port)], port, self.dir))
 
+    def start_noop_http(self) -> int:
+        """bench/noop_http_authz.py on aiohttp (as http_stack_bench.py runs it); its port."""
+        port = free_port()
+        self._start_role("ext_authz", Process(
+            "noop-http-authz", [sys.executable, str(BENCH / "noop_http_authz.py"), "--stack", "aiohttp", "--port",
+                                str(port)], port, self.dir))
+        return port
+
     def start_opa_double(self) -> str:
         port = free_port()
         self._start_role("OPA double", Process(
@@ -281,31 +316,43 @@ class BenchStack(Stack):
                            str(POLICIES)], port, self.dir, env={"PYTHONPATH": str(ROOT)}))
         return f"http://127.0.0.1:{port}"
 
-    def start_phantom(self, name: str, policy: dict[str, Any]) -> Process:
+    def start_phantom(self, name: str, policy: dict[str, Any], http_port: int | None = None) -> Process:
         """phantom-authz on a port we choose, so the whole ``server`` section can be given (Stack.start_authz
-        picks the port itself and would need ``server`` to be left at its DEBUG default)."""
+        picks the port itself and would need ``server`` to be left at its DEBUG default). With ``http_port``, its
+        HTTP transport listens there too (``server.http.listen``) and is what we wait for."""
         self.authz_port = port = free_port()
-        config = self.authz_config(
-            server={"listen": f"127.0.0.1:{port}", "log_level": "WARNING", "shutdown_grace_seconds": 2},
-            policy={**policy, "decision_log": self.settings.decision_log})
+        server: dict[str, Any] = {"listen": f"127.0.0.1:{port}", "log_level": "WARNING", "shutdown_grace_seconds": 2}
+        if http_port is not None:  # server.http.listen; server.http_listen in the first drafts of HTTP mode
+            address = f"127.0.0.1:{http_port}"
+            server.update({"http": {"listen": address}} if http_listen_key() == "http.listen"
+                          else {"http_listen": address})
+        config = self.authz_config(server=server, policy={**policy, "decision_log": self.settings.decision_log})
         path = self.dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.configs[name] = json.loads(json.dumps(config).replace(str(ROOT) + "/", ""))
         argv = [sys.executable, "-m", "authz", "serve", "--config", str(path)]
         if self.settings.workers is not None and self.workers_flag:
             argv += ["--workers", str(self.settings.workers)]
-        self.authz = self._start_role("ext_authz", Process(name, argv, port, self.dir,
+        self.authz = self._start_role("ext_authz", Process(name, argv, http_port or port, self.dir,
                                                            env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET}))
+        if http_port is not None:
+            wait_for_port(port, 10.0, self.authz.proc)  # the gRPC listener too
         return self.authz
 
-    def start_bench_envoy(self, name: str, mutate: Callable[[dict[str, Any]], None] | None = None) -> Process:
+    def start_bench_envoy(self, name: str, mutate: Callable[[dict[str, Any]], None] | None = None, *,
+                          template: Path | None = None, clusters: dict[str, int | str] | None = None) -> Process:
+        """Envoy with ``envoy/envoy.yaml`` (or ``template``) re-pointed at this stack; ``clusters`` replaces the
+        default {phantom_authz: <authz port>, echo: <echo port>}."""
         from authz.dev.envoy_config import render_envoy_config
 
         self.envoy_port = free_port()
         admin = free_port()
-        authz_port = self.authz_port or free_port()  # a: the cluster stays defined, nothing calls it
+        if clusters is None:
+            authz_port = self.authz_port or free_port()  # a, j: the cluster stays defined, nothing calls it
+            clusters = {"phantom_authz": authz_port, "echo": self.echo_port}
+        extra = {"template": template} if template is not None else {}
         config = render_envoy_config(self.dir / f"{name}.yaml", listen_port=self.envoy_port, admin_port=admin,
-                                     clusters={"phantom_authz": authz_port, "echo": self.echo_port}, mutate=mutate)
+                                     clusters=clusters, mutate=mutate, **extra)
         return self._start_role("envoy", Process(
             name, [envoy_binary(), "-c", str(config), "--log-level", "warn", "--concurrency",
                    str(self.settings.envoy_concurrency), "--base-id", str(admin)], self.envoy_port, self.dir))
@@ -393,6 +440,9 @@ class WrkResult:
     wrapped: int  # f: requests that reused a token (ran out of pre-issued tokens)
     duration_s: float
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # CPU the machine spent outside the benchmark's processes (and wrk, and this script) during the run: other
+    # load on a shared machine, plus some kernel network work not charged to a process. High: figures disturbed.
+    other_cpu_seconds: float | None = None
     rss_mib: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -432,17 +482,21 @@ def _children_cpu() -> float:
 
 def run_wrk(stack: BenchStack, argv: list[str], seconds: int) -> WrkResult:
     before, wrk_before = stack.cpu_snapshot(), _children_cpu()
+    busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     except subprocess.TimeoutExpired:
         raise ScenarioError(f"wrk did not finish within {seconds + 60}s") from None
     wrk_cpu = _children_cpu() - wrk_before
     after = stack.cpu_snapshot()
+    busy, own = machine_busy_seconds() - busy_before, own_cpu_seconds() - own_before
     if done.returncode != 0:
         raise ScenarioError(f"wrk exited {done.returncode}: {done.stderr.strip()[-1000:]}")
     result = parse_wrk(done.stdout, command_line(argv))
     result.cpu_seconds = {role: round(after[role] - before[role], 3) for role in after if role in before}
     result.cpu_seconds["wrk"] = round(wrk_cpu, 3)
+    if busy > 0:
+        result.other_cpu_seconds = round(busy - sum(result.cpu_seconds.values()) - own, 3)
     if result.non_2xx or result.socket_errors:
         result.notes.append(f"{result.non_2xx} non-2xx responses, {result.socket_errors} socket errors")
     return result
@@ -546,10 +600,56 @@ def burst(port: int, path: str, token: str, n: int, timeout: float = 60.0) -> di
 # ------------------------------------------------------------------------------------------------- scenarios
 
 
-def check_route(stack: BenchStack, path: str, token: str) -> None:
+def check_route(stack: BenchStack, path: str, token: str, status: int = 200) -> Response:
     resp = stack.get(path, token=token)
-    if resp.status != 200:
-        raise ScenarioError(f"GET {path} through Envoy answered {resp.status}: {resp.body[:300]!r}")
+    if resp.status != status:
+        raise ScenarioError(f"GET {path} through Envoy answered {resp.status} (expected {status}): "
+                            f"{resp.body[:300]!r}")
+    return resp
+
+
+def upstream_authorization(resp: Response) -> str | None:
+    """The ``authorization`` header the echo upstream received, from its JSON answer."""
+    headers = resp.json().get("headers", {})
+    return next((str(v) for k, v in headers.items() if k.lower() == "authorization"), None)
+
+
+def http_listen_key() -> str | None:
+    """Where phantom-authz's ``server`` section takes the HTTP transport's address: ``http.listen`` (a
+    ``server.http`` section), ``http_listen`` (flat), or None when its configuration has neither."""
+    try:
+        from authz.config import ServerConfig
+    except ImportError:
+        return None
+    names = {f.name for f in dataclasses.fields(ServerConfig)}
+    return "http.listen" if "http" in names else "http_listen" if "http_listen" in names else None
+
+
+def http_mode_missing() -> list[str]:
+    """What ch/dh need and is not there yet: phantom-authz's HTTP transport and Envoy's HTTP-mode config."""
+    missing = []
+    if importlib.util.find_spec("authz.http_server") is None:
+        missing.append("authz/http_server.py")
+    if http_listen_key() is None:
+        missing.append("server.http.listen (or server.http_listen) in phantom-authz's configuration")
+    if not ENVOY_HTTP.exists():
+        missing.append(_relative(str(ENVOY_HTTP)))
+    return missing
+
+
+def bench_jwt(issuer: str, keys: SigningKeys) -> str:
+    """A JWT like those the dev AS signs (authz/dev/auth_server.py claims(): RS256, kid = JWK thumbprint, typ
+    at+jwt, the same claims), valid for an hour."""
+    now = int(time.time())
+    return keys.sign({"iss": issuer, "sub": "demo-client", "aud": AUDIENCE, "scope": "read",
+                      "client_id": "demo-client", "exp": now + 3600, "iat": now, "jti": uuid.uuid4().hex})
+
+
+def tampered(jwt_text: str) -> str:
+    """The same JWT with one signature character changed: a bad signature."""
+    head, _, signature = jwt_text.rpartition(".")
+    middle = len(signature) // 2
+    return f"{head}.{signature[:middle]}{'A' if signature[middle] != 'A' else 'B'}{signature[middle + 1:]}"
 
 
 class Runner:
@@ -565,6 +665,7 @@ class Runner:
         self.extra: dict[str, Any] = {}
         self.token_files: list[Path] = []
         self.peaks_mib: dict[str, float] = {}
+        self.skipped: dict[str, str] = {}  # selected, but what it needs is not there (ch, dh before HTTP mode)
 
     def token_file(self, name: str, tokens: list[str]) -> Path:
         path = self.dir / f"{name}.tokens"
@@ -590,12 +691,14 @@ class Runner:
         if result.non_2xx or result.socket_errors:  # figures of denials or errors are not the figures asked for
             self.invalid[key] = result.notes[0]
         authz = self.stack.roles.get("ext_authz")
-        if key not in ("a", "b") and authz is not None and authz.proc is not None:
+        if key not in NOT_PHANTOM and authz is not None and authz.proc is not None:
             result.rss_mib = round(memory_kib(authz.proc.pid)["VmRSS"] / 1024, 1)
         self.results[key] = result
+        other = (result.other_cpu_seconds or 0.0) / result.duration_s if result.duration_s else 0.0
+        busy = f" — other load {other:.2f} cores" if other >= OTHER_LOAD_WARNING else ""
         self.log(f"  [{key}] {ROWS[key]}: {result.requests_per_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
                  f"p99 {result.p99_ms:.2f} ms, p99.9 {result.p999_ms:.2f} ms"
-                 + (f" — {'; '.join(result.notes)}" if result.notes else ""))
+                 + (f" — {'; '.join(result.notes)}" if result.notes else "") + busy)
         return result
 
     def attempt(self, key: str, body: Callable[[], None]) -> None:
@@ -620,11 +723,20 @@ class Runner:
             s.start_bench_envoy("envoy-no-authz", mutate=without_ext_authz)
             self.attempt("a", lambda: self.cache_hit("a", read_token, static))
             s.stop_role("envoy")
+        if "j" in wanted:
+            self.log("phase j: Envoy with jwt_authn (RS256, inline JWKS), no ext_authz")
+            self.attempt("j", self.jwt_authn)
+            s.stop_role("envoy")
         if "b" in wanted:
             self.log("phase b: Envoy -> no-op grpc.aio ext_authz")
             s.start_noop()
             s.start_bench_envoy("envoy-noop")
             self.attempt("b", lambda: self.cache_hit("b", read_token, static))
+            s.stop_role("envoy")
+            s.stop_role("ext_authz")
+        if "h" in wanted:
+            self.log("phase h: Envoy -> no-op aiohttp HTTP ext_authz")
+            self.attempt("h", lambda: self.noop_http(read_token, static))
             s.stop_role("envoy")
             s.stop_role("ext_authz")
         if wanted & {"c", "d", "f", "g"}:
@@ -638,6 +750,8 @@ class Runner:
             self.record_peak("embedded")
             s.stop_role("envoy")
             s.stop_role("ext_authz")
+        if wanted & set(HTTP_MODE):
+            self.http_mode(read_token, static)
         if "e" in wanted:
             self.log("phase e: Envoy -> phantom-authz (remote policy engine) -> OPA Data API double")
             try:
@@ -652,6 +766,72 @@ class Runner:
                 self.record_peak("remote")
             for role in ("envoy", "ext_authz", "OPA double"):
                 s.stop_role(role)
+
+    def jwt_authn(self) -> None:
+        """j: a fresh RSA key, its JWKS inline in Envoy's jwt_authn provider (issuer, audience), one JWT of the dev
+        AS's shape sent by wrk; checked first: the JWT -> 200 and forwarded upstream, a bad signature -> 401."""
+        s = self.stack
+        issuer = f"http://127.0.0.1:{s.as_port}/oauth/v2/oauth-anonymous"
+        keys = SigningKeys()
+        token = bench_jwt(issuer, keys)
+        s.authz_port = 0
+        s.start_bench_envoy("envoy-jwt-authn", mutate=with_jwt_authn(issuer, [AUDIENCE], keys.jwks(),
+                                                                         ["/httpbin/"]))
+        resp = check_route(s, HTTPBIN_PATH, token)
+        if upstream_authorization(resp) != f"Bearer {token}":
+            raise ScenarioError("j: the upstream did not receive the JWT (jwt_authn forward: true)")
+        check_route(s, HTTPBIN_PATH, tampered(token), status=401)
+        self.extra["j"] = {"issuer": issuer, "audiences": [AUDIENCE], "kid": keys.active.kid, "jwt_bytes": len(token),
+                           "checked": "valid JWT -> 200 (forwarded upstream), bad signature -> 401"}
+        self.log(f"  [j] {len(token)}-byte RS256 JWT: 200 and forwarded upstream; bad signature: 401")
+        self.measure("j", HTTPBIN_PATH, self.token_file("jwt-j", [token]))
+
+    def noop_http(self, token: str, token_file: Path) -> None:
+        """h: Envoy's HTTP ext_authz (bench/envoy_mutations.py, as http_stack_bench.py) -> the no-op on aiohttp;
+        checked first: 200 and the upstream got the no-op's authorization header."""
+        s = self.stack
+        port = s.start_noop_http()
+        s.start_bench_envoy("envoy-noop-http", mutate=with_http_ext_authz(port), clusters={
+            "phantom_authz": port, "echo": s.echo_port})  # with_http_ext_authz renames that cluster ext_authz_http
+        if upstream_authorization(check_route(s, HTTPBIN_PATH, token)) != NOOP_HTTP_AUTHORIZATION:
+            raise ScenarioError("h: the upstream did not receive the no-op's authorization header")
+        self.measure("h", HTTPBIN_PATH, token_file)
+
+    def http_mode(self, token: str, token_file: Path) -> None:
+        """ch, dh: phantom-authz with its HTTP transport (server.http.listen, the gRPC listener kept), behind
+        envoy/envoy-http.yaml (cluster phantom_authz_http); skipped, with a log line, until both exist."""
+        s = self.stack
+        selected = [key for key in HTTP_MODE if key in self.settings.scenarios]
+        missing = http_mode_missing()
+        if missing:
+            reason = "not there yet: " + ", ".join(missing)
+            self.skipped.update(dict.fromkeys(selected, reason))
+            self.log(f"phase ch/dh: SKIPPED ({','.join(selected)}): phantom-authz HTTP mode {reason}")
+            return
+        self.log(f"phase ch/dh: Envoy ({_relative(str(ENVOY_HTTP))}) -> phantom-authz HTTP transport "
+                 "(embedded engine)")
+        try:
+            http_port = free_port()
+            s.start_phantom("phantom-authz-http", {"paths": [str(POLICIES)], "watch_interval_seconds": 0},
+                            http_port=http_port)
+            s.start_bench_envoy("envoy-http", template=ENVOY_HTTP,
+                                clusters={"phantom_authz_http": http_port, "echo": s.echo_port})
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            for key in selected:
+                self.errors[key] = str(exc)
+            self.log(f"  [ch/dh] FAILED to start: {exc}")
+        else:
+            self.attempt("ch", lambda: self.http_cache_hit(token, token_file))
+            self.attempt("dh", lambda: self.policy("dh"))
+            self.record_peak("http")
+        s.stop_role("envoy")
+        s.stop_role("ext_authz")
+
+    def http_cache_hit(self, token: str, token_file: Path) -> None:
+        seen = upstream_authorization(check_route(self.stack, HTTPBIN_PATH, token))  # warms the cache
+        if seen is None or seen == f"Bearer {token}":
+            raise ScenarioError("ch: the upstream did not receive phantom-authz's JWT in place of the opaque token")
+        self.measure("ch", HTTPBIN_PATH, token_file)
 
     def cache_hit(self, key: str, token: str, token_file: Path) -> None:
         check_route(self.stack, HTTPBIN_PATH, token)  # c: warms the cache (and the JWKS)
@@ -754,13 +934,48 @@ def machine_info(settings: Settings) -> dict[str, Any]:
     }
 
 
+# "x/y": x's throughput and p99 over y's, when both were measured.
+RATIOS: dict[str, str] = {
+    "c/b": "phantom-authz (gRPC) against the no-op gRPC floor",
+    "d/b": "the same with the embedded policy",
+    "e/b": "the same with remote OPA",
+    "h/b": "no-op HTTP floor against the no-op gRPC floor",
+    "ch/h": "phantom-authz (HTTP) against the no-op HTTP floor",
+    "ch/j": "phantom-authz (HTTP) against Envoy's own jwt_authn",
+    "dh/j": "the same with the embedded policy",
+    "ch/c": "phantom-authz HTTP mode against gRPC mode, same pipeline",
+    "dh/d": "the same with the embedded policy",
+    "j/a": "jwt_authn against no token check at all",
+}
+# The issue's goals for HTTP mode, reported, not asserted: (label, ratio, figure, bound, at least?).
+GOALS: tuple[tuple[str, str, str, float, bool], ...] = (
+    ("ch ≥ 0.8x j throughput", "ch/j", "throughput", 0.8, True),
+    ("ch p99 ≤ 1.3x j p99", "ch/j", "p99", 1.3, False),
+    ("dh ≥ 0.7x j throughput", "dh/j", "throughput", 0.7, True),
+    ("ch ≥ 2x c throughput", "ch/c", "throughput", 2.0, True),
+)
+
+
 def ratios(results: dict[str, WrkResult]) -> dict[str, dict[str, float]]:
-    floor = results.get("b")
-    if floor is None or floor.requests_per_s <= 0 or floor.p99_ms <= 0:
-        return {}
-    return {f"{key}/b": {"throughput": round(results[key].requests_per_s / floor.requests_per_s, 3),
-                         "p99": round(results[key].p99_ms / floor.p99_ms, 3)}
-            for key in ("c", "d", "e") if key in results}
+    out: dict[str, dict[str, float]] = {}
+    for name in RATIOS:
+        top, bottom = (results.get(key) for key in name.split("/"))
+        if top is None or bottom is None or bottom.requests_per_s <= 0 or bottom.p99_ms <= 0:
+            continue
+        out[name] = {"throughput": round(top.requests_per_s / bottom.requests_per_s, 3),
+                     "p99": round(top.p99_ms / bottom.p99_ms, 3)}
+    return out
+
+
+def goals(measured: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """The HTTP-mode goals against this run's ratios (those whose scenarios were measured)."""
+    out = []
+    for label, name, figure, bound, at_least in GOALS:
+        if name in measured:
+            value = measured[name][figure]
+            out.append({"goal": label, "ratio": name, "figure": figure, "bound": bound, "measured": value,
+                        "met": value >= bound if at_least else value <= bound})
+    return out
 
 
 def miss_breakdown(results: dict[str, WrkResult], extra: dict[str, Any], latency_ms: float) -> dict[str, float]:
@@ -810,12 +1025,20 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{_fmt(r['rss_mib'], 1)} |")
     for key, error in report["errors"].items():
         lines.append(f"| {key} | {ROWS[key]} | failed: {error.splitlines()[0][:100]} | | | | | |")
+    for key, reason in report.get("skipped", {}).items():
+        lines.append(f"| {key} | {ROWS[key]} | skipped: {reason[:100]} | | | | | |")
     lines += [f"\n**Warning — {key}**: {note}; these figures are not those of allowed requests."
               for key, note in report["invalid"].items()]
     if report["ratios"]:
-        lines += ["", "Against the no-op floor b (throughput: higher is better; p99: lower is better):", "",
-                  "| ratio | throughput | p99 |", "|---|---:|---:|"]
-        lines += [f"| {k} | {v['throughput']:.2f} | {v['p99']:.2f} |" for k, v in report["ratios"].items()]
+        lines += ["", "Ratios x/y: x's figure over y's (throughput: higher is better; p99: lower is better):", "",
+                  "| ratio | throughput | p99 | what |", "|---|---:|---:|---|"]
+        lines += [f"| {k} | {v['throughput']:.2f} | {v['p99']:.2f} | {RATIOS[k]} |"
+                  for k, v in report["ratios"].items()]
+    if report.get("goals"):
+        lines += ["", "HTTP-mode goals of the issue (reported, not asserted):", "", "| goal | measured | met |",
+                  "|---|---:|---|"]
+        lines += [f"| {g['goal']} | {g['ratio']} {g['figure']} = {g['measured']:.2f} | "
+                  f"{'yes' if g['met'] else '**no**'} |" for g in report["goals"]]
     extra = report["extra"]
     if "f" in results or "f1" in results:
         miss = report.get("miss", {})
@@ -846,16 +1069,28 @@ def markdown(report: dict[str, Any]) -> str:
     cpu_rows = [(k, results[k]) for k in WRK_SCENARIOS if k in results and results[k]["requests"]]
     if cpu_rows:
         roles = list(dict.fromkeys(role for _, r in cpu_rows for role in r["cpu_seconds"]))
-        lines += ["", "CPU time per request, µs (all processes share the cores; ext_authz = no-op in b, "
-                      "phantom-authz in c-f):", "",
-                  "| | " + " | ".join(roles) + " |", "|---|" + "---:|" * len(roles)]
+        lines += ["", "CPU time per request, µs (all processes share the cores; ext_authz = the no-op gRPC server "
+                      "in b, the no-op HTTP server in h, phantom-authz in c-f, ch, dh; j has none; other, cores = the "
+                      "CPU the machine spent outside these processes during the run, in cores on average: other "
+                      "load on a shared machine; within about ±0.2 of 0 when the machine is otherwise idle):", "",
+                  "| | " + " | ".join(roles) + " | other, cores |", "|---|" + "---:|" * (len(roles) + 1)]
         for key, r in cpu_rows:
             cells = [_fmt(r["cpu_seconds"][role] / r["requests"] * 1e6, 0) if role in r["cpu_seconds"] else ""
                      for role in roles]
+            other = r.get("other_cpu_seconds")
+            cells.append("" if other is None or not r["duration_s"] else _fmt(other / r["duration_s"], 2))
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        busy = [f"{key} ({r['other_cpu_seconds'] / r['duration_s']:.2f})" for key, r in cpu_rows
+                if r.get("other_cpu_seconds") is not None and r["duration_s"]
+                and r["other_cpu_seconds"] / r["duration_s"] >= OTHER_LOAD_WARNING]
+        if busy:
+            lines += ["", f"**Warning — other load**: the machine spent >= {OTHER_LOAD_WARNING} cores on average "
+                          f"outside the benchmark during {', '.join(busy)}; those figures are disturbed."]
     lines += ["", "Commands (ports are picked per run; configs are under run/bench/<timestamp>/, phantom-authz's are "
-                  "also in the JSON; scenario a's Envoy config is envoy/envoy.yaml without the ext_authz filter and "
-                  "its per-route settings):", "", "```", f"{report['commands']['bench']}"]
+                  "also in the JSON; Envoy's configs: a is envoy/envoy.yaml without the ext_authz filter and its "
+                  "per-route settings, j the same plus jwt_authn, h the same plus an HTTP ext_authz filter "
+                  "(bench/envoy_mutations.py), ch/dh envoy/envoy-http.yaml):", "", "```",
+              f"{report['commands']['bench']}"]
     lines += [f"{name}: {cmd}" for name, cmd in report["commands"]["processes"].items()]
     lines += [f"{key}: {cmd}" for key, cmd in report["commands"]["wrk"].items()]
     lines += ["```", ""]
@@ -910,7 +1145,7 @@ def write_results(report: dict[str, Any], out: Path) -> list[Path]:
 
 def print_summary(report: dict[str, Any]) -> None:
     print()
-    print(markdown(report).split("\nCommands:")[0].rstrip())
+    print(markdown(report).split("\nCommands (")[0].rstrip())
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -980,6 +1215,7 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 130
     results = {k: asdict(v) for k, v in runner.results.items()}
+    ratio_figures = ratios(runner.results)
     report: dict[str, Any] = {
         "schema": 1,
         "timestamp": stamp,
@@ -991,7 +1227,9 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": results,
         "errors": runner.errors,
         "invalid": runner.invalid,
-        "ratios": ratios(runner.results),
+        "skipped": runner.skipped,
+        "ratios": ratio_figures,
+        "goals": goals(ratio_figures),
         "miss": miss_breakdown(runner.results, runner.extra, settings.latency_ms),
         "extra": runner.extra,
         "rss": {"after_scenario_mib": {k: v.rss_mib for k, v in runner.results.items() if v.rss_mib is not None},
@@ -1001,6 +1239,14 @@ def main(argv: list[str] | None = None) -> int:
             "processes": stack.commands,
             "envoy_config_a": "envoy/envoy.yaml re-pointed by authz/dev/envoy_config.py, then without_ext_authz(): "
                               "the ext_authz HTTP filter and its typed_per_filter_config removed",
+            "envoy_config_j": "as a, plus envoy.filters.http.jwt_authn first (bench/envoy_mutations.py "
+                              "with_jwt_authn: one provider, issuer + audiences, local_jwks inline_string, "
+                              "forward: true, required on /httpbin/; no JWT cache)",
+            "envoy_config_h": "as a, plus an HTTP ext_authz filter (http_service) to bench/noop_http_authz.py "
+                              "--stack aiohttp (bench/envoy_mutations.py with_http_ext_authz, as "
+                              "bench/http_stack_bench.py)",
+            "envoy_config_ch": "envoy/envoy-http.yaml re-pointed by authz/dev/envoy_config.py "
+                               "(cluster phantom_authz_http -> phantom-authz's server.http.listen)",
             "wrk": {k: v.command for k, v in runner.results.items()},
             "phantom_authz_configs": stack.configs,
         },
