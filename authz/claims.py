@@ -66,15 +66,30 @@ class ClaimsChecker:
         self._audiences = frozenset(audiences)
         self._leeway = leeway_seconds
         self._clock = clock
+        # cached answers come back with the same claims object: what does not change with time is checked once
+        self._checked: dict[int, tuple[Mapping[str, Any], str | None, Identity, float | None]] = {}
 
     def identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
+        memo = self._checked.get(id(claims))
+        if memo is not None and memo[0] is claims and memo[1] is jwt:
+            self._check_times(memo[2].expires_at, memo[3])
+            return memo[2]
+        identity = self._identity(claims, jwt)
+        if len(self._checked) >= 4096:
+            self._checked.clear()
+        self._checked[id(claims)] = (claims, jwt, identity, _number(claims, "nbf"))
+        return identity
+
+    def _check_times(self, exp: float | None, nbf: float | None) -> None:
         now = self._clock()
-        exp = _number(claims, "exp")
         if exp is not None and exp <= now - self._leeway:
             raise InvalidToken("token expired")
-        nbf = _number(claims, "nbf")
         if nbf is not None and nbf > now + self._leeway:
             raise InvalidToken("token not yet valid")
+
+    def _identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
+        exp = _number(claims, "exp")
+        self._check_times(exp, _number(claims, "nbf"))
         issuer = _string(claims, "iss")
         if self._issuer is not None and issuer is not None and issuer != self._issuer:
             raise InvalidToken(f"token issuer {issuer[:100]!r} is not {self._issuer!r}")

@@ -56,14 +56,17 @@ class HttpCheckTranslator:
         authorization: list[str] = []
         size = 0
         for raw_name, raw_value in raw_headers:
+            size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
-            size += len(name) + len(value)
-            if name in _CHECK_CALL_HEADERS:
-                continue
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
+            if name in headers:
+                headers[name] = f"{headers[name]},{value}"
+            else:
+                headers[name] = value
             if name == _AUTHORIZATION:
                 authorization.append(value)
+        for name in _CHECK_CALL_HEADERS.intersection(headers):
+            del headers[name]
         if size > self._max_header_bytes:
             raise MalformedCredential("request headers exceed the size limit")
         path = "/" + rest

@@ -38,42 +38,41 @@ _TOO_LARGE: HttpAnswer = (413, (("content-type", "application/json"), ("cache-co
 
 
 class _TimedHandler(RequestHandler):
-    """aiohttp's connection handler, plus a deadline for each request: it starts with the request's first bytes and
-    ends when the check has read them all; a connection still sending when it passes is closed."""
+    """aiohttp's connection handler, noting when the request it is receiving began (its first bytes); the check
+    clears the mark once it has read the whole request. ``_Server.sweep`` closes connections marked too long ago."""
 
-    request_timeout = 10.0
-    _deadline: asyncio.TimerHandle | None = None
+    receiving_since: float | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None and self.transport is not None:
-            self._deadline = self._loop.call_later(self.request_timeout, self._too_slow)
+        if self.receiving_since is None:
+            self.receiving_since = self._loop.time()
         super().data_received(data)
 
     def request_read(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _too_slow(self) -> None:
-        self._deadline = None
-        if self.transport is not None:
-            log.warning("closing a connection that sent no complete request within %.1fs", self.request_timeout)
-            self.transport.close()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.request_read()
-        super().connection_lost(exc)
+        self.receiving_since = None
 
 
 class _Server(web.Server):
     def __init__(self, *args: Any, request_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._request_timeout = request_timeout
+        self.request_timeout = request_timeout
 
     def __call__(self) -> RequestHandler:
-        handler = _TimedHandler(self, loop=self._loop, **self._kwargs)
-        handler.request_timeout = self._request_timeout
-        return handler
+        return _TimedHandler(self, loop=self._loop, **self._kwargs)
+
+    async def sweep(self) -> None:
+        """Every quarter of the timeout: close connections still sending a request begun longer ago than that.
+        (One sweep instead of a timer per request: the check path only reads the clock.)"""
+        while True:
+            await asyncio.sleep(self.request_timeout / 4)
+            cutoff = self._loop.time() - self.request_timeout
+            for handler, transport in list(self._connections.items()):
+                since = getattr(handler, "receiving_since", None)
+                if since is not None and since < cutoff:
+                    log.warning("closing a connection that sent no complete request within %.1fs",
+                                self.request_timeout)
+                    handler.request_read()  # type: ignore[attr-defined]
+                    transport.close()
 
 
 class HttpTransport:
@@ -87,6 +86,7 @@ class HttpTransport:
         self._translator = HttpCheckTranslator(config.path_prefix, config.max_header_bytes)
         self._answers: dict[int, tuple[object, HttpAnswer]] = {}
         self._runner: web.ServerRunner | None = None
+        self._sweeper: asyncio.Future[None] | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -94,6 +94,7 @@ class HttpTransport:
         server = _Server(self._handle, request_timeout=config.request_timeout_seconds, access_log=None,
                          keepalive_timeout=config.keepalive_timeout_seconds, max_headers=config.max_headers,
                          max_field_size=config.max_header_bytes, max_line_size=config.max_header_bytes)
+        self._sweeper = asyncio.ensure_future(server.sweep())
         self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self._grace)
         await self._runner.setup()
         address = config.listen
@@ -107,7 +108,7 @@ class HttpTransport:
         try:
             await site.start()
         except OSError as exc:
-            await self._runner.cleanup()
+            await self.stop()
             raise OSError(f"cannot listen on {address} (server.http.listen): {exc}") from None
         sockets = self._runner.addresses
         self.port = sockets[0][1] if sockets and isinstance(sockets[0], tuple) else None
@@ -117,6 +118,9 @@ class HttpTransport:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         protocol = request.protocol
@@ -124,7 +128,7 @@ class HttpTransport:
         if request.method == "GET" and request.raw_path == HEALTH_PATH:
             protocol.request_read()
             return web.Response(status=204)
-        body = await read_at_most(request, self._config.max_body_bytes)
+        body = await read_at_most(request, self._config.max_body_bytes) if request.can_read_body else b""
         protocol.request_read()
         if body is None:
             return _response(_TOO_LARGE)

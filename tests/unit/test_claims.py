@@ -105,6 +105,20 @@ def test_uses_the_injected_clock_on_every_check() -> None:
         checker.identity(claims, JWT)
 
 
+def test_a_cached_answer_is_time_checked_on_every_call_though_the_rest_is_checked_once() -> None:
+    now = [NOW]
+    checker = ClaimsChecker(None, (), 0, clock=lambda: now[0])
+    claims = {"nbf": NOW + 5, "exp": NOW + 10}
+    with pytest.raises(InvalidToken, match="not yet valid"):
+        checker.identity(claims, JWT)
+    now[0] = NOW + 6
+    first = checker.identity(claims, JWT)
+    assert checker.identity(claims, JWT) is first  # same answer, same identity object
+    now[0] = NOW + 10
+    with pytest.raises(InvalidToken, match="expired"):
+        checker.identity(claims, JWT)
+
+
 @pytest.mark.parametrize(
     "claims",
     [{"exp": "tomorrow"}, {"exp": True}, {"nbf": "now"}, {"sub": 42}, {"client_id": ["web"]}, {"iss": 7},
