@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from authz.http_gaps import refuse_http_gaps
     from authz.logs import configure_logging
     from authz.policy.embedded import EmbeddedEngine
     from authz.policy.engine import PolicyLoadError
@@ -46,7 +47,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         if config.policy.engine == "embedded":  # policies that do not load stop the start, naming file and line
-            EmbeddedEngine(config.policy.paths, config.policy.timeout_seconds)
+            engine = EmbeddedEngine(config.policy.paths, config.policy.timeout_seconds)
+            if config.server.http.enabled:  # and so do policies that read what HTTP mode does not send
+                refuse_http_gaps(config, engine)
     except ConfigError as exc:
         print(f"authz: config error: {exc}", file=sys.stderr)
         return 2

@@ -349,6 +349,10 @@ def test_refuses_to_start_in_http_mode_with_policies_that_read_the_peer(tmp_path
                           text=True, timeout=30, env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET, "PATH": "/usr/bin"})
     assert done.returncode != 0
     assert "input.attributes.source" in done.stderr and "HTTP ext_authz mode" in done.stderr
+    checked = subprocess.run([sys.executable, "-m", "authz", "validate-config", "--config", str(path)],
+                             capture_output=True, text=True, timeout=30,
+                             env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET, "PATH": "/usr/bin"})
+    assert checked.returncode == 2 and "input.attributes.source" in checked.stderr  # validate-config says so too
 
 
 def test_workers_share_the_http_port_too(stack_factory: Any) -> None:
