@@ -34,11 +34,14 @@ class Decider:
         self._allowed = self._checks.labels("allow", "200", "ok")
         self._responses: dict[tuple[int, int, int], tuple[object, object, object, CheckResponse]] = {}
 
-    async def decide(self, translate: Callable[[], RequestInfo], where: Callable[[], str]) -> CheckResponse:
+    async def decide(self, translate: Callable[[], RequestInfo], where: Callable[[], str], *,
+                     per_request_metadata: bool = True) -> CheckResponse:
         """``translate`` builds the RequestInfo (and may raise ``AuthzError`` for a malformed request);
-        ``where`` describes the request for log lines (method, path, request id), called only when logging."""
+        ``where`` describes the request for log lines (method, path, request id), called only when logging.
+        ``per_request_metadata=False`` (a transport that cannot carry dynamic metadata) leaves the policy's
+        decision id out, so cached answers keep returning one memoised response."""
         try:
-            response = self._response_for(await self.authorizer.check(translate()))
+            response = self._response_for(await self.authorizer.check(translate()), per_request_metadata)
             self._allowed.inc()
             return response
         except AuthzError as err:
@@ -57,7 +60,7 @@ class Decider:
             log.log(level, "deny status=%d reason=%s token=%s %s: %s", err.status, err.reason,
                     err.token_id or "-", where(), err.detail)
 
-    def _response_for(self, allow: Allow) -> CheckResponse:
+    def _response_for(self, allow: Allow, per_request_metadata: bool = True) -> CheckResponse:
         """Cache hits hand back the same identity, headers and (memoised) policy decision objects, so their
         CheckResponse is built once; only a policy's per-request decision_id is set on a copy."""
         key = (id(allow.identity), id(allow.policy), id(allow.headers))
@@ -70,7 +73,7 @@ class Decider:
             memo = (allow.identity, allow.policy, allow.headers, base)
             self._responses[key] = memo
         decision_id = allow.dynamic_metadata.get("decision_id")
-        if decision_id is None:
+        if decision_id is None or not per_request_metadata:
             return memo[3]
         response = CheckResponse()
         response.CopyFrom(memo[3])

@@ -135,7 +135,8 @@ class HttpTransport:
         method, raw_path, raw_headers = request.method, request.raw_path, request.raw_headers
         check = await self._decider.decide(
             lambda: self._translator.request_info(method, raw_path, raw_headers, body),
-            lambda: f"{method} {raw_path[:200]!r} request_id={request.headers.get('x-request-id', '-')}")
+            lambda: f"{method} {raw_path[:200]!r} request_id={request.headers.get('x-request-id', '-')}",
+            per_request_metadata=False)  # Envoy's HTTP mode has no dynamic metadata in the answer
         return self._answer_for(check)
 
     def _answer_for(self, check: Any) -> web.Response:

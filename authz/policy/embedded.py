@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
 from authz.policy.decision_cache import DecisionCache
-from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, rego_ref
+from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, new_decision_id, rego_ref
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
 
@@ -164,7 +163,7 @@ class EmbeddedEngine:
         if result is None:
             result = self._evaluate(decision_path, policy_input)
             decisions.put(key, result)
-        return Evaluation(result, uuid.uuid4().hex)
+        return Evaluation(result, new_decision_id())
 
     def _evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Any:
         engine = self._engine

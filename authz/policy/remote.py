@@ -9,14 +9,13 @@ timeout; an optional bearer token for OPA's own authentication.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import aiohttp
 
 from authz.config_section import Secret
 from authz.http_body import read_at_most
-from authz.policy.engine import Evaluation, PolicyEvaluationError
+from authz.policy.engine import Evaluation, PolicyEvaluationError, new_decision_id
 
 __all__ = ["RemoteEngine"]
 
@@ -61,7 +60,7 @@ class RemoteEngine:
         if "result" not in doc:
             raise PolicyEvaluationError(f"OPA {decision_path}: decision is undefined")
         decision_id = doc.get("decision_id")
-        return Evaluation(doc["result"], decision_id if isinstance(decision_id, str) else uuid.uuid4().hex)
+        return Evaluation(doc["result"], decision_id if isinstance(decision_id, str) else new_decision_id())
 
     async def close(self) -> None:
         if self._own_session:
