@@ -468,3 +468,16 @@ async def test_decision_cache_size_bounds_the_entries_and_zero_turns_it_off(tmp_
         assert await _result(off, "p/allow", {"n": n}) is True
         assert bounded.cached_decisions <= 3
     assert off.cached_decisions == 0
+
+
+def test_decision_ids_are_unique_within_and_across_processes() -> None:
+    import subprocess
+    import sys
+
+    from authz.policy.engine import new_decision_id
+
+    ids = {new_decision_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    other = subprocess.run([sys.executable, "-c", "from authz.policy.engine import new_decision_id as n; print(n())"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", other) and other not in ids
