@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from authz.policy.decision_cache import DecisionCache
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, new_decision_id, rego_ref
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
+from authz.policy.request_key import RequestKeyer
 
 __all__ = ["EmbeddedEngine"]
 
@@ -63,6 +64,7 @@ class EmbeddedEngine:
         self.needs = ALL_INPUT
         self._engine, self.needs = self._compile()  # raises PolicyLoadError: start-up fails with file and line
         self._decisions = DecisionCache(decision_cache_size if self.needs.deterministic else 0)
+        self._keyer = RequestKeyer(self.needs)
         # set by a transport that cannot provide every input field: raises PolicyLoadError to refuse a reload
         self.needs_check: Callable[[InputNeeds], None] | None = None
         self._query_paths: set[str] = set()  # decision paths eval_rule cannot take (partial rules): use eval_query
@@ -137,6 +139,7 @@ class EmbeddedEngine:
             return False
         self._engine, self.needs, self._signature = engine, needs, signature
         self._decisions = self._decisions.renewed(needs.deterministic)  # decisions of the old policies are gone
+        self._keyer = RequestKeyer(needs)
         self._query_paths = set()
         self.generation += 1
         log.info("policies reloaded (generation %d, %d files)", self.generation, len(signature))
@@ -155,6 +158,17 @@ class EmbeddedEngine:
     def cached_decisions(self) -> int:
         """How many decisions are held for reuse (always 0 when the policies are not deterministic)."""
         return len(self._decisions)
+
+    def request_key(self, decision_path: str, source: Any, identity: Any) -> Hashable | None:
+        """The key of this request's reusable decision (None: not reusable, or no key for this policy's reads)."""
+        return self._keyer.key(decision_path, source, identity) if self._decisions.enabled else None
+
+    def reused(self, key: Hashable | None) -> Evaluation | None:
+        result = self._decisions.get(key)
+        return None if result is None else Evaluation(result, new_decision_id())
+
+    def remember(self, key: Hashable | None, result: Any) -> None:
+        self._decisions.put(key, result)
 
     async def evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Evaluation:
         decisions = self._decisions

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["DECISION_PATH", "Evaluation", "PolicyEngine", "PolicyEvaluationError", "PolicyLoadError", "new_decision_id",
-           "rego_ref"]
+__all__ = ["DECISION_PATH", "Evaluation", "PolicyEngine", "PolicyEvaluationError", "PolicyLoadError", "ReusingEngine",
+           "new_decision_id", "rego_ref"]
 
 DECISION_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -34,6 +35,17 @@ class PolicyEngine(Protocol):
     async def evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Evaluation: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReusingEngine(Protocol):
+    """An engine that can find a reused decision from the request itself, before the input is built."""
+
+    def request_key(self, decision_path: str, source: Any, identity: Any) -> Hashable | None: ...
+
+    def reused(self, key: Hashable | None) -> Evaluation | None: ...
+
+    def remember(self, key: Hashable | None, result: Any) -> None: ...
 
 
 def rego_ref(decision_path: str) -> str:

@@ -15,7 +15,7 @@ from authz.errors import PolicyDenied, PolicyFailed
 from authz.models import Identity, RequestInfo
 from authz.policy.decision import PolicyDecision, PolicyResultError, decision_from_result
 from authz.policy.decision_log import DecisionLogger
-from authz.policy.engine import PolicyEngine, PolicyEvaluationError
+from authz.policy.engine import PolicyEngine, PolicyEvaluationError, ReusingEngine
 from authz.policy.input import build_input
 from authz.policy.input_needs import ALL_INPUT
 
@@ -38,6 +38,8 @@ class PolicyStage:
         self.engine = engine
         self._log = DecisionLogger(config.decision_log, config.decision_log_mask)
         self._decisions: dict[str, PolicyDecision] = {}
+        # decisions found from the request alone, before its input is built; not when the full input is logged
+        self._reuse = engine if isinstance(engine, ReusingEngine) and config.decision_log != "full" else None
 
     async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> PolicyOutcome:
         started = time.perf_counter()
@@ -46,8 +48,15 @@ class PolicyStage:
         try:
             # only what the loaded policies can read (embedded engine); a remote OPA's policies are unknown: all of it
             needs = getattr(self.engine, "needs", ALL_INPUT)
-            policy_input = build_input(request.check_request(), identity, needs=needs)  # PolicyInputError: bad path
-            evaluation = await self.engine.evaluate(path, policy_input)
+            source = request.check_request()
+            reuse = self._reuse
+            key = reuse.request_key(path, source, identity) if reuse is not None else None
+            evaluation = reuse.reused(key) if reuse is not None else None
+            if evaluation is None:
+                policy_input = build_input(source, identity, needs=needs)  # PolicyInputError: bad path
+                evaluation = await self.engine.evaluate(path, policy_input)
+                if reuse is not None:
+                    reuse.remember(key, evaluation.result)
             decision_id = evaluation.decision_id
             decision = self._decision(evaluation.result)
         except (PolicyEvaluationError, PolicyResultError) as exc:
