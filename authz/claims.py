@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from authz.errors import InvalidToken, UpstreamMisbehaved
+from authz.memo import IdentityMemo
 from authz.models import Identity
 from authz.numbers import finite_number
 
@@ -67,18 +68,14 @@ class ClaimsChecker:
         self._leeway = leeway_seconds
         self._clock = clock
         # cached answers come back with the same claims object: what does not change with time is checked once
-        self._checked: dict[int, tuple[Mapping[str, Any], str | None, Identity, float | None]] = {}
+        self._checked: IdentityMemo[tuple[Identity, float | None]] = IdentityMemo()  # claims -> (identity, nbf)
 
     def identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
-        memo = self._checked.get(id(claims))
-        if memo is not None and memo[0] is claims and memo[1] is jwt:
-            self._check_times(memo[2].expires_at, memo[3])
-            return memo[2]
-        identity = self._identity(claims, jwt)
-        if len(self._checked) >= 4096:
-            self._checked.clear()
-        self._checked[id(claims)] = (claims, jwt, identity, _number(claims, "nbf"))
-        return identity
+        memo = self._checked.get(claims)
+        if memo is not None and memo[0].jwt is jwt:
+            self._check_times(memo[0].expires_at, memo[1])
+            return memo[0]
+        return self._checked.put(claims, (self._identity(claims, jwt), _number(claims, "nbf")))[0]
 
     def _check_times(self, exp: float | None, nbf: float | None) -> None:
         now = self._clock()

@@ -27,6 +27,7 @@ from authz.decider import Decider
 from authz.http_body import read_at_most
 from authz.http_request import HttpCheckTranslator
 from authz.http_response import HttpAnswer, http_answer
+from authz.memo import IdentityMemo
 
 __all__ = ["HttpTransport"]
 
@@ -84,7 +85,7 @@ class HttpTransport:
         self._reuse_port = reuse_port
         self._grace = shutdown_grace_seconds
         self._translator = HttpCheckTranslator(config.path_prefix, config.max_header_bytes)
-        self._answers: dict[int, tuple[object, HttpAnswer]] = {}
+        self._answers: IdentityMemo[HttpAnswer] = IdentityMemo()
         self._runner: web.ServerRunner | None = None
         self._sweeper: asyncio.Future[None] | None = None
         self.port: int | None = None
@@ -141,13 +142,8 @@ class HttpTransport:
 
     def _answer_for(self, check: Any) -> web.Response:
         """Cached answers come back as the same CheckResponse object: translate each once."""
-        memo = self._answers.get(id(check))
-        if memo is None or memo[0] is not check:
-            if len(self._answers) >= 4096:
-                self._answers.clear()
-            memo = (check, http_answer(check))
-            self._answers[id(check)] = memo
-        return _response(memo[1])
+        answer = self._answers.get(check)
+        return _response(answer if answer is not None else self._answers.put(check, http_answer(check)))
 
 
 def _response(answer: HttpAnswer) -> web.Response:

@@ -16,6 +16,7 @@ from authz.config import Config
 from authz.credential import bearer_token
 from authz.errors import AuthzError
 from authz.logs import token_id
+from authz.memo import IdentityMemo
 from authz.models import Allow, Identity, Introspection, RequestInfo, RouteSettings
 from authz.policy.stage import PolicyStage
 from authz.routes import RouteResolver
@@ -41,7 +42,7 @@ class Authorizer:
         self.routes = RouteResolver(config)
         self._authorities = authorities
         self._policy = policy
-        self._allows: dict[int, tuple[Introspection, Allow]] = {}
+        self._allows: IdentityMemo[Allow] = IdentityMemo(_MEMO_LIMIT)
         # client-sent copies of the headers we may set are always removed, so upstreams cannot be spoofed
         claim_headers = {s.claims_header for s in config.authorization_servers.values()
                          if s.claims_forwarding == "header"}
@@ -78,14 +79,8 @@ class Authorizer:
 
     def _allow_for(self, answer: Introspection, identity: Identity, server: str) -> Allow:
         """The Allow for a cached answer is built once: cache hits return the same answer object."""
-        memo = self._allows.get(id(answer))
-        if memo is not None and memo[0] is answer:
-            return memo[1]
-        if len(self._allows) >= _MEMO_LIMIT:
-            self._allows.clear()
-        allow = self._allow(identity, server)
-        self._allows[id(answer)] = (answer, allow)
-        return allow
+        allow = self._allows.get(answer)
+        return allow if allow is not None else self._allows.put(answer, self._allow(identity, server))
 
     def _allow(self, identity: Identity, server: str) -> Allow:
         metadata = _metadata(identity)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Hashable
 from typing import Any
 
+from authz.memo import IdentityMemo
 from authz.models import Identity
 from authz.policy.input_needs import InputNeeds
 
@@ -32,7 +33,7 @@ class RequestKeyer:
         self._fields: tuple[str, ...] = ()
         self._headers: tuple[str, ...] | None = ()  # None: every header
         self._body = False
-        self._identities: dict[int, tuple[Identity, str]] = {}
+        self._identities: IdentityMemo[str] = IdentityMemo()
         tree = needs.tree
         if tree is None or not tree.keys() <= _TOP:
             return
@@ -87,12 +88,9 @@ class RequestKeyer:
         hand back the same one)."""
         if identity is None:
             return None
-        memo = self._identities.get(id(identity))
-        if memo is not None and memo[0] is identity:
-            return memo[1]
-        part = json.dumps([identity.jwt, identity.claims, sorted(identity.scopes), identity.subject,
-                           identity.client_id], sort_keys=True, default=str)
-        if len(self._identities) >= 4096:
-            self._identities.clear()
-        self._identities[id(identity)] = (identity, part)
+        part = self._identities.get(identity)
+        if part is None:
+            part = self._identities.put(identity, json.dumps(
+                [identity.jwt, identity.claims, sorted(identity.scopes), identity.subject, identity.client_id],
+                sort_keys=True, default=str))
         return part
