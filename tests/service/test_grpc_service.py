@@ -18,7 +18,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from authz.dev.processes import Process, free_port
+from authz.dev.processes import Process, free_port, wait_for_port
 from tests.harness import GATEWAY_SECRET, Stack
 
 
@@ -174,13 +174,27 @@ def test_bench_check_cli_reports_rate_and_percentiles(grpc_stack: Stack) -> None
     assert "outcomes {403: 5}" in denied.stdout
 
 
+def _two_free_ports() -> int:
+    """A port p with p + 1 also free right now."""
+    for _ in range(50):
+        base = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
 def test_workers_share_the_port_and_drain_together(stack_factory: type[Stack]) -> None:
     s = stack_factory()
     s.start_dev_as()
     port = free_port()
     s.authz_port = port
+    s.admin_port = _two_free_ports()  # worker i binds admin_listen's port + i
     config = s.authz_config(server={"listen": f"127.0.0.1:{port}", "workers": 2, "shutdown_grace_seconds": 5})
-    config["admin_listen"] = f"127.0.0.1:{s.admin_port}"
+    config.pop("metrics_listen")  # its port + 1 could be any other port the test picked
     path = s.dir / "workers.yaml"
     s.dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
@@ -190,8 +204,7 @@ def test_workers_share_the_port_and_drain_together(stack_factory: type[Stack]) -
     for _ in range(20):  # new channels: the kernel spreads connections over both workers
         assert call(target(s), check_request(f"Bearer {token}")).status.code == 0
     admin_ports = {s.admin_port, s.admin_port + 1}
-    for admin in admin_ports:  # each worker has its own admin API (its own cache)
-        with socket.create_connection(("127.0.0.1", admin), timeout=2):
-            pass
+    for admin in admin_ports:  # each worker has its own admin API (its own cache); the second may still be starting
+        wait_for_port(admin, 20, parent.proc)
     parent.signal(signal.SIGTERM)
     assert parent.wait(15) == 0
