@@ -11,14 +11,17 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
 
+from authz.adminpb import admin_pb2, admin_pb2_grpc
 from authz.dev.envoy_config import HTTP_PATH_PREFIX, TEMPLATES, http_path_prefix, render_envoy_config
 from authz.dev.processes import Process, envoy_binary, free_port, wait_for_port
 
@@ -53,6 +56,23 @@ def http_request(method: str, port: int, path: str, headers: dict[str, str] | No
 
 def basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A port p with p .. p + count - 1 all free right now."""
+    for _ in range(50):
+        base = free_port()
+        probes = [socket.socket() for _ in range(count - 1)]
+        try:
+            for offset, probe in enumerate(probes, start=1):
+                probe.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
 class Stack:
@@ -139,6 +159,32 @@ class Stack:
             except (RuntimeError, TimeoutError) as exc:
                 raise RuntimeError(f"authz HTTP transport did not start: {exc}\n{self.authz.log_tail()}") from None
         return self.authz
+
+    def start_workers(self, server: dict[str, Any]) -> Process:
+        """``authz serve`` with ``server.workers`` > 1 (the supervising parent), once every worker is up: worker i
+        binds the admin port + i, so the admin base is a port with its neighbours free (metrics off for the same
+        reason)."""
+        workers = int(server["workers"])
+        self.authz_port = int(server["listen"].rpartition(":")[2])
+        self.admin_port = consecutive_free_ports(workers)
+        config = self.authz_config(server={"shutdown_grace_seconds": 5, **server})
+        config.pop("metrics_listen")
+        path = self.dir / "workers.yaml"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config))
+        parent = self._start(Process("authz-workers", [sys.executable, "-m", "authz", "serve", "--config", str(path)],
+                                     self.authz_port, self.dir, env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET}))
+        for index in range(workers):  # the parent's port answers once one worker is up; wait for all of them
+            wait_for_port(self.admin_port + index, 20.0, parent.proc)
+        return parent
+
+    def worker_cache_stats(self, workers: int) -> list[Any]:
+        """Each worker's cache statistics from its own admin API (``admin_pb2.StatsResponse``)."""
+        answers = []
+        for index in range(workers):
+            with grpc.insecure_channel(f"127.0.0.1:{self.admin_port + index}") as channel:
+                answers.append(admin_pb2_grpc.CacheAdminStub(channel).Stats(admin_pb2.StatsRequest(), timeout=5))
+        return answers
 
     def start_envoy(self, mutate: Callable[[dict[str, Any]], None] | None = None) -> Process:
         """Real Envoy with ``envoy/envoy.yaml`` (http mode: ``envoy/envoy-http.yaml``) re-pointed at this stack;

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from authz.dev.processes import Process, free_port, wait_for_port
+from authz.dev.processes import free_port
 from tests.harness import GATEWAY_SECRET, Stack
 
 
@@ -174,37 +173,19 @@ def test_bench_check_cli_reports_rate_and_percentiles(grpc_stack: Stack) -> None
     assert "outcomes {403: 5}" in denied.stdout
 
 
-def _two_free_ports() -> int:
-    """A port p with p + 1 also free right now."""
-    for _ in range(50):
-        base = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
-
-
 def test_workers_share_the_port_and_drain_together(stack_factory: type[Stack]) -> None:
     s = stack_factory()
     s.start_dev_as()
     port = free_port()
-    s.authz_port = port
-    s.admin_port = _two_free_ports()  # worker i binds admin_listen's port + i
-    config = s.authz_config(server={"listen": f"127.0.0.1:{port}", "workers": 2, "shutdown_grace_seconds": 5})
-    config.pop("metrics_listen")  # its port + 1 could be any other port the test picked
-    path = s.dir / "workers.yaml"
-    s.dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
-    parent = s._start(Process("authz-workers", [sys.executable, "-m", "authz", "serve", "--config", str(path)],
-                              port, s.dir, env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET}))
+    parent = s.start_workers({"listen": f"127.0.0.1:{port}", "workers": 2})
     token = s.token("read")
-    for _ in range(20):  # new channels: the kernel spreads connections over both workers
-        assert call(target(s), check_request(f"Bearer {token}")).status.code == 0
-    admin_ports = {s.admin_port, s.admin_port + 1}
-    for admin in admin_ports:  # each worker has its own admin API (its own cache); the second may still be starting
-        wait_for_port(admin, 20, parent.proc)
+    for _ in range(20):  # a new connection each time (own subchannel pool): the kernel spreads them over both workers
+        with grpc.insecure_channel(target(s), options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            answer = external_auth_pb2_grpc.AuthorizationStub(channel).Check(check_request(f"Bearer {token}"),
+                                                                             timeout=10)
+        assert answer.status.code == 0
+    stats = s.worker_cache_stats(2)  # each worker has its own admin API and its own cache
+    assert [(w.misses, w.entries) for w in stats] == [(1, 1), (1, 1)]  # each introspected the token once for itself
+    assert sum(w.hits + w.misses for w in stats) == 20
     parent.signal(signal.SIGTERM)
     assert parent.wait(15) == 0

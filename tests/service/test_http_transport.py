@@ -20,7 +20,7 @@ import pytest
 import yaml
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
-from authz.dev.processes import Process, free_port
+from authz.dev.processes import free_port
 from tests.harness import GATEWAY_SECRET, Stack
 from tests.service.test_grpc_service import call, check_request
 
@@ -359,25 +359,12 @@ def test_workers_share_the_http_port_too(stack_factory: Any) -> None:
     s: Stack = stack_factory()
     s.start_dev_as()
     grpc_port, http_port = free_port(), free_port()
-    s.authz_port = grpc_port
-    config = s.authz_config(server={"listen": f"127.0.0.1:{grpc_port}", "workers": 2, "shutdown_grace_seconds": 5,
-                                    "http": {"listen": f"127.0.0.1:{http_port}"}})
-    path = s.dir / "workers.yaml"
-    s.dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
-    parent = s._start(Process("authz-workers", [sys.executable, "-m", "authz", "serve", "--config", str(path)],
-                              grpc_port, s.dir, env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET}))
-    for admin in (s.admin_port, s.admin_port + 1):  # both workers are up (each binds its own admin port) ...
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", admin), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"worker with admin port {admin} did not start"
-                time.sleep(0.1)
+    parent = s.start_workers({"listen": f"127.0.0.1:{grpc_port}", "workers": 2,
+                              "http": {"listen": f"127.0.0.1:{http_port}"}})
     headers = bearer(s)
     statuses = [send(http_port, f"{PREFIX}/required_scopes=read/get", headers).status for _ in range(20)]
-    assert statuses == [200] * 20  # ... and every new connection to the shared HTTP port is answered
+    assert statuses == [200] * 20  # every new connection to the shared HTTP port is answered ...
+    stats = s.worker_cache_stats(2)
+    assert all(w.misses == 1 for w in stats) and sum(w.hits + w.misses for w in stats) == 20  # ... by both workers
     parent.signal(signal.SIGTERM)
     assert parent.wait(15) == 0
