@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.errors import MalformedCredential, RouteMisconfigured
-from authz.models import RequestInfo
+from authz.models import HttpFields, RequestInfo
 
 __all__ = ["HttpCheckTranslator"]
 
@@ -79,7 +79,7 @@ class HttpCheckTranslator:
             authorization=tuple(authorization),
             context_extensions=extensions,
             request_id=headers.get("x-request-id", ""),
-            build_source=lambda: _check_request(method, path, host, headers, body, extensions),
+            http=_PolicyView(method, path, host, headers, body, extensions),
         )
 
     def _extensions(self, segment: str) -> dict[str, str]:
@@ -103,27 +103,49 @@ def _parse_settings(segment: str) -> dict[str, str] | RouteMisconfigured:
     return settings
 
 
-def _check_request(method: str, path: str, host: str, headers: dict[str, str], body: bytes,
-                   extensions: dict[str, str]) -> CheckRequest:
-    """The CheckRequest Envoy would have sent for this request in gRPC mode, as far as HTTP mode can tell."""
-    request = CheckRequest()
-    attributes = request.attributes
-    for key, value in extensions.items():
-        attributes.context_extensions[key] = value
-    attributes.request.time.FromNanoseconds(time.time_ns())
-    http = attributes.request.http
-    http.method = method
-    http.path = path
-    http.host = host
-    http.scheme = headers.get("x-forwarded-proto", "http")
-    http.id = headers.get("x-request-id", "")
-    http.headers.update(headers)
-    http.headers.update({":authority": host, ":method": method, ":path": path, ":scheme": http.scheme})
-    http.headers.pop("host", None)  # gRPC mode carries it as :authority only
-    if body:
-        try:
-            http.body = body.decode("utf-8")
-        except UnicodeDecodeError:
-            http.raw_body = body
-        http.size = len(body)
-    return request
+class _PolicyView:
+    """What a policy can read of one HTTP-mode request (``authz.models.HttpSource``): its ``HttpFields`` (enough for
+    a reused decision's key) and, only when the input must be built, the CheckRequest gRPC mode would have sent, as
+    far as HTTP mode can tell. Each is made once."""
+
+    __slots__ = ("_body", "_check", "_extensions", "_fields", "_headers", "_host", "_method", "_path")
+
+    def __init__(self, method: str, path: str, host: str, headers: dict[str, str], body: bytes,
+                 extensions: dict[str, str]) -> None:
+        self._method, self._path, self._host, self._headers = method, path, host, headers
+        self._body, self._extensions = body, extensions
+        self._fields: HttpFields | None = None
+        self._check: CheckRequest | None = None
+
+    def fields(self) -> HttpFields:
+        if self._fields is None:
+            method, path, host, body = self._method, self._path, self._host, self._body
+            scheme = self._headers.get("x-forwarded-proto", "http")
+            headers = {**self._headers, ":authority": host, ":method": method, ":path": path, ":scheme": scheme}
+            headers.pop("host", None)  # gRPC mode carries it as :authority only
+            text, raw = "", b""
+            if body:
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    raw = body
+            self._fields = HttpFields(method=method, path=path, host=host, scheme=scheme,
+                                      id=self._headers.get("x-request-id", ""), headers=headers, body=text,
+                                      raw_body=raw, size=len(body))
+        return self._fields
+
+    def check_request(self) -> CheckRequest:
+        if self._check is None:
+            fields = self.fields()
+            request = CheckRequest()
+            attributes = request.attributes
+            for key, value in self._extensions.items():
+                attributes.context_extensions[key] = value
+            attributes.request.time.FromNanoseconds(time.time_ns())
+            http = attributes.request.http
+            http.method, http.path, http.host, http.scheme, http.id = (fields.method, fields.path, fields.host,
+                                                                       fields.scheme, fields.id)
+            http.headers.update(fields.headers)
+            http.body, http.raw_body, http.size = fields.body, fields.raw_body, fields.size
+            self._check = request
+        return self._check

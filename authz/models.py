@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Allow", "Identity", "Introspection", "RequestInfo", "RouteSettings"]
+__all__ = ["Allow", "HttpFields", "HttpSource", "Identity", "Introspection", "RequestInfo", "RouteSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +21,38 @@ class RequestInfo:
     context_extensions: Mapping[str, str]
     request_id: str = ""
     source: Any = None  # the CheckRequest (gRPC), for building the policy input
-    build_source: Callable[[], Any] | None = None  # HTTP transport: builds an equivalent CheckRequest when needed
+    http: HttpSource | None = None  # HTTP transport: what a policy can read, made on first need
 
     def check_request(self) -> Any:
         """The CheckRequest the policy input is made from (built on first need by the HTTP transport)."""
-        return self.source if self.build_source is None else self.build_source()
+        return self.source if self.http is None else self.http.check_request()
+
+
+class HttpSource(Protocol):
+    """The HTTP transport's request as a policy sees it, each part made once, on first need."""
+
+    def fields(self) -> HttpFields: ...
+
+    def check_request(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFields:
+    """``attributes.request.http`` of the CheckRequest gRPC mode would carry, as plain values: the same attribute
+    names as Envoy's ``AttributeContext.HttpRequest``, so what reads one (the policy decision key) reads either."""
+
+    method: str
+    path: str
+    host: str
+    scheme: str
+    id: str
+    headers: Mapping[str, str]  # as gRPC mode carries them: with Envoy's pseudo-headers, host as :authority
+    body: str = ""
+    raw_body: bytes = b""  # a body that is not UTF-8
+    size: int = 0
+    query: str = ""
+    fragment: str = ""
+    protocol: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,12 @@ import yaml
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
+from authz.models import RequestInfo
 from authz.policy.decision_cache import DecisionCache
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, new_decision_id, rego_ref
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
-from authz.policy.request_key import RequestKeyer
+from authz.policy.request_key import RequestKeyer, http_fields
 
 __all__ = ["EmbeddedEngine"]
 
@@ -159,9 +160,9 @@ class EmbeddedEngine:
         """How many decisions are held for reuse (always 0 when the policies are not deterministic)."""
         return len(self._decisions)
 
-    def request_key(self, decision_path: str, source: Any, identity: Any) -> Hashable | None:
+    def request_key(self, decision_path: str, request: RequestInfo, identity: Any) -> Hashable | None:
         """The key of this request's reusable decision (None: not reusable, or no key for this policy's reads)."""
-        return self._keyer.key(decision_path, source, identity) if self._decisions.enabled else None
+        return self._keyer.key(decision_path, http_fields(request), identity) if self._decisions.enabled else None
 
     def reused(self, key: Hashable | None) -> Evaluation | None:
         result = self._decisions.get(key)

@@ -9,6 +9,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from authz.models import RequestInfo
+
 __all__ = ["DECISION_PATH", "Evaluation", "PolicyEngine", "PolicyEvaluationError", "PolicyLoadError", "ReusingEngine",
            "new_decision_id", "rego_ref"]
 
@@ -41,7 +43,7 @@ class PolicyEngine(Protocol):
 class ReusingEngine(Protocol):
     """An engine that can find a reused decision from the request itself, before the input is built."""
 
-    def request_key(self, decision_path: str, source: Any, identity: Any) -> Hashable | None: ...
+    def request_key(self, decision_path: str, request: RequestInfo, identity: Any) -> Hashable | None: ...
 
     def reused(self, key: Hashable | None) -> Evaluation | None: ...
 

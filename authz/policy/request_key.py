@@ -16,15 +16,31 @@ from collections.abc import Hashable
 from typing import Any
 
 from authz.memo import IdentityMemo
-from authz.models import Identity
+from authz.models import Identity, RequestInfo
 from authz.policy.input_needs import InputNeeds
 
-__all__ = ["RequestKeyer"]
+__all__ = ["RequestKeyer", "check_request_fields", "http_fields"]
 
 _TOP = frozenset({"attributes", "parsed_path", "parsed_query", "parsed_body", "truncated_body", "token", "version"})
 _HTTP_FIELDS = ("method", "path", "host", "scheme", "query", "fragment", "protocol", "id", "size")
 _BODY_HEADERS = ("content-type", "content-length", "x-envoy-auth-partial-body")
 _AUTHORIZATION = "authorization"
+
+
+def http_fields(request: RequestInfo) -> Any | None:
+    """What the key reads of a request: the HTTP transport's ``HttpFields``, or the gRPC CheckRequest's
+    ``attributes.request.http`` message (same attribute names)."""
+    return request.http.fields() if request.http is not None else check_request_fields(request.source)
+
+
+def check_request_fields(request: Any) -> Any | None:
+    """A CheckRequest's ``attributes.request.http``; None when it has none, or carries raw header lists
+    (``header_map``), which the key does not cover."""
+    if not (request is not None and request.HasField("attributes") and request.attributes.HasField("request")
+            and request.attributes.request.HasField("http")):
+        return None
+    http = request.attributes.request.http
+    return None if http.header_map.headers else http
 
 
 class RequestKeyer:
@@ -63,15 +79,10 @@ class RequestKeyer:
         self._headers = None if headers is None else tuple(sorted(headers - {_AUTHORIZATION}))
         self.enabled = True
 
-    def key(self, decision_path: str, request: Any, identity: Identity | None) -> Hashable | None:
-        """The key, or None when this request's shape is not covered (raw header lists)."""
-        if not self.enabled:
-            return None
-        if not (request.HasField("attributes") and request.attributes.HasField("request")
-                and request.attributes.request.HasField("http")):
-            return None
-        http = request.attributes.request.http
-        if http.header_map.headers:
+    def key(self, decision_path: str, http: Any, identity: Identity | None) -> Hashable | None:
+        """The key from ``http`` (``http_fields``: the request's ``attributes.request.http``), or None when this
+        request's shape is not covered."""
+        if not self.enabled or http is None:
             return None
         headers = http.headers
         # Authorization is left out: the input carries the verified JWT there (the identity part), never the token

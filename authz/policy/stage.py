@@ -12,6 +12,7 @@ from typing import Any
 
 from authz.config_policy import PolicyConfig
 from authz.errors import PolicyDenied, PolicyFailed
+from authz.memo import IdentityMemo
 from authz.models import Identity, RequestInfo
 from authz.policy.decision import PolicyDecision, PolicyResultError, decision_from_result
 from authz.policy.decision_log import DecisionLogger
@@ -38,6 +39,7 @@ class PolicyStage:
         self.engine = engine
         self._log = DecisionLogger(config.decision_log, config.decision_log_mask)
         self._decisions: dict[str, PolicyDecision] = {}
+        self._by_result: IdentityMemo[PolicyDecision] = IdentityMemo(1024)
         # decisions found from the request alone, before its input is built; not when the full input is logged
         self._reuse = engine if isinstance(engine, ReusingEngine) and config.decision_log != "full" else None
 
@@ -48,12 +50,11 @@ class PolicyStage:
         try:
             # only what the loaded policies can read (embedded engine); a remote OPA's policies are unknown: all of it
             needs = getattr(self.engine, "needs", ALL_INPUT)
-            source = request.check_request()
             reuse = self._reuse
-            key = reuse.request_key(path, source, identity) if reuse is not None else None
+            key = reuse.request_key(path, request, identity) if reuse is not None else None
             evaluation = reuse.reused(key) if reuse is not None else None
-            if evaluation is None:
-                policy_input = build_input(source, identity, needs=needs)  # PolicyInputError: bad path
+            if evaluation is None:  # the CheckRequest (HTTP mode: built now) -> the input; PolicyInputError: bad path
+                policy_input = build_input(request.check_request(), identity, needs=needs)
                 evaluation = await self.engine.evaluate(path, policy_input)
                 if reuse is not None:
                     reuse.remember(key, evaluation.result)
@@ -75,6 +76,9 @@ class PolicyStage:
     def _decision(self, result: Any) -> PolicyDecision:
         """Policies answer with few distinct results: each is checked against the contract once, and the same
         PolicyDecision object comes back for equal results (so responses built from it can be reused too)."""
+        found = self._by_result.get(result)  # a reused decision hands back the very same result object
+        if found is not None:
+            return found
         key = repr(result)  # JSON-like values: equal reprs are equal values of equal types
         found = self._decisions.get(key)
         if found is None:
@@ -82,7 +86,7 @@ class PolicyStage:
             if len(self._decisions) >= 1024:
                 self._decisions.clear()
             self._decisions[key] = found
-        return found
+        return self._by_result.put(result, found)
 
     def _record(self, path: str, decision_id: str, started: float, identity: Identity | None, allowed: bool | None,
                 status: int | None, error: str | None, policy_input: dict[str, Any]) -> None:

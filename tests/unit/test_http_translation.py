@@ -61,6 +61,7 @@ def test_the_policy_sees_a_check_request_like_grpc_modes() -> None:
     http = info.check_request().attributes.request.http
     assert (http.method, http.path, http.host, http.scheme, http.id) == ("POST", "/r?x=1", "api.example", "https", "r1")
     assert http.headers[":authority"] == "api.example" and http.headers[":path"] == "/r?x=1"
+    assert http.headers[":method"] == "POST" and http.headers[":scheme"] == "https"
     assert "host" not in http.headers and "x-envoy-expected-rq-timeout-ms" not in http.headers
     assert "x-envoy-internal" not in http.headers
     assert http.body == '{"a": 1}' and http.size == 8

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
+from authz.http_request import HttpCheckTranslator
 from authz.models import Identity
 from authz.policy.input import PolicyInputError, build_input
 from authz.policy.input_needs import input_needs
-from authz.policy.request_key import RequestKeyer
+from authz.policy.request_key import RequestKeyer, check_request_fields, http_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +79,7 @@ def test_equal_keys_mean_equal_pruned_inputs_and_ignored_fields_share_a_key(name
             document = build_input(request, identity, needs=needs)
         except PolicyInputError:
             continue
-        groups[keyer.key("p/x", request, identity)].add(json.dumps(document, sort_keys=True))
+        groups[keyer.key("p/x", check_request_fields(request), identity)].add(json.dumps(document, sort_keys=True))
     assert all(len(documents) == 1 for documents in groups.values()), name
     # what the policy cannot read does not split the key: request id, time, the client's port, x-request-id
     request = random_request(rng)
@@ -89,7 +90,8 @@ def test_equal_keys_mean_equal_pruned_inputs_and_ignored_fields_share_a_key(name
     other.attributes.source.address.socket_address.port_value = 1
     if name != "all-headers":
         other.attributes.request.http.headers["x-request-id"] = "another"
-    assert keyer.key("p/x", request, IDENTITIES[1]) == keyer.key("p/x", other, IDENTITIES[1])
+    assert keyer.key("p/x", check_request_fields(request), IDENTITIES[1]) == keyer.key(
+        "p/x", check_request_fields(other), IDENTITIES[1])
 
 
 @pytest.mark.parametrize("source", [
@@ -103,13 +105,45 @@ def test_equal_keys_mean_equal_pruned_inputs_and_ignored_fields_share_a_key(name
 def test_no_key_for_policies_reading_what_the_key_does_not_cover(source: str) -> None:
     keyer = RequestKeyer(input_needs([source]))
     request = random_request(random.Random(1))  # noqa: S311
-    assert not keyer.enabled and keyer.key("p/x", request, None) is None
+    assert not keyer.enabled and keyer.key("p/x", check_request_fields(request), None) is None
 
 
 def test_no_key_for_raw_header_lists_and_the_opaque_token_never_in_a_key() -> None:
     keyer = RequestKeyer(input_needs([POLICIES["all-headers"]]))
     request = random_request(random.Random(2))  # noqa: S311
     request.attributes.request.http.headers["authorization"] = "Bearer opaque-token-value"
-    assert "opaque-token-value" not in repr(keyer.key("p/x", request, IDENTITIES[1]))
+    assert "opaque-token-value" not in repr(keyer.key("p/x", check_request_fields(request), IDENTITIES[1]))
     request.attributes.request.http.header_map.headers.add(key="x-a", value="1")
-    assert keyer.key("p/x", request, IDENTITIES[1]) is None
+    assert keyer.key("p/x", check_request_fields(request), IDENTITIES[1]) is None
+
+
+def random_http_check(rng: random.Random) -> tuple[str, str, list[tuple[bytes, bytes]], bytes]:
+    """One check call as Envoy's http_service sends it: method, prefixed path, raw headers, body."""
+    path = rng.choice(["/records/alice/x", "/records/bob/x", "/a?page=1", "/a?page=2", "/a%2Fb", "/"])
+    headers = [(b"host", rng.choice([b"api.example", b"other.example"])),
+               (b"x-request-id", str(rng.randrange(10**6)).encode())]
+    for name, values in ((b"x-a", [b"1", b"2"]), (b"authorization", [b"Bearer t1", b"Bearer t2"]),
+                         (b"x-forwarded-proto", [b"http", b"https"]),
+                         (b"content-type", [b"application/json", b"application/x-www-form-urlencoded"])):
+        if rng.random() < 0.5:
+            headers.append((name, rng.choice(values)))
+    body = rng.choice([b"", b'{"created_by": "alice"}', b"a=1&b=2", b"\xff\xfe not utf-8"])
+    return rng.choice(["GET", "POST"]), "/phantom-authz/required_scopes=read" + path, headers, body
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_http_mode_keys_from_plain_fields_equal_the_keys_of_the_check_request_built_for_the_input(name: str) -> None:
+    """HTTP mode finds reused decisions without building a CheckRequest: its plain fields must key exactly as the
+    CheckRequest it builds when the input is needed (the same decision either way)."""
+    keyer = RequestKeyer(input_needs([POLICIES[name]]))
+    translator = HttpCheckTranslator("/phantom-authz", 64 * 1024)
+    rng = random.Random("http-" + name)  # noqa: S311 (reproducible test data)
+    keys = set()
+    for _ in range(300):
+        info = translator.request_info(*random_http_check(rng))
+        identity = rng.choice(IDENTITIES)
+        from_fields = keyer.key("p/x", http_fields(info), identity)
+        assert from_fields is not None
+        assert from_fields == keyer.key("p/x", check_request_fields(info.check_request()), identity)
+        keys.add(from_fields)
+    assert len(keys) > 1  # the requests differ in what the policy reads
