@@ -78,7 +78,6 @@ class HttpCheckTranslator:
             headers=headers,
             authorization=tuple(authorization),
             context_extensions=extensions,
-            request_id=headers.get("x-request-id", ""),
             http=_PolicyView(method, path, host, headers, body, extensions),
         )
 

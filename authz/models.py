@@ -19,7 +19,6 @@ class RequestInfo:
     headers: Mapping[str, str]  # lower-case names; duplicate headers merged as Envoy merges them
     authorization: tuple[str, ...]  # every Authorization header value as received
     context_extensions: Mapping[str, str]
-    request_id: str = ""
     source: Any = None  # the CheckRequest (gRPC), for building the policy input
     http: HttpSource | None = None  # HTTP transport: what a policy can read, made on first need
 

@@ -66,6 +66,5 @@ def request_info(request: CheckRequest) -> RequestInfo:
         headers=headers,
         authorization=authorization,
         context_extensions=dict(attributes.context_extensions),
-        request_id=http.id,
         source=request,
     )

@@ -25,7 +25,8 @@ def test_settings_segment_becomes_the_context_extensions_and_the_rest_the_origin
     info = T.request_info("POST", "/phantom-authz/required_scopes=read+write&policy=records%2Fdecision/r/a%2Fb?q=1",
                           headers(Host="api.example", Authorization="Bearer x", X_Request_Id="r1"), b"")
     assert info.context_extensions == {"required_scopes": "read write", "policy": "records/decision"}
-    assert (info.method, info.path, info.host, info.request_id) == ("POST", "/r/a%2Fb?q=1", "api.example", "r1")
+    assert (info.method, info.path, info.host) == ("POST", "/r/a%2Fb?q=1", "api.example")
+    assert info.http is not None and info.http.fields().id == "r1"
     assert info.authorization == ("Bearer x",) and info.headers["authorization"] == "Bearer x"
 
 
