@@ -12,9 +12,10 @@ config can set (a client's path is appended after it and always starts with ``/`
 ``<settings>`` is form-encoded with the same keys and values as the gRPC mode's context extensions. A path without
 the prefix, or a settings segment that repeats a key, is a misconfigured route (500: fail closed).
 
-For policies, an equivalent CheckRequest is built only when a route asks OPA: method, path, host, scheme, headers
-(with Envoy's pseudo-headers), body, request id, time and the settings as ``context_extensions``. What HTTP mode
-cannot see (peer addresses and certificates, TLS session, metadata) stays empty; see ``transport_gaps``.
+For policies, the request's plain fields (``HttpFields``) find a reused decision, and an equivalent CheckRequest is
+built only when the policy input must be: method, path, host, scheme, headers (with Envoy's pseudo-headers), body,
+request id, time and the settings as ``context_extensions``. What HTTP mode cannot see (peer addresses and
+certificates, TLS session, metadata) stays empty; see ``authz.http_gaps``.
 """
 
 from __future__ import annotations
