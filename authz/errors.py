@@ -31,7 +31,9 @@ __all__ = [
     "MissingCredential",
     "PolicyDenied",
     "PolicyFailed",
+    "RequestTooLarge",
     "RouteMisconfigured",
+    "UnsupportedDecision",
     "UpstreamMisbehaved",
     "UpstreamUnavailable",
 ]
@@ -93,6 +95,21 @@ class RouteMisconfigured(AuthzError):
     status = 500
     reason = "route_misconfigured"
     description = "the route's authorization settings are invalid"
+
+
+class RequestTooLarge(AuthzError):
+    """HTTP transport: a check request whose body is over ``server.http.max_body_bytes``."""
+
+    status = 413
+    reason = "request_too_large"
+    description = "request body too large"
+
+
+class UnsupportedDecision(AuthzError):
+    """HTTP transport: an allow this transport cannot express (query-parameter changes); fails closed."""
+
+    reason = "unsupported_decision"
+    description = "the authorization decision cannot be applied"
 
 
 class UpstreamUnavailable(AuthzError):

@@ -20,25 +20,19 @@ is sent as 403.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
-__all__ = ["HttpAnswer", "http_answer"]
+from authz.errors import AuthzError, UnsupportedDecision
+from authz.response import deny_response
+
+__all__ = ["HttpAnswer", "denial", "http_answer"]
 
 log = logging.getLogger("authz.http")
 
 HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove"
 HttpAnswer = tuple[int, tuple[tuple[str, str], ...], bytes]
-
-_UNSUPPORTED: HttpAnswer = (
-    500,
-    (("content-type", "application/json"), ("cache-control", "no-store")),
-    json.dumps({"error": "server_error", "error_description": "the authorization decision cannot be applied"},
-               separators=(",", ":")).encode(),
-)
-
 
 def http_answer(response: CheckResponse) -> HttpAnswer:
     """(status, headers, body) for Envoy's HTTP ext_authz client."""
@@ -56,6 +50,12 @@ def http_answer(response: CheckResponse) -> HttpAnswer:
     return 200, tuple(headers), b""
 
 
+def denial(error: AuthzError) -> HttpAnswer:
+    """The HTTP answer for a denial the transport itself decides (the same status table, body and headers as the
+    pipeline's denials; none of these is a 400/401/403, so no realm goes into a challenge)."""
+    return _denied(deny_response(error, realm=""))
+
+
 def _denied(response: CheckResponse) -> HttpAnswer:
     denied = response.denied_response
     status = denied.status.code or 403
@@ -64,3 +64,6 @@ def _denied(response: CheckResponse) -> HttpAnswer:
         status = 403
     headers = tuple((o.header.key, o.header.value) for o in denied.headers)
     return status, headers, denied.body.encode()
+
+
+_UNSUPPORTED = denial(UnsupportedDecision())

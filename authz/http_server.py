@@ -24,9 +24,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from authz.config_http import HttpTransportConfig
 from authz.decider import Decider
+from authz.errors import RequestTooLarge
 from authz.http_body import read_at_most
 from authz.http_request import HttpCheckTranslator
-from authz.http_response import HttpAnswer, http_answer
+from authz.http_response import HttpAnswer, denial, http_answer
 from authz.memo import IdentityMemo
 
 __all__ = ["HttpTransport"]
@@ -34,8 +35,7 @@ __all__ = ["HttpTransport"]
 log = logging.getLogger("authz.http")
 
 HEALTH_PATH = "/healthz"
-_TOO_LARGE: HttpAnswer = (413, (("content-type", "application/json"), ("cache-control", "no-store")),
-                          b'{"error":"invalid_request","error_description":"request body too large"}')
+_TOO_LARGE = denial(RequestTooLarge())
 
 
 class _TimedHandler(RequestHandler):

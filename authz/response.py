@@ -24,7 +24,8 @@ _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _OK = status_pb2.Status(code=code_pb2.OK)
 _UNAUTHENTICATED = status_pb2.Status(code=code_pb2.UNAUTHENTICATED)
 _PERMISSION_DENIED = status_pb2.Status(code=code_pb2.PERMISSION_DENIED)
-_BODY_ERROR = {400: "invalid_request", 401: "unauthorized", 403: "forbidden"}  # when no RFC 6750 code applies
+_BODY_ERROR = {400: "invalid_request", 401: "unauthorized", 403: "forbidden",  # when no RFC 6750 code applies
+               413: "invalid_request"}
 
 
 def _header(name: str, value: str) -> HeaderValueOption:
