@@ -28,20 +28,20 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.errors import MalformedCredential, RouteMisconfigured
 from authz.models import HttpFields, RequestInfo
+from authz.routes import SettingsMemo
 
 __all__ = ["HttpCheckTranslator"]
 
 _AUTHORIZATION = "authorization"
 # headers Envoy's HTTP client adds to every check call itself, whatever the client's request carried
 _CHECK_CALL_HEADERS = frozenset({"x-envoy-expected-rq-timeout-ms", "x-envoy-internal"})
-_MAX_MEMO = 1024
 
 
 class HttpCheckTranslator:
     def __init__(self, path_prefix: str, max_header_bytes: int) -> None:
         self._prefix = path_prefix + "/"
         self._max_header_bytes = max_header_bytes
-        self._settings: dict[str, dict[str, str] | RouteMisconfigured] = {}
+        self._settings: SettingsMemo[str, dict[str, str]] = SettingsMemo()
 
     def request_info(self, method: str, raw_path: str, raw_headers: Iterable[tuple[bytes, bytes]],
                      body: bytes) -> RequestInfo:
@@ -52,7 +52,7 @@ class HttpCheckTranslator:
         segment, slash, rest = raw_path[len(self._prefix):].partition("/")
         if not slash:
             raise RouteMisconfigured("HTTP check path has no original path after the settings segment")
-        extensions = self._extensions(segment)
+        extensions = self._settings.get(segment, _parse_settings, segment)
         headers: dict[str, str] = {}
         authorization: list[str] = []
         size = 0
@@ -82,23 +82,13 @@ class HttpCheckTranslator:
             http=_PolicyView(method, path, host, headers, body, extensions),
         )
 
-    def _extensions(self, segment: str) -> dict[str, str]:
-        found = self._settings.get(segment)
-        if found is None:
-            found = _parse_settings(segment)
-            if len(self._settings) >= _MAX_MEMO:
-                self._settings.clear()
-            self._settings[segment] = found
-        if isinstance(found, RouteMisconfigured):
-            raise RouteMisconfigured(found.detail)
-        return found
 
 
-def _parse_settings(segment: str) -> dict[str, str] | RouteMisconfigured:
+def _parse_settings(segment: str) -> dict[str, str]:
     settings: dict[str, str] = {}
     for key, value in parse_qsl(segment, keep_blank_values=True):
         if key in settings:
-            return RouteMisconfigured(f"route setting {key!r} appears twice in the HTTP check path")
+            raise RouteMisconfigured(f"route setting {key!r} appears twice in the HTTP check path")
         settings[key] = value
     return settings
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import Generic, TypeVar
 
 from authz.config import Config
 from authz.errors import RouteMisconfigured
 from authz.models import RouteSettings
 from authz.policy.engine import DECISION_PATH
 
-__all__ = ["KNOWN_KEYS", "RouteResolver"]
+__all__ = ["KNOWN_KEYS", "RouteResolver", "SettingsMemo"]
 
 log = logging.getLogger("authz.routes")
 
@@ -30,11 +31,40 @@ KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy"})
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _MAX_MEMO = 4096
 
+K = TypeVar("K", bound=Hashable)
+A = TypeVar("A")
+V = TypeVar("V")
+
+
+class SettingsMemo(Generic[K, V]):
+    """Route settings parsed once per distinct key, and so is a misconfiguration: a bad route's error is remembered
+    and raised afresh on every request without parsing (or logging) again. Bounded, emptied when full."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[K, V | RouteMisconfigured] = {}
+
+    def get(self, key: K, parse: Callable[[A], V], arg: A) -> V:
+        """``parse(arg)`` the first time ``key`` is seen (it may raise ``RouteMisconfigured``)."""
+        found = self._entries.get(key)
+        if found is None:
+            try:
+                found = parse(arg)
+            except RouteMisconfigured as exc:
+                found = exc
+            if len(self._entries) >= _MAX_MEMO:
+                self._entries.clear()
+            self._entries[key] = found
+        if isinstance(found, RouteMisconfigured):
+            raise RouteMisconfigured(found.detail)
+        return found
+
 
 class RouteResolver:
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._memo: dict[frozenset[tuple[str, str]], RouteSettings | RouteMisconfigured] = {}
+        self._memo: SettingsMemo[frozenset[tuple[str, str]], RouteSettings] = SettingsMemo()
         self._default = RouteSettings(
             required_scopes=config.routes.required_scopes,
             disabled=config.routes.disabled,
@@ -44,21 +74,14 @@ class RouteResolver:
     def resolve(self, extensions: Mapping[str, str]) -> RouteSettings:
         if not extensions:
             return self._default
-        key = frozenset(extensions.items())
-        found = self._memo.get(key)
-        if found is None:
-            try:
-                found = self._parse(extensions)
-            except RouteMisconfigured as exc:
-                log.error("route misconfigured: %s (context_extensions keys: %s)", exc.detail,
-                          ", ".join(sorted(extensions)))
-                found = exc
-            if len(self._memo) >= _MAX_MEMO:
-                self._memo.clear()
-            self._memo[key] = found
-        if isinstance(found, RouteMisconfigured):
-            raise RouteMisconfigured(found.detail)
-        return found
+        return self._memo.get(frozenset(extensions.items()), self._parse_logged, extensions)
+
+    def _parse_logged(self, ext: Mapping[str, str]) -> RouteSettings:
+        try:
+            return self._parse(ext)
+        except RouteMisconfigured as exc:
+            log.error("route misconfigured: %s (context_extensions keys: %s)", exc.detail, ", ".join(sorted(ext)))
+            raise
 
     def _parse(self, ext: Mapping[str, str]) -> RouteSettings:
         unknown = sorted(set(ext) - KNOWN_KEYS)
