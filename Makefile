@@ -17,7 +17,7 @@ install: $(STAMP)
 # `make run MODE=http`: Envoy's HTTP ext_authz mode (envoy/envoy-http.yaml, phantom-authz's HTTP transport on 9192)
 MODE ?= grpc
 run: $(STAMP)
-	$(PY) -m authz quickstart --mode $(MODE)
+	$(PY) -m devtools.quickstart --mode $(MODE)
 
 # node oidc-provider for tests/interop: (re)installed when node_modules is missing or package-lock.json is newer.
 INTEROP_DIR   := tests/interop/oidc_provider

@@ -22,12 +22,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="YAML configuration file (default: $AUTHZ_CONFIG)")
         cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT); overrides "
                                                      "server.workers")
-    sub.add_parser("dev-as", help="run the quickstart's development authorization server", add_help=False)
-    sub.add_parser("echo", help="run the quickstart's echo upstream", add_help=False)
     sub.add_parser("health", help="probe a running service's grpc.health.v1 (exit 0 when SERVING)", add_help=False)
     sub.add_parser("bench-check", help="fire N Check calls at a running service and print latency", add_help=False)
-    sub.add_parser("quickstart", help="run dev AS, echo upstream, phantom-authz and Envoy together",
-                   add_help=False)
     return parser
 
 
@@ -79,8 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    delegated = {"dev-as": "authz.dev.auth_server", "echo": "authz.dev.echo", "quickstart": "authz.dev.quickstart",
-                 "bench-check": "authz.bench_check", "health": "authz.health_probe"}
+    delegated = {"bench-check": "authz.bench_check", "health": "authz.health_probe"}
     if argv and argv[0] in delegated:
         import importlib
 

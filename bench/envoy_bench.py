@@ -67,8 +67,8 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 from envoy_mutations import with_http_ext_authz, with_jwt_authn, without_ext_authz  # noqa: E402
 from noop_http_authz import AUTHORIZATION as NOOP_HTTP_AUTHORIZATION  # noqa: E402
 
-from authz.dev.processes import Process, envoy_binary, free_port, wait_for_port  # noqa: E402
-from authz.dev.signing_keys import SigningKeys  # noqa: E402
+from devtools.processes import Process, envoy_binary, free_port, wait_for_port  # noqa: E402
+from devtools.signing_keys import SigningKeys  # noqa: E402
 from tests.harness import GATEWAY_SECRET, Response, Stack, basic, http_request  # noqa: E402
 
 POLICIES = ROOT / "deploy" / "policies"
@@ -343,7 +343,7 @@ class BenchStack(Stack):
                           template: Path | None = None, clusters: dict[str, int | str] | None = None) -> Process:
         """Envoy with ``envoy/envoy.yaml`` (or ``template``) re-pointed at this stack; ``clusters`` replaces the
         default {phantom_authz: <authz port>, echo: <echo port>}."""
-        from authz.dev.envoy_config import render_envoy_config
+        from devtools.envoy_config import render_envoy_config
 
         self.envoy_port = free_port()
         admin = free_port()
@@ -638,7 +638,7 @@ def http_mode_missing() -> list[str]:
 
 
 def bench_jwt(issuer: str, keys: SigningKeys) -> str:
-    """A JWT like those the dev AS signs (authz/dev/auth_server.py claims(): RS256, kid = JWK thumbprint, typ
+    """A JWT like those the dev AS signs (devtools/auth_server.py claims(): RS256, kid = JWK thumbprint, typ
     at+jwt, the same claims), valid for an hour."""
     now = int(time.time())
     return keys.sign({"iss": issuer, "sub": "demo-client", "aud": AUDIENCE, "scope": "read",
@@ -1237,7 +1237,7 @@ def main(argv: list[str] | None = None) -> int:
         "commands": {
             "bench": command_line([sys.executable, str(Path(__file__).resolve()), *raw_argv]),
             "processes": stack.commands,
-            "envoy_config_a": "envoy/envoy.yaml re-pointed by authz/dev/envoy_config.py, then without_ext_authz(): "
+            "envoy_config_a": "envoy/envoy.yaml re-pointed by devtools/envoy_config.py, then without_ext_authz(): "
                               "the ext_authz HTTP filter and its typed_per_filter_config removed",
             "envoy_config_j": "as a, plus envoy.filters.http.jwt_authn first (bench/envoy_mutations.py "
                               "with_jwt_authn: one provider, issuer + audiences, local_jwks inline_string, "
@@ -1245,7 +1245,7 @@ def main(argv: list[str] | None = None) -> int:
             "envoy_config_h": "as a, plus an HTTP ext_authz filter (http_service) to bench/noop_http_authz.py "
                               "--stack aiohttp (bench/envoy_mutations.py with_http_ext_authz, as "
                               "bench/http_stack_bench.py)",
-            "envoy_config_ch": "envoy/envoy-http.yaml re-pointed by authz/dev/envoy_config.py "
+            "envoy_config_ch": "envoy/envoy-http.yaml re-pointed by devtools/envoy_config.py "
                                "(cluster phantom_authz_http -> phantom-authz's server.http.listen)",
             "wrk": {k: v.command for k, v in runner.results.items()},
             "phantom_authz_configs": stack.configs,

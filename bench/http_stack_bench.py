@@ -8,7 +8,7 @@ filter removed (the ceiling). For each run: requests/s, p50/p99/p99.9, non-2xx/s
 (µs; utime+stime from /proc, descendants included) of the no-op server and of Envoy (and of the echo upstream), the
 no-op server's RSS, and its exit status when stopped with SIGTERM (0 = it stopped gracefully).
 
-Envoy's filter: ``envoy/envoy.yaml`` re-pointed by authz/dev/envoy_config.py, its gRPC ext_authz filter replaced by
+Envoy's filter: ``envoy/envoy.yaml`` re-pointed by devtools/envoy_config.py, its gRPC ext_authz filter replaced by
 
     http_service: {server_uri: {uri: 127.0.0.1:<port>, cluster: ext_authz_http, timeout: 5s},
                    authorization_response: {allowed_upstream_headers: {patterns: [{exact: authorization}]}}}
@@ -55,8 +55,8 @@ from envoy_bench import (  # noqa: E402
 from envoy_mutations import HTTP_CLUSTER, with_http_ext_authz, without_ext_authz  # noqa: E402
 from noop_http_authz import AUTHORIZATION, STACKS  # noqa: E402
 
-from authz.dev.envoy_config import render_envoy_config  # noqa: E402
-from authz.dev.processes import Process, envoy_binary, free_port  # noqa: E402
+from devtools.envoy_config import render_envoy_config  # noqa: E402
+from devtools.processes import Process, envoy_binary, free_port  # noqa: E402
 from tests.harness import http_request  # noqa: E402
 
 CEILING = "ceiling"  # Envoy without the ext_authz filter
@@ -152,7 +152,7 @@ class Bench:
 
     def start_echo(self) -> None:
         self.echo_port = port = free_port()
-        self.echo = self.start(Process("echo", [sys.executable, "-m", "authz.dev.echo", "--port", str(port)], port,
+        self.echo = self.start(Process("echo", [sys.executable, "-m", "devtools.echo", "--port", str(port)], port,
                                        self.dir))
 
     def start_envoy(self, name: str, authz_port: int | None) -> tuple[Process, int, int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authz.bench_check import _request, _run, percentile
-from authz.dev.processes import Process, free_port
+from devtools.processes import Process, free_port
 from tests.harness import ROOT, Stack
 
 POLICIES = str(ROOT / "deploy" / "policies")

@@ -22,8 +22,8 @@ import grpc
 import yaml
 
 from authz.adminpb import admin_pb2, admin_pb2_grpc
-from authz.dev.envoy_config import HTTP_PATH_PREFIX, TEMPLATES, http_path_prefix, render_envoy_config
-from authz.dev.processes import Process, envoy_binary, free_port, wait_for_port
+from devtools.envoy_config import HTTP_PATH_PREFIX, TEMPLATES, http_path_prefix, render_envoy_config
+from devtools.processes import Process, envoy_binary, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_SECRET = "gateway-test-secret"
@@ -102,14 +102,14 @@ class Stack:
     def start_dev_as(self, *args: str) -> Process:
         self.as_port = free_port()
         self.dev_as = self._start(Process(
-            "dev-as", [sys.executable, "-m", "authz.dev.auth_server", "--port", str(self.as_port),
+            "dev-as", [sys.executable, "-m", "devtools.auth_server", "--port", str(self.as_port),
                        "--revocation-hook", f"127.0.0.1:{self.admin_port}", *args],
             self.as_port, self.dir, env={"DEV_AS_GATEWAY_SECRET": GATEWAY_SECRET}))
         return self.dev_as
 
     def start_echo(self) -> Process:
         self.echo_port = free_port()
-        return self._start(Process("echo", [sys.executable, "-m", "authz.dev.echo", "--port", str(self.echo_port)],
+        return self._start(Process("echo", [sys.executable, "-m", "devtools.echo", "--port", str(self.echo_port)],
                                    self.echo_port, self.dir))
 
     def authz_config(self, **overrides: Any) -> dict[str, Any]:

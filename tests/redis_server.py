@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from authz.dev.processes import Process, free_port
+from devtools.processes import Process, free_port
 
 __all__ = ["RedisServer", "redis_available"]
 

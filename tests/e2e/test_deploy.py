@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from authz.config import load_config
-from authz.dev.processes import envoy_binary
+from devtools.processes import envoy_binary
 from tests.harness import ROOT, Stack
 
 DEPLOY = ROOT / "deploy"

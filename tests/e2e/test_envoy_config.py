@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from authz.config_http import HttpTransportConfig
-from authz.dev.envoy_config import HTTP_TEMPLATE, TEMPLATE, TEMPLATES, http_path_prefix, render_envoy_config
-from authz.dev.processes import envoy_binary
+from devtools.envoy_config import HTTP_TEMPLATE, TEMPLATE, TEMPLATES, http_path_prefix, render_envoy_config
+from devtools.processes import envoy_binary
 from tests.harness import EXT_AUTHZ, ext_authz_filter, hcm, route_settings, routes
 
 ROUTE_SETTINGS = {"/httpbin/": {"required_scopes": "read"}, "/admin/": {"required_scopes": "admin"},

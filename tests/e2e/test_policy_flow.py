@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from authz.dev.processes import Process, free_port
+from devtools.processes import Process, free_port
 from tests.harness import ROOT, Stack
 
 POLICIES = str(ROOT / "deploy" / "policies")

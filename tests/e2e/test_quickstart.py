@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from authz.config import load_config
-from authz.dev.envoy_config import TEMPLATES
-from authz.dev.processes import Process, envoy_binary
-from authz.dev.quickstart import CONFIG, HTTP_LISTEN, MODES, main, processes
+from devtools.envoy_config import TEMPLATES
+from devtools.processes import Process, envoy_binary
+from devtools.quickstart import CONFIG, HTTP_LISTEN, MODES, main, processes
 from tests.harness import ROOT, ext_authz_filter, routes
 
 
@@ -58,9 +58,9 @@ def test_make_run_passes_mode_to_the_quickstart() -> None:
     make = subprocess.run(["make", "-n", "-C", str(ROOT), "run", "MODE=http"], capture_output=True, text=True,
                           timeout=30)
     assert make.returncode == 0, make.stderr
-    assert "-m authz quickstart --mode http" in make.stdout
+    assert "-m devtools.quickstart --mode http" in make.stdout
     default = subprocess.run(["make", "-n", "-C", str(ROOT), "run"], capture_output=True, text=True, timeout=30)
-    assert "-m authz quickstart --mode grpc" in default.stdout
+    assert "-m devtools.quickstart --mode grpc" in default.stdout
 
 
 def test_unknown_quickstart_mode_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,7 +34,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from authz.dev.processes import Process, free_port
+from devtools.processes import Process, free_port
 from tests.harness import Response, basic, http_request
 
 __all__ = ["DEMO_CLIENT", "GATEWAY_CLIENT", "GATEWAY_POST", "JWT_INTROSPECTION", "PROVIDER_DIR", "SKIP_REASON",

@@ -17,7 +17,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from authz.dev.processes import free_port
+from devtools.processes import free_port
 from tests.harness import GATEWAY_SECRET, Stack
 
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
-from authz.dev.processes import free_port
+from devtools.processes import free_port
 from tests.harness import GATEWAY_SECRET, Stack
 from tests.service.test_grpc_service import call, check_request
 

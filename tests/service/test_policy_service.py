@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from authz.dev.processes import Process, free_port
+from devtools.processes import Process, free_port
 from tests.harness import Stack
 from tests.service.test_grpc_service import call, check_request, target
 

@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 
-from authz.dev.auth_server import DEV_AS_KEY, DevASConfig, DevClient, bound_port, start
+from devtools.auth_server import DEV_AS_KEY, DevASConfig, DevClient, bound_port, start
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "/oauth/v2/oauth-token"
@@ -404,8 +404,16 @@ async def test_default_clients_read_the_gateway_secret_from_the_environment(
     assert (await dev_as.introspect(token, client=("gateway-client", "gateway-secret")))[0] == 401
 
 
+async def test_item15_gateway_secret_is_never_defaulted(make_as: MakeAS, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEV_AS_GATEWAY_SECRET", raising=False)
+    dev_as = await make_as(clients=DevASConfig().clients)
+    token = await dev_as.token("admin")
+    for guess in ("gateway-secret", "", "secret"):
+        assert (await dev_as.introspect(token, client=("gateway-client", guess)))[0] == 401
+
+
 def test_main_prints_the_ready_line_and_exits_0_on_sigterm() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "authz.dev.auth_server", "--port", "0", "--token-ttl", "60"],
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.auth_server", "--port", "0", "--token-ttl", "60"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

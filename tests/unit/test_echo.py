@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from authz.dev.echo import bound_port, start
+from devtools.echo import bound_port, start
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ async def test_undecodable_body_does_not_fail(session: aiohttp.ClientSession, ec
 
 
 def test_main_prints_the_ready_line_and_exits_0_on_sigterm() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "authz.dev.echo", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.echo", "--port", "0"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

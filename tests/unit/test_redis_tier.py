@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from authz.cache import IntrospectionCache, RedisTier, cache_key
 from authz.config import CacheConfig
-from authz.dev.processes import free_port
+from devtools.processes import free_port
 from authz.errors import InvalidToken
 from authz.metrics import Metrics
 from authz.models import Identity, Introspection

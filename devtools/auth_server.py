@@ -16,7 +16,7 @@ A dev/demo AS, NOT for production: all state (tokens, keys, counters) is in memo
   ``GET /.well-known/oauth-authorization-server`` (RFC 8414), ``GET /stats``, ``POST /dev/reset-stats``,
   ``POST /dev/rotate-keys``.
 
-Run it with ``python -m authz.dev.auth_server --port 8443`` (``--port 0`` picks a free port).
+Run it with ``python -m devtools.auth_server --port 8443`` (``--port 0`` picks a free port).
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ from typing import Any
 
 from aiohttp import web
 
-from authz.dev.revocation_hook import evict_at_gateway
-from authz.dev.signing_keys import SigningKeys
+from devtools.revocation_hook import evict_at_gateway
+from devtools.signing_keys import SigningKeys
 
 __all__ = ["DEV_AS_KEY", "DevASConfig", "DevAuthServer", "DevClient", "SigningKeys", "bound_port", "build_app",
            "default_clients", "main", "start"]
 
-log = logging.getLogger("authz.dev.auth_server")
+log = logging.getLogger("devtools.auth_server")
 
 TOKEN_PATH = "/oauth/v2/oauth-token"
 INTROSPECT_PATH = "/oauth/v2/oauth-introspect"
@@ -72,10 +72,12 @@ class DevClient:
 
 
 def default_clients() -> dict[str, DevClient]:
-    """``demo-client`` (gets tokens) and ``gateway-client`` (introspects; secret from ``$DEV_AS_GATEWAY_SECRET``)."""
+    """``demo-client`` (gets tokens) and ``gateway-client`` (introspects; secret from ``$DEV_AS_GATEWAY_SECRET``).
+    No secret is ever defaulted: without the variable the gateway client's secret is random, known to nobody."""
     return {
         "demo-client": DevClient("demo-secret", ("read", "write", "admin", "approve"), ("read",)),
-        "gateway-client": DevClient(os.environ.get("DEV_AS_GATEWAY_SECRET", "gateway-secret"), can_introspect=True),
+        "gateway-client": DevClient(os.environ.get("DEV_AS_GATEWAY_SECRET") or secrets.token_urlsafe(32),
+                                    can_introspect=True),
     }
 
 
@@ -343,7 +345,7 @@ async def start(config: DevASConfig) -> web.AppRunner:
 
 def _parser() -> argparse.ArgumentParser:
     defaults = DevASConfig(clients={})
-    parser = argparse.ArgumentParser(prog="authz.dev.auth_server",
+    parser = argparse.ArgumentParser(prog="devtools.auth_server",
                                      description="development AS for phantom tokens (NOT for production)")
     parser.add_argument("--host", default=defaults.host, help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port (default: %(default)s)")

@@ -14,7 +14,7 @@ from authz.adminpb import admin_pb2, admin_pb2_grpc
 
 __all__ = ["evict_at_gateway"]
 
-log = logging.getLogger("authz.dev.revocation_hook")
+log = logging.getLogger("devtools.revocation_hook")
 
 
 async def evict_at_gateway(target: str, token: str, deadline: float = 1.0) -> int | None:

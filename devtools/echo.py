@@ -7,7 +7,7 @@ Any method, any path -> 200 JSON ``{"method", "path", "args", "headers", "body"}
   joined with ", ", so a duplicated header is visible);
 - ``body``: the request body as text (undecodable bytes replaced), "" when there is none.
 
-Development and test use only. Run it with ``python -m authz.dev.echo --port 8080`` (``--port 0``: a free port).
+Development and test use only. Run it with ``python -m devtools.echo --port 8080`` (``--port 0``: a free port).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ async def _serve(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="authz.dev.echo", description="echo upstream for the quickstart")
+    parser = argparse.ArgumentParser(prog="devtools.echo", description="echo upstream for the quickstart")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)")
     args = parser.parse_args(argv)

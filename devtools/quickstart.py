@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from authz.dev.envoy_config import TEMPLATES
-from authz.dev.processes import Process, envoy_binary, wait_for_port
+from devtools.envoy_config import TEMPLATES
+from devtools.processes import Process, envoy_binary, wait_for_port
 
 __all__ = ["HTTP_LISTEN", "MODES", "main", "processes"]
 
@@ -71,9 +72,9 @@ def processes(mode: str, logs: Path, env: dict[str, str]) -> list[Process]:
     py = sys.executable
     authz_env = {**env, "AUTHZ__SERVER__HTTP__LISTEN": HTTP_LISTEN} if mode == "http" else env
     return [
-        Process("dev-as", [py, "-m", "authz.dev.auth_server", "--port", "8443",
+        Process("dev-as", [py, "-m", "devtools.auth_server", "--port", "8443",
                            "--revocation-hook", "127.0.0.1:9002"], 8443, logs, env),
-        Process("echo", [py, "-m", "authz.dev.echo", "--port", "8080"], 8080, logs),
+        Process("echo", [py, "-m", "devtools.echo", "--port", "8080"], 8080, logs),
         # ready when the gRPC port accepts; in http mode the HTTP port is awaited too (main)
         Process("phantom-authz", [py, "-m", "authz", "serve", "--config", str(CONFIG)], 9001, logs, authz_env),
         Process("envoy", [envoy_binary(), "-c", str(TEMPLATES[mode]), "--log-level", "warn"], 8000, logs),
@@ -81,14 +82,15 @@ def processes(mode: str, logs: Path, env: dict[str, str]) -> list[Process]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="authz quickstart", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m devtools.quickstart", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=ROOT / "run", help="where logs go (default: run/)")
     parser.add_argument("--mode", choices=MODES, default="grpc",
                         help="Envoy's ext_authz mode: grpc (envoy/envoy.yaml, default) or http (envoy/envoy-http.yaml)")
     args = parser.parse_args(argv)
     logs = args.workdir / "logs"
-    secret = os.environ.get("DEV_AS_GATEWAY_SECRET", "gateway-secret")
+    # one random secret per run, shared by the dev AS and phantom-authz: no secret is ever defaulted
+    secret = os.environ.get("DEV_AS_GATEWAY_SECRET") or secrets.token_urlsafe(32)
     env = {"DEV_AS_GATEWAY_SECRET": secret}
     procs = processes(args.mode, logs, env)
     stop = threading.Event()
