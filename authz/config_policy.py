@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from authz.config_section import ConfigError, Secret, Section, read_file, url
+from authz.policy.decision_cache import DEFAULT_MAX_BYTES
 
 __all__ = ["DEFAULT_MASK", "PolicyConfig", "parse_policy"]
 
@@ -31,6 +32,7 @@ class PolicyConfig:
     decision_log: str = "summary"  # off | summary | full (with the input, masked)
     decision_log_mask: tuple[str, ...] = ()  # parse_policy fills in DEFAULT_MASK
     decision_cache_size: int = 10_000  # embedded, deterministic policies: decisions reused for equal inputs (0: off)
+    decision_cache_max_bytes: int = DEFAULT_MAX_BYTES  # what the reused decisions' keys and values may hold (0: off)
 
     @property
     def enabled(self) -> bool:
@@ -63,6 +65,8 @@ def parse_policy(sec: Section, environ: Mapping[str, str]) -> PolicyConfig:
         decision_log_mask=sec.strings("decision_log_mask", _POINTER, "JSON pointer (/input/...)")
         or DEFAULT_MASK,
         decision_cache_size=int(sec.number("decision_cache_size", 10_000, integer=True, minimum=-1e-9)),
+        decision_cache_max_bytes=int(sec.number("decision_cache_max_bytes", DEFAULT_MAX_BYTES, integer=True,
+                                                minimum=-1e-9)),
     )
     if result.failure_status not in (500, 503, 403):
         raise ConfigError(sec.key("failure_status"), f"must be 503, 500 or 403, got {result.failure_status}")

@@ -134,7 +134,7 @@ class Server:
                 return next((k for k in (s.cached_key(kid) for s in self._key_sets) if k is not None), None)
 
             engine = EmbeddedEngine(settings.paths, settings.timeout_seconds, JwtBuiltins(key_lookup),
-                                    settings.decision_cache_size)
+                                    settings.decision_cache_size, settings.decision_cache_max_bytes)
             self.policy_engine = engine
             if settings.watch_interval_seconds > 0:
                 self._watcher = asyncio.ensure_future(engine.watch(settings.watch_interval_seconds))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import decision_cache_memory  # bench/, next to this script
+
 from authz.bench_check import _request, _run, percentile
 from devtools.processes import Process, free_port
 from tests.harness import ROOT, Stack
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     calls = 300 if args.quick else 3000
     run("embedded", calls)
     run("remote", calls)
+    decision_cache_memory.report(1000, None)  # issue 12 item 4: RSS stays within decision_cache_max_bytes
     return 0
 
 

@@ -6,33 +6,78 @@ that differ only in what the policy ignores (request id, time, other headers, th
 The key is the canonical JSON of that input and the decision path; data changes only by a reload, which starts an
 empty cache. Errors and undefined decisions are never stored: they are evaluated again each time. A decision is also
 filed under its ``RequestKeyer`` key, so an equal request finds it before its input is even built.
+
+Keys can hold what the policy reads of a request, bodies and header values included, so the cache is bounded by
+bytes as well as by entries: every entry is charged what its key and value hold (``footprint``: ``sys.getsizeof``
+over the whole object graph, shared parts counted each time, plus the dictionary slot), an entry over
+``entry_limit`` (a sixteenth of the bound, at most 64 KiB) is never stored (such requests are evaluated every
+time), and a put that would pass either bound empties the cache first.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["DecisionCache"]
+__all__ = ["DEFAULT_MAX_BYTES", "MAX_ENTRY_BYTES", "DecisionCache", "footprint"]
 
-_MAX_KEY_CHARS = 16_384  # inputs larger than this (big bodies) are evaluated every time
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+MAX_ENTRY_BYTES = 64 * 1024  # the most one entry (key and value) may hold; bigger ones are evaluated every time
+_SLOT_BYTES = 100  # a dictionary slot and its share of the table, generously
+_ATOMS = (str, bytes, int, float, bool, type(None))
+
+
+def footprint(value: object, limit: int) -> int:
+    """Bytes ``value`` holds (its object graph, shared parts counted each time), or more than ``limit`` as soon as
+    the count passes it. A type this does not know (an object whose contents it cannot see) counts as over."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        total += sys.getsizeof(item)
+        if total > limit:
+            return total
+        if isinstance(item, _ATOMS):
+            continue
+        if isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        else:
+            return limit + 1
+    return total
 
 
 class DecisionCache:
-    __slots__ = ("_entries", "_size")
+    __slots__ = ("_bytes", "_entries", "_entry_limit", "_max_bytes", "_size")
 
-    def __init__(self, size: int) -> None:
-        self._size = size  # 0: off
+    def __init__(self, size: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._size = size if max_bytes > 0 else 0  # 0: off
+        self._max_bytes = max_bytes
+        self._entry_limit = min(MAX_ENTRY_BYTES, max_bytes // 16)
         self._entries: dict[Hashable, Any] = {}  # canonical-JSON keys and request keys
+        self._bytes = 0  # what the entries' keys and values hold, as footprint() counts it
 
     def renewed(self, deterministic: bool) -> DecisionCache:
-        """An empty cache of the same size (off when the new policies are not deterministic)."""
-        return DecisionCache(self._size if deterministic else 0)
+        """An empty cache of the same bounds (off when the new policies are not deterministic)."""
+        return DecisionCache(self._size if deterministic else 0, self._max_bytes)
 
     @property
     def enabled(self) -> bool:
         return self._size > 0
+
+    @property
+    def entry_limit(self) -> int:
+        """Entries (key and value) holding more bytes than this are not stored."""
+        return self._entry_limit
+
+    @property
+    def bytes(self) -> int:
+        """The bytes the entries' keys and values hold (never above the configured bound)."""
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -45,14 +90,24 @@ class DecisionCache:
                               allow_nan=False)
         except (TypeError, ValueError):
             return None
-        return None if len(text) > _MAX_KEY_CHARS else decision_path + "\n" + text
+        return None if len(text) > self._entry_limit else decision_path + "\n" + text
 
     def get(self, key: Hashable | None) -> Any:
         return None if key is None else self._entries.get(key)
 
     def put(self, key: Hashable | None, result: Any) -> None:
-        if key is None:
+        if key is None or not self._size:
             return
-        if len(self._entries) >= self._size:
+        limit = self._entry_limit
+        cost = footprint(key, limit)
+        if cost <= limit:
+            cost += footprint(result, limit - cost) + _SLOT_BYTES
+        if cost > limit:
+            return  # too big to keep: this request shape is evaluated every time
+        if key in self._entries:
+            return  # already charged (an equal decision raced in)
+        if len(self._entries) >= self._size or self._bytes + cost > self._max_bytes:
             self._entries.clear()  # a bounded memo; the next requests fill it again
+            self._bytes = 0
         self._entries[key] = result
+        self._bytes += cost

@@ -30,7 +30,7 @@ os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
 from authz.models import RequestInfo
-from authz.policy.decision_cache import DecisionCache
+from authz.policy.decision_cache import DEFAULT_MAX_BYTES, DecisionCache
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, new_decision_id, rego_ref
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
@@ -57,14 +57,15 @@ class EmbeddedEngine:
     name = "embedded"
 
     def __init__(self, paths: tuple[str, ...], timeout_seconds: float, builtins: JwtBuiltins | None = None,
-                 decision_cache_size: int = 10_000) -> None:
+                 decision_cache_size: int = 10_000, decision_cache_max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._roots = [Path(p) for p in paths]
         self._timeout = timeout_seconds
         self._builtins = builtins or JwtBuiltins()
         self._signature = self._scan()
         self.needs = ALL_INPUT
         self._engine, self.needs = self._compile()  # raises PolicyLoadError: start-up fails with file and line
-        self._decisions = DecisionCache(decision_cache_size if self.needs.deterministic else 0)
+        self._decisions = DecisionCache(decision_cache_size if self.needs.deterministic else 0,
+                                        decision_cache_max_bytes)
         self._keyer = RequestKeyer(self.needs)
         # set by a transport that cannot provide every input field: raises PolicyLoadError to refuse a reload
         self.needs_check: Callable[[InputNeeds], None] | None = None
@@ -159,6 +160,11 @@ class EmbeddedEngine:
     def cached_decisions(self) -> int:
         """How many decisions are held for reuse (always 0 when the policies are not deterministic)."""
         return len(self._decisions)
+
+    @property
+    def cached_decision_bytes(self) -> int:
+        """The bytes the held decisions' keys and values hold (at most ``decision_cache_max_bytes``)."""
+        return self._decisions.bytes
 
     def request_key(self, decision_path: str, request: RequestInfo, identity: Any) -> Hashable | None:
         """The key of this request's reusable decision (None: not reusable, or no key for this policy's reads)."""
