@@ -99,6 +99,7 @@ class AuthorizationServerConfig:
     max_response_bytes: int = 64 * 1024
     retry_after_seconds: int = 5
     verify_tls: bool = True
+    allow_insecure_http: bool = False  # let key discovery use plain http (metadata, discovered jwks_uri): development
     # verification of what the AS returns
     issuer: str | None = None
     jwks_uri: str | None = None
@@ -218,6 +219,7 @@ def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str,
         retry_after_seconds=int(sec.number("retry_after_seconds", 5, integer=True)),
         verify_tls=sec.boolean("verify_tls", True),
         issuer=sec.str_("issuer") if sec.has("issuer") else None,
+        allow_insecure_http=sec.boolean("allow_insecure_http", False),
         jwks_uri=url(sec, "jwks_uri"),
         metadata_url=url(sec, "metadata_url"),
         audiences=sec.strings("audiences", re.compile(r"^\S+$"), "audience"),
@@ -233,6 +235,11 @@ def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str,
     if result.verifies_jwts and result.issuer is None:
         raise ConfigError(sec.key("issuer"), f"is required to verify the JWTs of dialect {result.dialect!r}")
     if result.jwt_field is not None and result.dialect != "rfc7662":
+    discovery_from = result.metadata_url or result.issuer
+    if (result.verifies_jwts and result.jwks_uri is None and discovery_from is not None
+            and not discovery_from.startswith("https://") and not result.allow_insecure_http):
+        raise ConfigError(sec.key("metadata_url" if result.metadata_url else "issuer"),
+                          "key discovery needs https (or set jwks_uri, or allow_insecure_http: true for development)")
         raise ConfigError(sec.key("jwt_field"), "applies to the rfc7662 dialect only")
     if result.claims_header in ("authorization", "host", "cookie") or not _HEADER.match(result.claims_header):
         raise ConfigError(sec.key("claims_header"), f"{result.claims_header!r} cannot carry the claims")

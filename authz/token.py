@@ -1,8 +1,9 @@
 """Stage 4a: verify a JWT the AS handed back (the phantom JWT, an RFC 7662 ``jwt`` field, an RFC 9701 response).
 
 Only the AS's own keys are trusted: the ``alg`` must be on the AS's allow-list (asymmetric only: never ``none``,
-never HS*, so a public key can never double as an HMAC secret), the key is found by ``kid`` in the AS's JWKS, and
-the signature must verify. Any failure here is the AS's (or our configuration's) fault: 502, not 401.
+never HS*, so a public key can never double as an HMAC secret), the key is found by ``kid`` in the AS's JWKS and
+must fit the ``alg`` (its own ``alg``, type and curve: ``authz.verification_keys``), and the signature
+must verify. Any failure here is the AS's (or our configuration's) fault: 502, not 401.
 Claim checks (time, issuer, audience) are ``authz.claims``'s job.
 """
 
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 import jwt as pyjwt
 
 from authz.errors import UpstreamMisbehaved
+from authz.verification_keys import VerificationKey
 
 __all__ = ["JwtVerifier", "KeySource"]
 
@@ -28,7 +30,7 @@ class KeySource(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def key(self, kid: str | None) -> pyjwt.PyJWK: ...
+    async def key(self, kid: str | None, alg: str) -> VerificationKey: ...
 
 
 class JwtVerifier:
@@ -67,10 +69,10 @@ class JwtVerifier:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise UpstreamMisbehaved(f"AS {name}: JWT kid is not a string")
-        key = await self._keys.key(kid)
+        key = await self._keys.key(kid, alg)  # a key that may verify alg (type, curve, its own alg), else 502
         try:
             verified = _algorithm(alg).verify(f"{parts[0]}.{parts[1]}".encode("ascii"), key.key, signature)
-        except (pyjwt.PyJWTError, TypeError, ValueError) as exc:  # TypeError: kid names a key of another type
+        except (pyjwt.PyJWTError, TypeError, ValueError, AttributeError) as exc:
             raise UpstreamMisbehaved(f"AS {name}: JWT does not verify ({type(exc).__name__}: {exc})") from None
         if not verified:
             raise UpstreamMisbehaved(f"AS {name}: JWT signature does not verify with kid {kid!r}")

@@ -6,7 +6,10 @@
   fetch.
 - Metadata: ``metadata_url`` if configured, else RFC 8414 (``/.well-known/oauth-authorization-server`` inserted
   before the issuer's path), then OIDC discovery (``<issuer>/.well-known/openid-configuration``). The document's
-  ``issuer`` must equal ours (RFC 8414 §3.3).
+  ``issuer`` must equal ours (RFC 8414 §3.3). Discovery fetches only ``https`` (the metadata and the ``jwks_uri`` it
+  names) unless the AS is configured with ``allow_insecure_http: true`` (development); the keys' host is logged.
+- Only keys fit to verify a JWS are kept (``authz.verification_keys``); the others are skipped with a
+  log line naming their ``kid``. A ``kid`` may name several keys (of different types); the JWS ``alg`` picks one.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt as pyjwt
-
 from authz.config import AuthorizationServerConfig
 from authz.errors import AuthzError, UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
+from authz.verification_keys import UnusableKey, VerificationKey, verification_key
 
 __all__ = ["KeySet", "metadata_urls"]
 
@@ -58,7 +60,7 @@ class KeySet:
         self._client = client
         self._clock = clock
         self._jwks_uri = config.jwks_uri
-        self._keys: dict[str | None, pyjwt.PyJWK] = {}
+        self._keys: dict[str | None, tuple[VerificationKey, ...]] = {}
         self._next_fetch_at = float("-inf")  # keys expire (or, after a failure, the next attempt is due)
         self._attempted_at = float("-inf")
         self._generation = 0  # counts finished fetch attempts, so waiters can tell one ended while they waited
@@ -69,8 +71,8 @@ class KeySet:
     def name(self) -> str:
         return self._config.name
 
-    async def key(self, kid: str | None) -> pyjwt.PyJWK:
-        """The verification key for ``kid``; raises ``UpstreamMisbehaved`` when the AS has no such key."""
+    async def key(self, kid: str | None, alg: str) -> VerificationKey:
+        """The key ``kid`` names that may verify ``alg``; raises ``UpstreamMisbehaved`` when the AS has none."""
         if self._clock() >= self._next_fetch_at:
             await self._refresh()
         elif not self._keys and self._last_error is not None:
@@ -80,15 +82,19 @@ class KeySet:
             await self._refresh()
             found = self._lookup(kid)
         if found is None:
-            raise UpstreamMisbehaved(f"AS {self.name}: no signing key with kid {str(kid)[:64]!r} in its JWKS")
-        return found
+            raise UpstreamMisbehaved(f"AS {self.name}: no usable signing key with kid {str(kid)[:64]!r} in its JWKS")
+        for candidate in found:
+            if alg in candidate.algorithms:
+                return candidate
+        raise UpstreamMisbehaved(f"AS {self.name}: the key with kid {str(kid)[:64]!r} may not verify alg {alg!r} "
+                                 f"(it allows {', '.join(sorted(found[0].algorithms))})")
 
     def cached_key(self, kid: str | None) -> Any:
         """The public key for ``kid`` if already fetched, else None (synchronous: for policy built-ins)."""
         found = self._lookup(kid)
-        return None if found is None else found.key
+        return None if found is None else found[0].key
 
-    def _lookup(self, kid: str | None) -> pyjwt.PyJWK | None:
+    def _lookup(self, kid: str | None) -> tuple[VerificationKey, ...] | None:
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         return self._keys.get(kid)
@@ -114,23 +120,25 @@ class KeySet:
         if not self._keys and self._last_error is not None:
             raise self._last_error
 
-    async def _fetch(self) -> dict[str | None, pyjwt.PyJWK]:
+    async def _fetch(self) -> dict[str | None, tuple[VerificationKey, ...]]:
         if self._jwks_uri is None:
             self._jwks_uri = await self._discover_jwks_uri()
+            log.info("AS %s: JWKS discovered at host %s", self.name, urlsplit(self._jwks_uri).netloc)
         resp = await self._client.get(self._jwks_uri, "JWKS", accept="application/json, application/jwk-set+json")
         doc = _json(resp.body, "JWKS", self.name)
         raw_keys = doc.get("keys")
         if not isinstance(raw_keys, list):
             raise UpstreamMisbehaved(f"AS {self.name}: JWKS has no keys array")
-        keys: dict[str | None, pyjwt.PyJWK] = {}
+        keys: dict[str | None, tuple[VerificationKey, ...]] = {}
         for raw in raw_keys:
-            if not isinstance(raw, dict) or raw.get("use", "sig") != "sig":
+            if not isinstance(raw, dict):
                 continue
             try:
-                key = pyjwt.PyJWK(raw)
-            except (pyjwt.PyJWKError, pyjwt.InvalidKeyError):
-                continue  # a key type or curve we cannot use; others may do
-            keys[raw.get("kid") if isinstance(raw.get("kid"), str) else None] = key
+                key = verification_key(raw)
+            except UnusableKey as why:  # others may do; the log names the key by kid only
+                log.warning("AS %s: JWKS key kid=%r skipped: %s", self.name, str(raw.get("kid"))[:64], why)
+                continue
+            keys[key.kid] = (*keys.get(key.kid, ()), key)
         if not keys:
             raise UpstreamMisbehaved(f"AS {self.name}: JWKS holds no usable signing key")
         log.info("AS %s: loaded %d signing keys from %s", self.name, len(keys), self._jwks_uri)
@@ -142,6 +150,7 @@ class KeySet:
         candidates = [self._config.metadata_url] if self._config.metadata_url else metadata_urls(issuer)
         failure: UpstreamMisbehaved | None = None
         for url in candidates:
+            self._require_https(url, "metadata URL")
             try:
                 resp = await self._client.get(url, "metadata")
             except UpstreamMisbehaved as exc:  # e.g. 404: try the next well-known location
@@ -153,6 +162,13 @@ class KeySet:
             jwks_uri = doc.get("jwks_uri")
             if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
                 raise UpstreamMisbehaved(f"AS {self.name}: metadata at {url} has no usable jwks_uri")
+            self._require_https(jwks_uri, f"jwks_uri in the metadata at {url}")
             return jwks_uri
         assert failure is not None
         raise failure
+
+    def _require_https(self, url: str, what: str) -> None:
+        """Keys found by discovery come over https only, unless the AS allows plain http (development)."""
+        if not url.startswith("https://") and not self._config.allow_insecure_http:
+            raise UpstreamMisbehaved(f"AS {self.name}: {what} is not https ({url[:200]}); set allow_insecure_http: "
+                                     f"true for development only")

@@ -68,7 +68,7 @@ def test_metadata_discovery_finds_the_jwks(stack_factory: type[Stack]) -> None:
     s = stack_factory()
     s.start_dev_as()
     s.start_echo()
-    s.start_authz(as_overrides={"jwks_uri": None,
+    s.start_authz(as_overrides={"jwks_uri": None, "allow_insecure_http": True,  # the dev AS is plain http
                                 "metadata_url": f"http://127.0.0.1:{s.as_port}/.well-known/oauth-authorization-server"})
     s.start_envoy()
     assert s.get("/httpbin/get", s.token("read")).status == 200

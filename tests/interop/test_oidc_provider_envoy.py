@@ -48,6 +48,7 @@ def stack_for(factory: Any, provider: OidcProvider, tmp_path: Path, **server: An
         "client_id": GATEWAY_CLIENT[0],
         "client_secret_env": "TEST_GATEWAY_SECRET",
         "issuer": provider.issuer,  # JWKS found by OIDC discovery under the issuer
+        "allow_insecure_http": True,  # oidc-provider runs on plain http on loopback here
         "claims_forwarding": "header",
         "timeout_seconds": 2,
         **server,

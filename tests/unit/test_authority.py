@@ -158,7 +158,8 @@ async def test_phantom_inactive_is_401(fake_as: FakeAS, session: aiohttp.ClientS
 
 
 async def test_keys_are_found_through_metadata_discovery(fake_as: FakeAS, session: aiohttp.ClientSession) -> None:
-    identity = await _identity(fake_as, session, _respond(_access_jwt(fake_as), "application/jwt"), jwks_uri=None)
+    identity = await _identity(fake_as, session, _respond(_access_jwt(fake_as), "application/jwt"), jwks_uri=None,
+                               allow_insecure_http=True)
     assert identity.subject == "alice"
 
 

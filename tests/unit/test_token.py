@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,10 +19,10 @@ import aiohttp
 import jwt
 import pytest
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-from authz.config import DEFAULT_ALGORITHMS, AuthorizationServerConfig, Secret
+from authz.config import ASYMMETRIC_ALGORITHMS, DEFAULT_ALGORITHMS, AuthorizationServerConfig, Secret
 from authz.errors import UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
 from authz.introspection.jwks import KeySet
@@ -175,3 +176,139 @@ def test_authz_token_can_be_imported_first() -> None:
                             cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=30,
                             check=False)
     assert result.returncode == 0, result.stderr[-500:]
+
+
+# --- issue 12 item 11: a JWK verifies only what its own metadata, type and curve allow ----------------------------
+
+RSA_1024 = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (the key we must refuse)
+P384_KEY = ec.generate_private_key(ec.SECP384R1())
+ED448_KEY = ed448.Ed448PrivateKey.generate()
+
+
+def _public_jwk(key: Any, kid: str, **members: Any) -> dict[str, Any]:
+    if isinstance(key, rsa.RSAPrivateKey):
+        doc = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        doc = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    else:
+        doc = jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return {**doc, "kid": kid, **members}
+
+
+def _jws(alg: str, kid: str, sign: Any, claims: dict[str, Any] | None = None) -> str:
+    """A compact JWS whose signature ``sign(signing_input)`` makes, whatever pyjwt would allow."""
+    signing_input = (_b64(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}).encode()) + "."
+                     + _b64(json.dumps(claims or {**CLAIMS, "scope": "read admin"}).encode()))
+    return f"{signing_input}.{_b64(sign(signing_input.encode()))}"
+
+
+def _es256_by_p384(message: bytes) -> bytes:
+    """ES256's hash (SHA-256) signed by a P-384 key: the raw signature is 96 bytes, as P-384's are."""
+    der = P384_KEY.sign(message, ec.ECDSA(hashes.SHA256()))
+    return jwt.utils.der_to_raw_signature(der, P384_KEY.curve)
+
+
+@pytest.fixture
+async def publish() -> AsyncIterator[Any]:
+    """``publish(*jwks_keys)`` -> a verifier whose AS serves exactly those keys (real aiohttp server)."""
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        served: list[dict[str, Any]] = []
+
+        async def jwks(request: web.Request) -> web.StreamResponse:
+            return web.json_response({"keys": served})
+
+        app = web.Application()
+        app.router.add_get("/jwks", jwks)
+        base = await stack.enter_async_context(serve(app))
+
+        def make(*keys: dict[str, Any], algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS) -> JwtVerifier:
+            served[:] = keys
+            config = AuthorizationServerConfig(name="corp-as", introspection_endpoint=f"{base}/introspect",
+                                               client_id="gw", client_secret=Secret("s"), issuer=base,
+                                               jwks_uri=f"{base}/jwks")
+            return JwtVerifier(KeySet(config, AuthorizationServerClient(config, session)), algorithms)
+
+        yield make
+
+
+async def test_item11_rsa_key_with_alg_rs256_does_not_verify_ps256(publish: Any) -> None:
+    verifier = publish(_public_jwk(RSA_KEY, "rsa-1", alg="RS256", use="sig"))
+    assert await verifier.verify(_sign("RS256")) == CLAIMS
+    error = await _refused(verifier, _sign("PS256"))
+    assert "PS256" in error.detail
+
+
+async def test_item11_p384_key_does_not_verify_es256(publish: Any) -> None:
+    verifier = publish(_public_jwk(P384_KEY, "ec-1"))
+    await _refused(verifier, _jws("ES256", "ec-1", _es256_by_p384))
+    verifier = publish(_public_jwk(P384_KEY, "ec-1", alg="ES256"))  # a JWK claiming ES256 on P-384 is unusable
+    await _refused(verifier, _jws("ES256", "ec-1", _es256_by_p384))
+
+
+async def test_item11_p384_key_verifies_es384(publish: Any) -> None:
+    verifier = publish(_public_jwk(P384_KEY, "ec-1"))
+    assert await verifier.verify(jwt.encode(CLAIMS, P384_KEY, algorithm="ES384", headers={"kid": "ec-1"})) == CLAIMS
+
+
+@pytest.mark.parametrize("members", [{"key_ops": ["sign"]}, {"key_ops": ["encrypt", "wrapKey"]}, {"key_ops": []},
+                                     {"key_ops": "verify"}, {"use": "enc"}, {"use": "enc", "key_ops": ["verify"]}],
+                         ids=["ops-sign", "ops-encrypt", "ops-empty", "ops-not-a-list", "use-enc", "use-enc-ops"])
+async def test_item11_key_ops_and_use_that_exclude_verify_make_the_key_unusable(
+    publish: Any, members: dict[str, Any]
+) -> None:
+    await _refused(publish(_public_jwk(RSA_KEY, "rsa-1", **members)), _sign("RS256"))
+
+
+async def test_item11_key_ops_with_verify_and_use_sig_are_usable(publish: Any) -> None:
+    verifier = publish(_public_jwk(RSA_KEY, "rsa-1", key_ops=["verify"], use="sig"))
+    assert await verifier.verify(_sign("RS256")) == CLAIMS
+
+
+async def test_item11_rsa_key_under_2048_bits_is_unusable(publish: Any) -> None:
+    verifier = publish(_public_jwk(RSA_1024, "rsa-1", alg="RS256"))
+    token = _jws("RS256", "rsa-1", lambda m: RSA_1024.sign(m, padding.PKCS1v15(), hashes.SHA256()))
+    await _refused(verifier, token)
+
+
+async def test_item11_oct_key_under_the_named_kid_is_502_not_a_crash(publish: Any) -> None:
+    oct_key = {"kty": "oct", "kid": "rsa-1", "k": _b64(b"s" * 32)}
+    await _refused(publish(oct_key), _sign("RS256"))
+    await _refused(publish(oct_key, _public_jwk(EC_KEY, "ec-1")), _sign("RS256"))
+
+
+async def test_item11_jwk_carrying_private_members_is_unusable(publish: Any) -> None:
+    private = jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY, as_dict=True)  # n, e, d, p, q, ...
+    await _refused(publish({**private, "kid": "rsa-1"}), _sign("RS256"))
+
+
+@pytest.mark.parametrize(("key", "alg"), [(RSA_KEY, "ES256"), (EC_KEY, "RS256"), (ED_KEY, "ES256"),
+                                          (RSA_KEY, "HS256"), (RSA_KEY, "RSA-OAEP")])
+async def test_item11_jwk_alg_that_does_not_fit_the_key_type_is_unusable(publish: Any, key: Any, alg: str) -> None:
+    kid = {id(RSA_KEY): "rsa-1", id(EC_KEY): "ec-1", id(ED_KEY): "ed-1"}[id(key)]
+    signed_with = {id(RSA_KEY): "RS256", id(EC_KEY): "ES256", id(ED_KEY): "EdDSA"}[id(key)]
+    await _refused(publish(_public_jwk(key, kid, alg=alg)), _sign(signed_with))
+
+
+async def test_item11_unusable_keys_are_skipped_with_a_log_line_naming_only_the_kid(
+    publish: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    weak = _public_jwk(RSA_1024, "weak-1")
+    secret = {"kty": "oct", "kid": "hmac-1", "k": _b64(b"topsecret" * 4)}
+    verifier = publish(weak, secret, _public_jwk(RSA_KEY, "rsa-1"))
+    with caplog.at_level("INFO", logger="authz.jwks"):
+        assert await verifier.verify(_sign("RS256")) == CLAIMS
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 2 and "weak-1" in skipped[0] and "hmac-1" in skipped[1], skipped
+    assert all(weak["n"] not in line and _b64(b"topsecret" * 4) not in line for line in skipped)
+
+
+async def test_a_kid_shared_by_keys_of_two_types_picks_the_one_fitting_the_alg(publish: Any) -> None:
+    verifier = publish(_public_jwk(RSA_KEY, "shared"), _public_jwk(EC_KEY, "shared"))
+    assert await verifier.verify(jwt.encode(CLAIMS, EC_KEY, algorithm="ES256", headers={"kid": "shared"})) == CLAIMS
+    assert await verifier.verify(jwt.encode(CLAIMS, RSA_KEY, algorithm="PS256", headers={"kid": "shared"})) == CLAIMS
+
+
+async def test_ed448_key_verifies_eddsa(publish: Any) -> None:
+    verifier = publish(_public_jwk(ED448_KEY, "ed-448"))
+    assert await verifier.verify(jwt.encode(CLAIMS, ED448_KEY, algorithm="EdDSA", headers={"kid": "ed-448"})) == CLAIMS
