@@ -14,19 +14,37 @@ from authz.errors import InvalidToken, UpstreamMisbehaved
 from authz.memo import IdentityMemo
 from authz.models import Identity
 from authz.numbers import finite_number
+from authz.scopes import granted_scopes
 
-__all__ = ["ClaimsChecker", "scopes_of"]
+__all__ = ["ClaimsChecker", "check_access_token", "scopes_of"]
+
+# RFC 7662 token_type values that mean a plain bearer access token (compared case-insensitively); absent is accepted
+_ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"})
+
+
+def check_access_token(claims: Mapping[str, Any]) -> None:
+    """Refuse (401 ``invalid_token``) an answer about a token that is not a plain bearer access token: a
+    ``token_type`` other than Bearer / access token (a refresh or ID token, a DPoP token), or a ``cnf`` claim (a
+    DPoP- or mTLS-bound token: its proof of possession is not checked here, so it cannot be taken as a bearer
+    token)."""
+    token_type = claims.get("token_type")
+    if token_type is not None:
+        if not isinstance(token_type, str):
+            raise UpstreamMisbehaved("token token_type claim is not a string")
+        if not (token_type.isascii() and token_type.lower() in _ACCESS_TOKEN_TYPES):
+            raise InvalidToken(f"token_type {token_type[:40]!r} is not an access token")
+    if "cnf" in claims:
+        raise InvalidToken("token is sender-constrained (cnf claim); bound tokens are not accepted")
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
-    """The ``scope`` claim as a set: a space-separated string (RFC 9068) or a list of strings."""
+    """The ``scope`` claim as a set: a string split on SP only (RFC 6749 §3.3, RFC 9068) or a list of strings; a
+    token outside the scope grammar grants nothing (``authz.scopes.granted_scopes``)."""
     scope = claims.get("scope", claims.get("scp"))
     if scope is None:
         return frozenset()
-    if isinstance(scope, str):
-        return frozenset(scope.split())
-    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
-        return frozenset(scope)
+    if isinstance(scope, str) or (isinstance(scope, list) and all(isinstance(s, str) for s in scope)):
+        return granted_scopes(scope)
     raise UpstreamMisbehaved("token scope claim is neither a string nor a list of strings")
 
 
@@ -85,6 +103,7 @@ class ClaimsChecker:
             raise InvalidToken("token not yet valid")
 
     def _identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
+        check_access_token(claims)
         exp = _number(claims, "exp")
         self._check_times(exp, _number(claims, "nbf"))
         issuer = _string(claims, "iss")

@@ -27,6 +27,7 @@ from authz.config_cache import CacheConfig, parse_cache
 from authz.config_http import HttpTransportConfig, parse_http_transport
 from authz.config_policy import PolicyConfig, parse_policy
 from authz.config_section import ConfigError, Secret, Section, read_file, url
+from authz.scopes import ScopeSyntaxError, required_scopes
 
 __all__ = [
     "AuthorizationServerConfig",
@@ -49,8 +50,10 @@ CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 CLAIMS_FORWARDING = ("none", "header")
+DEFAULT_MAX_RECEIVE_BYTES = 32 * 1024 * 1024
+ENVOY_MAX_HEADER_BYTES = 8192 * 1024  # Envoy's cap on max_request_headers_kb: its largest possible header block
+_GRPC_MAX_MESSAGE = 2**31 - 1
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,9 @@ class ServerConfig:
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (measured ~20% more Checks/s with grpc.aio here) or asyncio
     workers: int = 1  # processes sharing the port with SO_REUSEPORT (TCP only); each has its own L1 cache
+    # the largest CheckRequest gRPC accepts; larger ones fail with RESOURCE_EXHAUSTED, which Envoy turns into
+    # status_on_error (or, with failure_mode_allow: true, an allow), so it must exceed anything Envoy may send
+    max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES
     # Envoy HTTP ext_authz mode, off by default; its address is server.http.listen (a section, not a flat http_listen)
     http: HttpTransportConfig = field(default_factory=HttpTransportConfig)
 
@@ -130,6 +136,7 @@ class Config:
     routes: RouteDefaults = RouteDefaults()
     headers_to_remove: tuple[str, ...] = ()
     cors_preflight: str = "authenticate"
+    cors_preflight_on_policy_routes: bool = False  # with cors_preflight: allow, also skip routes naming a policy
     clock_skew_seconds: float = 30.0
     cache: CacheConfig = field(default_factory=CacheConfig)
     admin_listen: str | None = "127.0.0.1:9002"  # the cache admin gRPC API; loopback or unix socket only
@@ -218,8 +225,8 @@ def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str,
         max_response_bytes=int(sec.number("max_response_bytes", 64 * 1024, minimum=255, integer=True)),
         retry_after_seconds=int(sec.number("retry_after_seconds", 5, integer=True)),
         verify_tls=sec.boolean("verify_tls", True),
-        issuer=sec.str_("issuer") if sec.has("issuer") else None,
         allow_insecure_http=sec.boolean("allow_insecure_http", False),
+        issuer=sec.str_("issuer") if sec.has("issuer") else None,
         jwks_uri=url(sec, "jwks_uri"),
         metadata_url=url(sec, "metadata_url"),
         audiences=sec.strings("audiences", re.compile(r"^\S+$"), "audience"),
@@ -234,12 +241,12 @@ def _authorization_server(name: str, data: Any, path: str, environ: Mapping[str,
     )
     if result.verifies_jwts and result.issuer is None:
         raise ConfigError(sec.key("issuer"), f"is required to verify the JWTs of dialect {result.dialect!r}")
-    if result.jwt_field is not None and result.dialect != "rfc7662":
     discovery_from = result.metadata_url or result.issuer
     if (result.verifies_jwts and result.jwks_uri is None and discovery_from is not None
             and not discovery_from.startswith("https://") and not result.allow_insecure_http):
         raise ConfigError(sec.key("metadata_url" if result.metadata_url else "issuer"),
                           "key discovery needs https (or set jwks_uri, or allow_insecure_http: true for development)")
+    if result.jwt_field is not None and result.dialect != "rfc7662":
         raise ConfigError(sec.key("jwt_field"), "applies to the rfc7662 dialect only")
     if result.claims_header in ("authorization", "host", "cookie") or not _HEADER.match(result.claims_header):
         raise ConfigError(sec.key("claims_header"), f"{result.claims_header!r} cannot carry the claims")
@@ -268,6 +275,29 @@ def _optional_listen(top: Section, name: str, default: str, local_only: bool) ->
     return address
 
 
+def _required_scopes(sec: Section) -> tuple[str, ...]:
+    """``routes.required_scopes``: a list of scope tokens or an SP-separated string, with the grammar of
+    ``authz.scopes``; absent: none; empty: an error (``"-"`` says none explicitly)."""
+    if not sec.has("required_scopes"):
+        return ()
+    value = sec.raw("required_scopes")
+    if not isinstance(value, (str, list)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(sec.key("required_scopes"), "must be a list of scopes or a space-separated string")
+    try:
+        return required_scopes(value)
+    except ScopeSyntaxError as exc:
+        raise ConfigError(sec.key("required_scopes"), str(exc)) from None
+
+
+def _check_max_receive_bytes(server: ServerConfig) -> None:
+    """A CheckRequest can carry Envoy's largest header block plus a body: the receive limit must hold both."""
+    floor = ENVOY_MAX_HEADER_BYTES + server.http.max_body_bytes + 64 * 1024
+    if not floor <= server.max_receive_bytes <= _GRPC_MAX_MESSAGE:
+        raise ConfigError("server.max_receive_bytes", f"must be between {floor} (Envoy's largest header block, 8 MiB, "
+                                                      f"+ server.http.max_body_bytes + 64 KiB) and {_GRPC_MAX_MESSAGE}"
+                                                      f", got {server.max_receive_bytes}")
+
+
 def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, bool]) -> Config:
     top = Section(data, "")
     srv = top.section("server")
@@ -277,10 +307,12 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
         log_level=srv.choice("log_level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         event_loop=srv.choice("event_loop", "uvloop" if _has_uvloop() else "asyncio", ("uvloop", "asyncio")),
         workers=int(srv.number("workers", 1, minimum=0, integer=True)),
+        max_receive_bytes=int(srv.number("max_receive_bytes", DEFAULT_MAX_RECEIVE_BYTES, integer=True)),
         http=parse_http_transport(srv.section("http"), _listen_address),
     )
     if server.event_loop == "uvloop" and not _has_uvloop():
         raise ConfigError("server.event_loop", "uvloop is not installed (pip install uvloop, or use asyncio)")
+    _check_max_receive_bytes(server)
     if server.workers > 1 and (server.listen.startswith("unix:") or (server.http.listen or "").startswith("unix:")):
         raise ConfigError("server.workers", "several workers share a TCP port (SO_REUSEPORT); not a unix socket")
     srv.done()
@@ -291,7 +323,7 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
     cred.done()
     rts = top.section("routes")
     routes = RouteDefaults(
-        required_scopes=rts.strings("required_scopes", _SCOPE_TOKEN, "scope"),
+        required_scopes=_required_scopes(rts),
         disabled=rts.boolean("disabled", False),
     )
     rts.done()
@@ -324,10 +356,13 @@ def _parse(data: Any, environ: Mapping[str, str], inline_secrets: Mapping[str, b
                                            "header name")
         ),
         cors_preflight=top.choice("cors_preflight", "authenticate", ("authenticate", "allow")),
+        cors_preflight_on_policy_routes=top.boolean("cors_preflight_on_policy_routes", False),
         clock_skew_seconds=skew,
     )
     if '"' in config.realm or "\\" in config.realm:
         raise ConfigError("realm", "must not contain quotes or backslashes")
+    if config.cors_preflight_on_policy_routes and config.cors_preflight != "allow":
+        raise ConfigError("cors_preflight_on_policy_routes", "applies only with cors_preflight: allow")
     if "authorization" in config.headers_to_remove:
         raise ConfigError("headers_to_remove", "must not list authorization (it carries the JWT upstream)")
     top.done()

@@ -62,6 +62,8 @@ class RouteSettings:
     disabled: bool
     authorization_server: str
     policy: str | None = None  # OPA decision path, e.g. envoy/authz/allow; None: no policy for this route
+    keep_authorization: bool = False  # an allow forwarding no JWT keeps the client's Authorization (else removed)
+    allow_encoded_slashes: bool = False  # the path may hold %2F inside a segment (authz.request_form)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The pipeline: ``Authorizer.check(RequestInfo) -> Allow``, or a typed ``AuthzError``. Plain async Python.
 
-Stages, in order (see DESIGN.md): route settings -> credential -> introspection -> token -> scopes -> policy ->
-response.
+Stages, in order (see DESIGN.md): route settings -> request form (path normal form) -> credential -> introspection ->
+token -> scopes -> policy -> response.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from authz.logs import token_id
 from authz.memo import IdentityMemo
 from authz.models import Allow, Identity, Introspection, RequestInfo, RouteSettings
 from authz.policy.stage import PolicyStage
+from authz.request_form import check_path
 from authz.routes import RouteResolver
 from authz.scopes import require_scopes
 
@@ -48,22 +49,29 @@ class Authorizer:
                          if s.claims_forwarding == "header"}
         self._remove = tuple(dict.fromkeys((*config.headers_to_remove, *sorted(claim_headers))))
         self._remove_with_authorization = (*self._remove, "authorization")
-        self._pass = Allow(headers_to_remove=self._remove)
+        # an allow that swaps in no JWT removes the client's Authorization (its opaque token) unless the route keeps it
+        self._pass = Allow(headers_to_remove=self._remove_with_authorization)
+        self._pass_keeping_authorization = Allow(headers_to_remove=self._remove)
 
     async def check(self, request: RequestInfo) -> Allow:
         route = self.routes.resolve(request.context_extensions)
-        if self._is_preflight(request):
-            return self._pass
+        check_path(request.path, allow_encoded_slashes=route.allow_encoded_slashes)  # before anything path-based
+        passed = self._pass_keeping_authorization if route.keep_authorization else self._pass
+        if self._is_preflight(request, route):
+            return passed
         if route.disabled:
-            return await self._with_policy(self._pass, route, request, None)
+            return await self._with_policy(passed, route, request, None)
         token = bearer_token(request.authorization, self.config.credential.max_token_length)
         authority = self._authorities[route.authorization_server]
         try:
             answer = await authority.introspect(token)
             identity = authority.identity(answer)  # time, issuer and audience: checked on every request
             require_scopes(identity.scopes, route.required_scopes)
-            return await self._with_policy(self._allow_for(answer, identity, route.authorization_server), route,
-                                           request, identity)
+            allow = self._allow_for(answer, identity, route.authorization_server)
+            if route.keep_authorization and identity.jwt is None:
+                allow = replace(allow, headers_to_remove=tuple(h for h in allow.headers_to_remove
+                                                               if h != "authorization"))
+            return await self._with_policy(allow, route, request, identity)
         except AuthzError as exc:
             exc.token_id = token_id(token)
             raise
@@ -97,11 +105,16 @@ class Authorizer:
             remove = tuple(h for h in remove if h != settings.claims_header)
         return Allow(headers, remove, metadata, identity)
 
-    def _is_preflight(self, request: RequestInfo) -> bool:
+    def _is_preflight(self, request: RequestInfo, route: RouteSettings) -> bool:
+        """A CORS preflight let through without a token (``cors_preflight: allow``): an OPTIONS carrying both
+        ``Origin`` and ``Access-Control-Request-Method``, on a route that names no policy (unless
+        ``cors_preflight_on_policy_routes``: a policy route's preflight is otherwise checked like any request)."""
         return (
             self.config.cors_preflight == "allow"
             and request.method == "OPTIONS"
-            and "access-control-request-method" in request.headers
+            and bool(request.headers.get("access-control-request-method"))
+            and bool(request.headers.get("origin"))
+            and (route.policy is None or self.config.cors_preflight_on_policy_routes)
         )
 
 

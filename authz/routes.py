@@ -2,19 +2,24 @@
 
 Keys (all strings, as Envoy's per-route ``check_settings.context_extensions`` carries them):
 
-``required_scopes``  space-separated scopes, all of which the token must hold (replaces the default list)
-``disabled``         ``true`` / ``false``: the route needs no token (``headers_to_remove`` still applies)
-``as``               name of the authorization server (from ``authorization_servers``) to introspect with
-``policy``           OPA decision path (``envoy/authz/allow``, ``records/allow``); routes without one skip OPA
+``required_scopes``    scopes separated by SP (RFC 6749 §3.3), all of which the token must hold (replaces the default
+                       list); ``-``: a token is needed, but no scope
+``disabled``           ``true`` / ``false``: the route needs no token (``headers_to_remove`` still applies)
+``as``                 name of the authorization server (from ``authorization_servers``) to introspect with
+``policy``             OPA decision path (``envoy/authz/allow``, ``records/allow``); routes without one skip OPA
+``keep_authorization`` ``true`` / ``false`` (default): on an allow that forwards no JWT (disabled route, CORS
+                       preflight, claims-only answer), keep the client's ``Authorization`` instead of removing it
+``allow_encoded_slashes`` ``true`` / ``false`` (default): the path may hold ``%2F`` inside a segment
+                       (``authz.request_form``; ``parsed_path`` keeps it in its segment)
 
-Unknown keys and bad values are a misconfiguration: the route fails closed with a 500 and one error log line per
-distinct bad setting. Parsed settings are memoised per distinct extension map (routes are few; requests many).
+Unknown keys, empty values and bad values are a misconfiguration: the route fails closed with a 500 and one error
+log line per distinct bad setting. Parsed settings are memoised per distinct extension map (routes are few;
+requests many).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
@@ -22,13 +27,13 @@ from authz.config import Config
 from authz.errors import RouteMisconfigured
 from authz.models import RouteSettings
 from authz.policy.engine import DECISION_PATH
+from authz.scopes import NO_SCOPES, ScopeSyntaxError, required_scopes
 
 __all__ = ["KNOWN_KEYS", "RouteResolver", "SettingsMemo"]
 
 log = logging.getLogger("authz.routes")
 
-KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy"})
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy", "keep_authorization", "allow_encoded_slashes"})
 _MAX_MEMO = 4096
 
 K = TypeVar("K", bound=Hashable)
@@ -87,26 +92,36 @@ class RouteResolver:
         unknown = sorted(set(ext) - KNOWN_KEYS)
         if unknown:
             raise RouteMisconfigured(f"unknown context_extensions key {unknown[0]!r}")
+        empty = sorted(key for key, value in ext.items() if not value.strip())
+        if empty:  # an empty value never means "none" or "off": that would fail open
+            raise RouteMisconfigured(f"{empty[0]}: empty value (write the setting out, e.g. required_scopes: "
+                                     f"{NO_SCOPES!r} for a route that needs a token but no scope)")
         settings = self._default
         scopes = settings.required_scopes
         if "required_scopes" in ext:
-            scopes = tuple(ext["required_scopes"].split())
-            bad = [s for s in scopes if not _SCOPE_TOKEN.fullmatch(s)]
-            if bad:
-                raise RouteMisconfigured(f"required_scopes: {bad[0]!r} is not a valid scope")
-        disabled = settings.disabled
-        if "disabled" in ext:
-            flag = ext["disabled"].strip().lower()
-            if flag not in ("true", "false"):
-                raise RouteMisconfigured(f"disabled: must be 'true' or 'false', got {ext['disabled']!r}")
-            disabled = flag == "true"
+            try:
+                scopes = required_scopes(ext["required_scopes"])
+            except ScopeSyntaxError as exc:
+                raise RouteMisconfigured(f"required_scopes: {exc}") from None
         server = ext.get("as", settings.authorization_server)
         if server not in self._config.authorization_servers:
             raise RouteMisconfigured(f"as: no authorization server named {server!r}")
-        policy = ext.get("policy") or None
+        policy = ext.get("policy")
         if policy is not None:
             if not DECISION_PATH.match(policy):
                 raise RouteMisconfigured(f"policy: {policy[:100]!r} is not a decision path like envoy/authz/allow")
             if not self._config.policy.enabled:
                 raise RouteMisconfigured(f"policy: route names {policy!r} but no policy engine is configured")
-        return RouteSettings(required_scopes=scopes, disabled=disabled, authorization_server=server, policy=policy)
+        return RouteSettings(required_scopes=scopes, disabled=_flag(ext, "disabled", settings.disabled),
+                             authorization_server=server, policy=policy,
+                             keep_authorization=_flag(ext, "keep_authorization", False),
+                             allow_encoded_slashes=_flag(ext, "allow_encoded_slashes", False))
+
+
+def _flag(ext: Mapping[str, str], key: str, default: bool) -> bool:
+    if key not in ext:
+        return default
+    flag = ext[key].strip().lower()
+    if flag not in ("true", "false"):
+        raise RouteMisconfigured(f"{key}: must be 'true' or 'false', got {ext[key][:100]!r}")
+    return flag == "true"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from authz.claims import check_access_token
 from authz.errors import UpstreamMisbehaved
 from authz.introspection.client import ASResponse, AuthorizationServerClient
 from authz.models import Introspection
@@ -58,6 +59,7 @@ class Rfc7662Introspector:
         answer = claims_from_answer(json_object(resp, name), name, resp.max_age)
         if not answer.active or self._jwt_field is None:
             return answer
+        check_access_token(answer.claims)  # what the answer says of the token; the JWT's claims replace it
         jwt = answer.claims.get(self._jwt_field)
         if not isinstance(jwt, str) or jwt.count(".") != 2:
             raise UpstreamMisbehaved(f"AS {name}: active answer has no JWT in field {self._jwt_field!r}")

@@ -182,3 +182,72 @@ def test_audience_is_required_when_audiences_are_configured() -> None:
 def test_no_audience_check_without_configured_audiences() -> None:
     assert _checker().identity({"sub": "a", "aud": "whatever"}, JWT).subject == "a"
     assert _checker().identity({"sub": "b"}, JWT).subject == "b"
+
+
+# --- issue 12 item 1: RFC 6749 §3.3 scope grammar (split on SP only; tokens outside NQCHAR grant nothing) ---------
+
+# characters Python's str.split() treats as whitespace but RFC 6749 does not: none of them separates scopes
+NOT_SP = ["\u00a0", "\t", "\x0b", "\x0c", "\n", "\r", "\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\u1680", "\u2000",
+          "\u2003", "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]
+
+
+@pytest.mark.parametrize("sep", NOT_SP, ids=[f"U+{ord(c):04X}" for c in NOT_SP])
+@pytest.mark.parametrize("claim", ["scope", "scp"])
+def test_item01_non_sp_whitespace_does_not_split_a_scope(sep: str, claim: str) -> None:
+    granted = scopes_of({claim: f"read files:{sep}admin"})
+    assert granted == frozenset({"read"}), "a token holding a non-NQCHAR character grants nothing, whole"
+    assert "admin" not in granted
+
+
+@pytest.mark.parametrize("sep", NOT_SP, ids=[f"U+{ord(c):04X}" for c in NOT_SP])
+def test_item01_list_elements_are_single_scope_tokens(sep: str) -> None:
+    assert scopes_of({"scope": ["read", f"files:{sep}admin", "write admin", ""]}) == frozenset({"read"})
+    assert scopes_of({"scp": [f"admin{sep}"]}) == frozenset()
+
+
+@pytest.mark.parametrize("token", ['say"hi"', "back\\slash", "caf\u00e9", "nul\x00", "del\x7f", "é"])
+def test_item01_tokens_outside_nqchar_grant_nothing(token: str) -> None:
+    assert scopes_of({"scope": f"read {token} write"}) == frozenset({"read", "write"})
+
+
+def test_all_of_nqchar_is_a_scope_token() -> None:
+    nqchar = "".join(chr(c) for c in (0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F)))
+    assert scopes_of({"scope": f"{nqchar} read"}) == frozenset({nqchar, "read"})
+
+
+def test_item01_a_granted_scope_with_nbsp_never_satisfies_admin_through_the_checker() -> None:
+    identity = _checker().identity({"sub": "a", "scope": "files:\u00a0admin"}, JWT)
+    assert identity.scopes == frozenset()
+
+
+# --- issue 12 item 8: only access tokens, and no sender-constrained (cnf) tokens --------------------------------------
+
+@pytest.mark.parametrize("token_type", ["Bearer", "bearer", "BEARER", "access_token", "Access_Token",
+                                        "urn:ietf:params:oauth:token-type:access_token",
+                                        "URN:IETF:PARAMS:OAUTH:TOKEN-TYPE:ACCESS_TOKEN"])
+def test_access_token_types_are_accepted(token_type: str) -> None:
+    assert _checker().identity({"sub": "a", "token_type": token_type}, None).subject == "a"
+
+
+@pytest.mark.parametrize("token_type", ["refresh_token", "id_token", "DPoP", "N_A", "mac", "",
+                                        "urn:ietf:params:oauth:token-type:refresh_token",
+                                        "urn:ietf:params:oauth:token-type:id_token", "bearer ", "be\u0430rer"])
+@pytest.mark.parametrize("jwt", [JWT, None], ids=["jwt", "claims-only"])
+def test_item08_non_access_token_type_is_invalid_token(token_type: str, jwt: str | None) -> None:
+    error = _invalid(_checker(), {"sub": "a", "scope": "read admin", "token_type": token_type}, jwt)
+    assert "token_type" in error.detail
+
+
+@pytest.mark.parametrize("cnf", [{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+                                 {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, {}, None],
+                         ids=["dpop", "mtls", "empty", "null"])
+@pytest.mark.parametrize("token_type", [None, "Bearer", "DPoP"])
+def test_item08_sender_constrained_token_is_invalid_token(cnf: Any, token_type: str | None) -> None:
+    claims = {"sub": "a", "scope": "read", "cnf": cnf, **({"token_type": token_type} if token_type else {})}
+    _invalid(_checker(), claims, None)
+    _invalid(_checker(), claims, JWT)
+
+
+def test_item08_token_type_of_the_wrong_type_is_upstream_misbehaved() -> None:
+    with pytest.raises(UpstreamMisbehaved):
+        _checker().identity({"sub": "a", "token_type": ["Bearer"]}, None)

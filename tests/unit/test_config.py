@@ -310,3 +310,46 @@ def test_policy_decision_cache_size_defaults_and_bounds(tmp_path: Path) -> None:
     for bad in (-1, 2.5, "many"):
         assert "policy.decision_cache_size" in _error(tmp_path, _doc(policy={"paths": [str(rego)],
                                                                              "decision_cache_size": bad}))
+
+
+# --- issue 12 items 1 and 10: route defaults follow the scope grammar; an empty value is an error ----------------
+
+@pytest.mark.parametrize("scopes", ["read\u00a0admin", "read\tadmin", "read\x0badmin", "read\x1fadmin",
+                                    "read\u2003admin", "read\u2028admin", ["read\u00a0admin"], ["read admin"]],
+                         ids=["nbsp", "tab", "vt", "us", "emsp", "lsep", "list-nbsp", "list-sp"])
+def test_item01_route_default_scopes_follow_the_rfc_grammar(tmp_path: Path, scopes: Any) -> None:
+    assert _error(tmp_path, _doc(routes={"required_scopes": scopes})).startswith("routes.required_scopes:")
+
+
+@pytest.mark.parametrize("scopes", ["", "  ", [], [""]], ids=["empty", "spaces", "empty-list", "list-of-empty"])
+def test_item10_empty_route_default_scopes_are_an_error(tmp_path: Path, scopes: Any) -> None:
+    message = _error(tmp_path, _doc(routes={"required_scopes": scopes}))
+    assert message.startswith("routes.required_scopes:")
+
+
+@pytest.mark.parametrize("scopes", ["-", ["-"]])
+def test_item10_dash_route_default_means_no_scope(tmp_path: Path, scopes: Any) -> None:
+    assert _load(tmp_path, _doc(routes={"required_scopes": scopes})).routes.required_scopes == ()
+    assert _load(tmp_path, _doc()).routes.required_scopes == ()  # absent: the service needs a token, no scope
+
+
+def test_item10_empty_route_default_from_the_environment_is_an_error(tmp_path: Path) -> None:
+    message = _error(tmp_path, _doc(), AUTHZ__ROUTES__REQUIRED_SCOPES="")
+    assert message.startswith("routes.required_scopes:")
+
+
+def test_shipped_config_names_no_scope_explicitly() -> None:
+    path = Path(__file__).resolve().parents[2] / "deploy" / "authz.yaml"
+    assert yaml.safe_load(path.read_text(encoding="utf-8"))["routes"]["required_scopes"] == "-"
+    assert load_config(path, {"DEV_AS_GATEWAY_SECRET": "x"}).routes.required_scopes == ()
+
+
+# --- issue 12 item 7: preflights skip no policy route unless configured ---------------------------------------
+
+def test_item07_cors_preflight_on_policy_routes_is_off_and_needs_allow(tmp_path: Path) -> None:
+    assert _load(tmp_path, _doc(cors_preflight="allow")).cors_preflight_on_policy_routes is False
+    on = _load(tmp_path, _doc(cors_preflight="allow", cors_preflight_on_policy_routes=True))
+    assert on.cors_preflight_on_policy_routes is True
+    message = _error(tmp_path, _doc(cors_preflight_on_policy_routes=True))
+    assert message.startswith("cors_preflight_on_policy_routes:")
+

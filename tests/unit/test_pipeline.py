@@ -33,6 +33,7 @@ from authz.pipeline import Authorizer
 OPAQUE = "opaque-token-1234567890"
 ISSUER = "https://as.example"
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"  # what the AS returned, verified
+PREFLIGHT = {"origin": "https://app.example", "access-control-request-method": "POST"}  # a browser's CORS preflight
 
 
 def _claims(**claims: Any) -> dict[str, Any]:
@@ -176,7 +177,7 @@ async def test_disabled_route_passes_without_introspection(tmp_path: Path) -> No
     allow = await authorizer.check(_request(authorization=(), extensions={"disabled": "true"}))
     assert fake.calls == []
     assert allow.headers == ()
-    assert allow.headers_to_remove == ("x-user-id", "x-role")
+    assert allow.headers_to_remove == ("x-user-id", "x-role", "authorization")
     assert allow.identity is None
 
 
@@ -184,16 +185,16 @@ async def test_disabled_route_ignores_a_garbage_credential(tmp_path: Path) -> No
     authorizer, fake = _authorizer(tmp_path, Introspection(active=False))
     allow = await authorizer.check(_request(authorization=("Bearer a b",), extensions={"disabled": "true"}))
     assert fake.calls == []
-    assert allow.headers_to_remove == ("x-user-id", "x-role")
+    assert allow.headers_to_remove == ("x-user-id", "x-role", "authorization")
 
 
 async def test_cors_preflight_passes_when_allowed(tmp_path: Path) -> None:
     authorizer, fake = _authorizer(tmp_path, Introspection(active=False), cors_preflight="allow")
-    request = _request(authorization=(), method="OPTIONS", headers={"access-control-request-method": "POST"})
+    request = _request(authorization=(), method="OPTIONS", headers=PREFLIGHT)
     allow = await authorizer.check(request)
     assert fake.calls == []
     assert allow.headers == ()
-    assert allow.headers_to_remove == ("x-user-id", "x-role")
+    assert allow.headers_to_remove == ("x-user-id", "x-role", "authorization")
 
 
 async def test_cors_preflight_is_authenticated_by_default(tmp_path: Path) -> None:
@@ -348,12 +349,144 @@ async def test_claims_header_is_removed_on_disabled_routes(tmp_path: Path) -> No
     allow = await authorizer.check(_request(authorization=(), extensions={"disabled": "true", "as": "plain"}))
     assert fake.calls == []
     assert allow.headers == ()
-    assert set(allow.headers_to_remove) == {"x-user-id", "x-role", "x-token-claims"}
+    assert set(allow.headers_to_remove) == {"x-user-id", "x-role", "x-token-claims", "authorization"}
 
 
 async def test_claims_header_is_removed_on_allowed_preflights(tmp_path: Path) -> None:
     servers = {"curity": SERVER, "plain": {**PLAIN, "claims_forwarding": "header"}}
     config = _config(tmp_path, authorization_servers=servers, cors_preflight="allow")
     authorizer = Authorizer(config, {"curity": FakeAuthority(_jwt()), "plain": FakeAuthority(_claims_only())})
-    request = _request(authorization=(), method="OPTIONS", headers={"access-control-request-method": "POST"})
+    request = _request(authorization=(), method="OPTIONS", headers=PREFLIGHT)
     assert "x-token-claims" in (await authorizer.check(request)).headers_to_remove
+
+
+# --- issue 12 item 1: a scope granted with a non-SP separator never satisfies a route -------------------------------
+
+@pytest.mark.parametrize("sep", ["\u00a0", "\t", "\x0b", "\x1f", "\u2003", "\u2028"])
+async def test_item01_files_nbsp_admin_does_not_satisfy_admin(tmp_path: Path, sep: str) -> None:
+    authorizer, _ = _authorizer(tmp_path, _jwt(scope=f"read files:{sep}admin"))
+    with pytest.raises(InsufficientScope):
+        await authorizer.check(_request(extensions={"required_scopes": "admin"}))
+    await authorizer.check(_request(extensions={"required_scopes": "read"}))
+
+
+# --- issue 12 item 6: an allow that swaps in no JWT never forwards the client's Authorization ----------------------
+
+async def test_item06_disabled_route_removes_the_clients_authorization(tmp_path: Path) -> None:
+    authorizer, fake = _authorizer(tmp_path, _jwt())
+    allow = await authorizer.check(_request(extensions={"disabled": "true"}))
+    assert fake.calls == []
+    assert "authorization" in allow.headers_to_remove
+    assert all(name != "authorization" for name, _ in allow.headers)
+
+
+async def test_item06_allowed_preflight_removes_the_clients_authorization(tmp_path: Path) -> None:
+    authorizer, _ = _authorizer(tmp_path, _jwt(), cors_preflight="allow")
+    allow = await authorizer.check(_request(method="OPTIONS", headers=PREFLIGHT))
+    assert "authorization" in allow.headers_to_remove
+
+
+async def test_item06_keep_authorization_keeps_it_on_disabled_routes_and_preflights(tmp_path: Path) -> None:
+    authorizer, _ = _authorizer(tmp_path, _jwt(), cors_preflight="allow")
+    keep = {"disabled": "true", "keep_authorization": "true"}
+    assert (await authorizer.check(_request(extensions=keep))).headers_to_remove == ("x-user-id", "x-role")
+    preflight = _request(method="OPTIONS", headers=PREFLIGHT, extensions={"keep_authorization": "true"})
+    assert "authorization" not in (await authorizer.check(preflight)).headers_to_remove
+
+
+async def test_item06_keep_authorization_on_a_claims_only_route_and_never_on_jwt_allows(tmp_path: Path) -> None:
+    authorizer, _ = _forwarding(tmp_path, _claims_only())
+    kept = await authorizer.check(_request(extensions={"as": "plain", "keep_authorization": "true"}))
+    assert "authorization" not in kept.headers_to_remove
+    assert "x-token-claims" not in kept.headers_to_remove and {"x-user-id", "x-role"} <= set(kept.headers_to_remove)
+    removed = await authorizer.check(_request(extensions={"as": "plain"}))  # the same cached answer, other route
+    assert "authorization" in removed.headers_to_remove
+    jwt_allow = await authorizer.check(_request(extensions={"keep_authorization": "true"}))
+    assert jwt_allow.headers == (("authorization", f"Bearer {JWT}"),)  # the JWT still replaces the opaque token
+
+
+# --- issue 12 item 7: a preflight needs Origin, and is never let past a route's policy unless configured --------
+
+@pytest.mark.parametrize("headers", [{"access-control-request-method": "POST"},
+                                     {"access-control-request-method": "POST", "origin": ""},
+                                     {"origin": "https://app.example"},
+                                     {"origin": "https://app.example", "access-control-request-method": ""}],
+                         ids=["no-origin", "empty-origin", "no-method", "empty-method"])
+async def test_item07_preflight_needs_origin_and_request_method(tmp_path: Path, headers: dict[str, str]) -> None:
+    authorizer, fake = _authorizer(tmp_path, Introspection(active=False), cors_preflight="allow")
+    with pytest.raises(MissingCredential):
+        await authorizer.check(_request(authorization=(), method="OPTIONS", headers=headers))
+    with pytest.raises(InvalidToken):  # authenticated like any request
+        await authorizer.check(_request(method="OPTIONS", headers=headers))
+    assert fake.calls == [OPAQUE]
+
+
+class _RecordingPolicy:
+    """A policy stage that records the requests it decided and denies them all."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> Any:
+        self.seen.append(request.method)
+        raise InsufficientScope(("policy",), ("policy",))
+
+
+def _policy_authorizer(tmp_path: Path, **top: Any) -> tuple[Authorizer, FakeAuthority, _RecordingPolicy]:
+    (tmp_path / "p.rego").write_text("package app\n\nallow := true\n", encoding="utf-8")
+    config = _config(tmp_path, cors_preflight="allow", policy={"paths": [str(tmp_path / "p.rego")]}, **top)
+    fake, policy = FakeAuthority(Introspection(active=False)), _RecordingPolicy()
+    return Authorizer(config, {"curity": fake}, policy), fake, policy  # type: ignore[arg-type]  # a stand-in
+
+
+@pytest.mark.parametrize("extensions", [{"policy": "app/allow"}, {"policy": "app/allow", "disabled": "true"}],
+                         ids=["token-route", "disabled-route"])
+async def test_item07_preflight_does_not_skip_a_routes_policy(tmp_path: Path, extensions: dict[str, str]) -> None:
+    authorizer, _, policy = _policy_authorizer(tmp_path)
+    request = _request(authorization=(), method="OPTIONS", headers=PREFLIGHT, extensions=extensions)
+    with pytest.raises((MissingCredential, InsufficientScope)):
+        await authorizer.check(request)
+    assert policy.seen == (["OPTIONS"] if "disabled" in extensions else [])
+    plain = await authorizer.check(_request(authorization=(), method="OPTIONS", headers=PREFLIGHT))
+    assert plain.identity is None  # a route without a policy: the preflight passes
+
+
+async def test_item07_preflight_skips_policy_routes_only_when_configured(tmp_path: Path) -> None:
+    authorizer, _, policy = _policy_authorizer(tmp_path, cors_preflight_on_policy_routes=True)
+    request = _request(authorization=(), method="OPTIONS", headers=PREFLIGHT, extensions={"policy": "app/allow"})
+    allow = await authorizer.check(request)
+    assert policy.seen == [] and "authorization" in allow.headers_to_remove
+
+
+# --- issue 12 item 8: refresh, ID and bound tokens are refused (401 invalid_token), cached answer or not ----------
+
+@pytest.mark.parametrize("claims", [{"token_type": "refresh_token"}, {"token_type": "id_token"},
+                                    {"token_type": "Bearer", "cnf": {"jkt": "abc"}}, {"cnf": {"x5t#S256": "abc"}}],
+                         ids=["refresh", "id", "dpop", "mtls"])
+@pytest.mark.parametrize("answer", [_jwt, _claims_only], ids=["jwt", "claims-only"])
+async def test_item08_non_access_and_bound_tokens_are_invalid_token(tmp_path: Path, claims: dict[str, Any],
+                                                                    answer: Any) -> None:
+    authorizer, _ = _authorizer(tmp_path, answer(scope="read admin", **claims))
+    for _ in range(2):  # the same (cached) answer object is refused every time
+        with pytest.raises(InvalidToken) as info:
+            await authorizer.check(_request())
+        assert info.value.status == 401 and info.value.token_id is not None
+
+
+# --- issue 12 item 10: an empty setting fails closed (500), it does not switch a check off --------------------
+
+@pytest.mark.parametrize("extensions", [{"required_scopes": ""}, {"required_scopes": "admin", "policy": ""},
+                                        {"as": ""}, {"keep_authorization": ""}])
+async def test_item10_empty_setting_is_a_500_not_an_allow(tmp_path: Path, extensions: dict[str, str]) -> None:
+    authorizer, fake = _authorizer(tmp_path, _jwt(scope="read"))
+    with pytest.raises(RouteMisconfigured) as info:
+        await authorizer.check(_request(extensions=extensions))
+    assert info.value.status == 500 and fake.calls == []
+
+
+async def test_item10_dash_route_needs_a_token_but_no_scope(tmp_path: Path) -> None:
+    authorizer, _ = _authorizer(tmp_path, _jwt(scope="other"))
+    allow = await authorizer.check(_request(extensions={"required_scopes": "-"}))
+    assert allow.headers == (("authorization", f"Bearer {JWT}"),)
+    with pytest.raises(MissingCredential):
+        await authorizer.check(_request(authorization=(), extensions={"required_scopes": "-"}))

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from authz.config import AuthorizationServerConfig, Secret
-from authz.errors import UpstreamMisbehaved
+from authz.errors import InvalidToken, UpstreamMisbehaved
 from authz.introspection import AuthorizationServerClient, Rfc7662Introspector
 from authz.models import Introspection
 from tests.local_http import serve
@@ -195,3 +195,15 @@ async def test_active_answer_without_a_jwt_in_the_field_is_refused(
 async def test_inactive_answer_needs_no_jwt_field(fake_as: FakeAS, session: aiohttp.ClientSession) -> None:
     answer = await _introspect(fake_as, session, _respond({"active": False}), jwt_field="jwt")
     assert (answer.active, answer.jwt) == (False, None)
+
+
+@pytest.mark.parametrize("extra", [{"token_type": "refresh_token"}, {"token_type": "id_token"},
+                                   {"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}],
+                         ids=["refresh", "id", "dpop-bound"])
+async def test_item08_answer_about_a_non_access_or_bound_token_is_refused_before_its_jwt_replaces_it(
+    fake_as: FakeAS, session: aiohttp.ClientSession, extra: dict[str, Any]
+) -> None:
+    """With jwt_field the JWT's claims replace the answer's: what the answer says of the token is checked first."""
+    with pytest.raises(InvalidToken) as info:
+        await _introspect(fake_as, session, _respond({**ACTIVE, **extra, "jwt": JWT}), jwt_field="jwt")
+    assert info.value.status == 401

@@ -109,3 +109,57 @@ def test_repeated_resolution_gives_equal_settings(resolver: RouteResolver) -> No
     ext = {"required_scopes": "a b", "as": "other", "disabled": "false"}
     first = resolver.resolve(ext)
     assert resolver.resolve(dict(ext)) == first == RouteSettings(("a", "b"), False, "other")
+
+
+# --- issue 12 item 1: required scopes follow the RFC 6749 §3.3 grammar (SP only) -----------------------------------
+
+@pytest.mark.parametrize("sep", ["\u00a0", "\t", "\x0b", "\x1f", "\u2003", "\u2028", "\n"],
+                         ids=["nbsp", "tab", "vt", "us", "emsp", "lsep", "lf"])
+def test_item01_required_scopes_split_on_sp_only(resolver: RouteResolver, sep: str) -> None:
+    with pytest.raises(RouteMisconfigured) as info:
+        resolver.resolve({"required_scopes": f"read{sep}admin"})
+    assert info.value.status == 500
+    assert "required_scopes" in info.value.detail
+
+
+def test_required_scopes_are_sp_separated_tokens(resolver: RouteResolver) -> None:
+    assert resolver.resolve({"required_scopes": "read files:admin"}).required_scopes == ("read", "files:admin")
+
+
+# --- issue 12 item 10: an empty setting is a misconfiguration, never "none" --------------------------------------
+
+@pytest.mark.parametrize("key", ["required_scopes", "policy", "disabled", "as", "keep_authorization"])
+@pytest.mark.parametrize("value", ["", " ", "\t"], ids=["empty", "space", "tab"])
+def test_item10_empty_setting_is_route_misconfigured(resolver: RouteResolver, key: str, value: str) -> None:
+    with pytest.raises(RouteMisconfigured) as info:
+        resolver.resolve({key: value})
+    assert info.value.status == 500
+    assert key in info.value.detail
+
+
+def test_item10_empty_policy_does_not_mean_no_policy(resolver: RouteResolver) -> None:
+    with pytest.raises(RouteMisconfigured):
+        resolver.resolve({"required_scopes": "read", "policy": ""})
+
+
+def test_item10_dash_says_a_token_but_no_scope(resolver: RouteResolver) -> None:
+    settings = resolver.resolve({"required_scopes": "-"})
+    assert settings.required_scopes == ()
+    assert settings.disabled is False
+
+
+@pytest.mark.parametrize("value", ["- read", "read -"])
+def test_item10_dash_cannot_be_combined_with_scopes(resolver: RouteResolver, value: str) -> None:
+    with pytest.raises(RouteMisconfigured):
+        resolver.resolve({"required_scopes": value})
+
+
+# --- issue 12 item 6: keep_authorization, an explicit per-route opt-in ------------------------------------------
+
+def test_item06_keep_authorization_is_off_by_default_and_parsed(resolver: RouteResolver) -> None:
+    assert resolver.resolve({}).keep_authorization is False
+    assert resolver.resolve({"disabled": "true"}).keep_authorization is False
+    assert resolver.resolve({"keep_authorization": "true"}).keep_authorization is True
+    assert resolver.resolve({"keep_authorization": "False"}).keep_authorization is False
+    with pytest.raises(RouteMisconfigured):
+        resolver.resolve({"keep_authorization": "yes"})
