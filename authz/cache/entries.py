@@ -13,8 +13,9 @@ __all__ = ["Entry", "cache_key", "fresh_seconds", "token_expiry"]
 
 
 def cache_key(authority_id: str, token: str) -> str:
-    """SHA-256 of (AS identity, token): no raw token is ever a key, in memory or in Redis."""
-    return hashlib.sha256(f"{authority_id}\0{token}".encode("utf-8", "surrogatepass")).hexdigest()
+    """SHA-256 of ("lookup", AS identity, token): no raw token is ever a key, in memory or in Redis. The L2 value key
+    is another function of the token (``authz.cache.sealing``), so this key does not open what Redis holds."""
+    return hashlib.sha256(f"lookup\0{authority_id}\0{token}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def token_expiry(answer: Introspection) -> float | None:

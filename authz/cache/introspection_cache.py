@@ -2,7 +2,9 @@
 
 - L1: bounded LRU (entries and bytes) of positive answers; a separate bounded LRU of negative (inactive) answers
   with a short TTL, so a flood of junk tokens reaches the AS at most once per token per TTL and cannot grow memory.
-- L2 (optional): Redis, shared by many sidecars (``authz.cache.redis_tier``); consulted on an L1 miss.
+- L2 (optional): Redis, shared by many sidecars (``authz.cache.redis_tier``); consulted on an L1 miss. A value
+  read from it is sealed with a key only the token's holder can derive (``authz.cache.sealing``); a claims-only
+  answer is refused for a dialect that always returns a JWT; a JWT is re-verified with the AS's keys.
 - Single-flight: concurrent misses of one key share one AS call; its failure reaches every waiter; a cancelled
   waiter does not cancel the call (the waiters ``shield`` it).
 - Stale-if-error: if the AS is unavailable (``UpstreamUnavailable``: down, 5xx, 429, timeout) — not if it says
@@ -21,6 +23,7 @@ from typing import Protocol
 
 from authz.cache.entries import Entry, cache_key
 from authz.cache.redis_tier import RedisTier
+from authz.cache.sealing import ValueKey
 from authz.cache.store import BoundedStore
 from authz.config import CacheConfig
 from authz.errors import AuthzError, UpstreamUnavailable
@@ -40,6 +43,7 @@ class Upstream(Protocol):
 
     name: str
     cache_identity: str
+    returns_jwt: bool  # every active answer carries a JWT (phantom; rfc7662 with jwt_field)
 
     async def introspect(self, token: str) -> Introspection: ...
 
@@ -94,18 +98,16 @@ class IntrospectionCache:
             flight.exception()  # retrieved here, so a failure no waiter is left to see is not reported as lost
 
     async def _load(self, upstream: Upstream, key: str, token: str) -> Introspection:
+        value_key: ValueKey | None = None
+        asked_at = self._clock()
         if self.redis is not None:
-            shared = await self.redis.get(key)
+            value_key = ValueKey(upstream.cache_identity, token)
+            shared = await self.redis.get(key, value_key)
             if shared is not None:
-                try:
-                    # the writer's remaining lifetime (max_age) is ours to keep, whatever verification returns
-                    answer = replace(await upstream.verified(shared), max_age=shared.max_age)
-                except AuthzError as exc:  # forged, or signed by a key the AS has dropped: ask the AS instead
-                    self.metrics.cache.labels("l2_error").inc()
-                    log.warning("redis answer for %s… fails verification (%s); asking the AS", key[:12], exc.detail)
-                else:
+                answer = await self._trusted(upstream, key, shared.answer)
+                if answer is not None:
                     self._lookups["l2_hit"].inc()
-                    self._remember(key, token, answer, share=False)
+                    self._remember(key, token, answer, None, asked_at)
                     return answer
         started = time.perf_counter()
         outcome = "error"
@@ -122,10 +124,28 @@ class IntrospectionCache:
         finally:
             self.metrics.as_calls.labels(upstream.name, outcome).inc()
             self.metrics.as_latency.labels(upstream.name).observe(time.perf_counter() - started)
-        self._remember(key, token, answer, share=True)
+        self._remember(key, token, answer, value_key, asked_at)
         return answer
 
-    def _remember(self, key: str, token: str, answer: Introspection, share: bool) -> None:
+    async def _trusted(self, upstream: Upstream, key: str, shared: Introspection) -> Introspection | None:
+        """An answer read from Redis as we would have had it from the AS, or None (a miss: ask the AS)."""
+        if shared.active and (shared.jwt is not None) != upstream.returns_jwt:
+            # a claims-only answer for a dialect that always gives a JWT (or the reverse) is not one the AS gave
+            self.metrics.cache.labels("l2_error").inc()
+            log.warning("redis answer for %s… has %s JWT, unlike every answer of AS %s; asking the AS", key[:12],
+                        "a" if shared.jwt is not None else "no", upstream.name)
+            return None
+        try:
+            # the writer's remaining lifetime (max_age) is ours to keep, whatever verification returns
+            return replace(await upstream.verified(shared), max_age=shared.max_age)
+        except AuthzError as exc:  # signed by a key the AS has dropped, or forged by a token holder: ask the AS
+            self.metrics.cache.labels("l2_error").inc()
+            log.warning("redis answer for %s… fails verification (%s); asking the AS", key[:12], exc.detail)
+            return None
+
+    def _remember(self, key: str, token: str, answer: Introspection, value_key: ValueKey | None,
+                  asked_at: float) -> None:
+        """Keep ``answer`` in L1 and, with ``value_key`` (an answer of the AS, not of Redis), share it in L2."""
         now = self._clock()
         if not answer.active:
             self.positive.delete(key)
@@ -140,8 +160,8 @@ class IntrospectionCache:
                 return
             self.positive.put(key, entry, entry.size())
             ttl = entry.fresh_until - now
-        if share and self.redis is not None and ttl > 0:
-            self.redis.put_soon(key, answer, ttl)
+        if value_key is not None and self.redis is not None and ttl > 0:
+            self.redis.put_soon(key, value_key, answer, ttl, asked_at)
 
     # --- administration (the admin API) -------------------------------------------------------------------------
 

@@ -1,20 +1,20 @@
 """The shared L2 tier on Redis (redis-py asyncio), for many sidecars sharing one AS budget.
 
-Values are JSON ``{"v": 1, "active", "jwt", "claims", "until"}`` (``until``: when the writer's TTL ends) under
-``<prefix>:a:<sha256 key>`` with the L1 TTL rule's TTL; ``<prefix>:s:<sha256(sub)>`` is a set of a subject's keys,
-for eviction by subject.
+Values are sealed (``authz.cache.sealing``): AES-GCM under a key derived from the token and the AS identity, with
+the Redis key name as associated data, under ``<prefix>:a:<lookup key>`` with the L1 TTL rule's TTL. Whoever can
+write Redis can neither read an answer nor write or move one that we accept; the cache also refuses a claims-only
+answer for a dialect that always returns a JWT, and re-verifies every JWT it reads (``Upstream.verified``).
+``<prefix>:s:<sha256(sub)>`` is a set of a subject's lookup keys, for eviction by subject.
 
 Redis is an optimisation, never a dependency: every call is bounded by ``timeout_seconds``; an error, a timeout or a
-value that is not what we wrote counts as a miss; after a failure Redis is skipped for ``backoff_seconds`` so a
-down Redis costs nothing on the hot path. JWTs read from Redis are re-verified against the AS's keys by the cache
-(``Upstream.verified``), so a writable Redis cannot mint tokens; claims-only answers are trusted as written.
+value that does not open counts as a miss; after a failure Redis is skipped for ``backoff_seconds`` so a down Redis
+costs nothing on the hot path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,30 +23,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from authz.cache.sealing import Sealed, ValueKey
 from authz.metrics import Metrics
 from authz.models import Introspection
 
-__all__ = ["RedisTier"]
+__all__ = ["RedisTier", "subject_hash"]
 
 log = logging.getLogger("authz.cache.redis")
 
 
-def _decode(raw: Any) -> tuple[Introspection, float] | None:
-    """``(answer, until)`` from what ``_put`` wrote, or None for anything else."""
-    try:
-        doc = json.loads(raw)
-    except (TypeError, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("active"), bool):
-        return None
-    jwt, claims, until = doc.get("jwt"), doc.get("claims"), doc.get("until")
-    if (jwt is not None and not isinstance(jwt, str)) or not isinstance(claims, dict):
-        return None
-    if isinstance(until, bool) or not isinstance(until, (int, float)):
-        return None  # without its deadline an answer could outlive the AS's max-age in the next sidecar
-    if not doc["active"]:
-        return Introspection(active=False), float(until)
-    return Introspection(active=True, jwt=jwt, claims=claims), float(until)
+def subject_hash(subject: str) -> str:
+    return hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class RedisTier:
@@ -66,7 +53,7 @@ class RedisTier:
         return f"{self._prefix}:a:{key}"
 
     def _subject_key(self, subject: str) -> str:
-        return f"{self._prefix}:s:{hashlib.sha256(subject.encode()).hexdigest()}"
+        return f"{self._prefix}:s:{subject_hash(subject)}"
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self._errors.inc()
@@ -85,34 +72,38 @@ class RedisTier:
             self._failed(what, exc)
             return None
 
-    async def get(self, key: str) -> Introspection | None:
-        raw = await self._call("GET", self._redis.get(self._answer_key(key)))
+    async def get(self, key: str, value_key: ValueKey) -> Sealed | None:
+        """The answer sealed under ``key``, its max-age the writer's remaining TTL; None for a miss."""
+        name = self._answer_key(key)
+        raw = await self._call("GET", self._redis.get(name))
         if raw is None:
             return None
-        decoded = _decode(raw)
-        if decoded is None:
+        sealed = value_key.open(name, raw)
+        if sealed is None:
             self._errors.inc()
-            log.warning("redis value under %s… is not ours; treated as a miss", key[:12])
+            log.warning("redis value under %s… does not open with this token (forged, moved or old); a miss",
+                        key[:12])
             return None
-        answer, until = decoded
-        remaining = until - self._clock()
+        remaining = sealed.until - self._clock()
         if remaining <= 0:
             return None
         # the remaining lifetime travels as max-age, so the reading sidecar's TTL ends where the writer's did
-        return replace(answer, max_age=int(remaining))
+        return replace(sealed, answer=replace(sealed.answer, max_age=int(remaining)))
 
-    def put_soon(self, key: str, answer: Introspection, ttl_seconds: float) -> None:
+    def put_soon(self, key: str, value_key: ValueKey, answer: Introspection, ttl_seconds: float,
+                 asked_at: float) -> None:
         """Write in the background: the request that caused it does not wait for Redis."""
-        task = asyncio.ensure_future(self._put(key, answer, ttl_seconds))
+        task = asyncio.ensure_future(self._put(key, value_key, answer, ttl_seconds, asked_at))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _put(self, key: str, answer: Introspection, ttl_seconds: float) -> None:
-        doc = {"v": 1, "active": answer.active, "jwt": answer.jwt, "claims": dict(answer.claims),
-               "until": self._clock() + ttl_seconds}
+    async def _put(self, key: str, value_key: ValueKey, answer: Introspection, ttl_seconds: float,
+                   asked_at: float) -> None:
+        name = self._answer_key(key)
+        value = value_key.seal(name, answer, self._clock() + ttl_seconds, asked_at)
         ms = max(1, int(ttl_seconds * 1000))
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._answer_key(key), json.dumps(doc, separators=(",", ":")), px=ms)
+        pipe.set(name, value, px=ms)
         sub = answer.claims.get("sub")
         if isinstance(sub, str):
             pipe.sadd(self._subject_key(sub), key)

@@ -32,7 +32,11 @@ class Authority:
         self.config = config
         self.name = config.name
         # what makes two deployments' answers interchangeable (the cache key's AS identity)
-        self.cache_identity = f"{config.introspection_endpoint}\0{config.client_id}\0{config.dialect}"
+        self.cache_identity = (f"{config.introspection_endpoint}\0{config.client_id}\0{config.dialect}"
+                               f"\0{config.jwt_field or ''}")
+        # every active answer carries a JWT (phantom; rfc7662 with jwt_field; rfc9701 never has one to forward):
+        # the cache refuses a claims-only answer read from Redis for such an AS
+        self.returns_jwt = config.dialect == "phantom" or (config.dialect == "rfc7662" and config.jwt_field is not None)
         self.client = AuthorizationServerClient(config, session)
         self.keys = KeySet(config, self.client) if config.issuer is not None else None
         self._verifier = JwtVerifier(self.keys, config.algorithms) if self.keys is not None else None

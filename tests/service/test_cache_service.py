@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -154,3 +155,50 @@ def test_sigterm_still_drains_with_cache_and_admin_servers(stack_factory: type[S
     assert s.authz is not None
     s.authz.signal(signal.SIGTERM)
     assert s.authz.wait(10) == 0
+
+
+@pytest.mark.skipif(not redis_available(), reason="redis-server (Debian package) is not installed")
+def test_item03_a_redis_writer_cannot_mint_an_identity(stack_factory: type[Stack], tmp_path: Path) -> None:
+    """Through the real service (phantom dialect) and a real redis-server: what a Redis writer puts under a token's
+    key (the old JSON format with claims only, or a victim's valid answer copied there) never lets that token in."""
+    redis = RedisServer(tmp_path).start()
+    try:
+        a, b = stack_factory(), stack_factory()
+        a.start_dev_as()
+        b.as_port = a.as_port
+        a.start_authz(cache={"redis": {"url": redis.url}})
+        shared = redis_client.Redis.from_url(redis.url)
+        victim = a.token("read admin")
+
+        def written_key(token: str) -> bytes:
+            """The Redis key sidecar A wrote for ``token`` (found by watching Redis, whatever the key scheme)."""
+            before = set(shared.scan_iter(match="*:a:*"))
+            call(target(a), check_request(f"Bearer {token}"))
+            deadline = time.monotonic() + 5
+            while not (new := set(shared.scan_iter(match="*:a:*")) - before):
+                assert time.monotonic() < deadline, "sidecar A never wrote its answer to Redis"
+                time.sleep(0.02)
+            (name,) = new
+            return name
+
+        victim_key = written_key(victim)
+        hostile = {
+            "old-json-claims-only": json.dumps({"v": 1, "active": True, "jwt": None, "until": time.time() + 600,
+                                                "claims": {"sub": "eve", "scope": "read admin",
+                                                           "iss": a.authz_config()["authorization_servers"]["dev"][
+                                                               "issuer"], "aud": "api.example.com",
+                                                           "exp": int(time.time()) + 600}}).encode(),
+            "victim-value-moved": shared.get(victim_key),
+        }
+        attackers = {shape: f"attacker-{shape}-token-0123456789" for shape in hostile}
+        names = {shape: written_key(token) for shape, token in attackers.items()}  # inactive: negative answers
+        for shape, value in hostile.items():
+            shared.set(names[shape], value, px=60_000)
+        b.start_authz(cache={"redis": {"url": redis.url}})  # B has nothing in L1: it reads what Redis holds
+        for shape, token in attackers.items():
+            refused = call(target(b), check_request(f"Bearer {token}", required_scopes="read"))
+            assert refused.denied_response.status.code == 401, shape
+        assert call(target(b), check_request(f"Bearer {victim}")).status.code == 0
+        shared.close()
+    finally:
+        redis.stop()

@@ -10,18 +10,22 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
 from authz.cache import IntrospectionCache, RedisTier, cache_key
-from authz.config import CacheConfig
-from devtools.processes import free_port
+from authz.cache.sealing import ValueKey
+from authz.config import AuthorizationServerConfig, CacheConfig, Secret
 from authz.errors import InvalidToken
+from authz.introspection import Authority
 from authz.metrics import Metrics
 from authz.models import Identity, Introspection
+from devtools.processes import free_port
 from tests.redis_server import RedisServer, redis_available
 
 T0 = 1_700_000_000.0
@@ -54,6 +58,7 @@ class FakeUpstream:
     def __init__(self, clock: Clock, sidecar: str) -> None:
         self.name = "as1"
         self.cache_identity = AS_IDENTITY
+        self.returns_jwt = False  # an rfc7662 AS without jwt_field: claims only
         self.clock = clock
         self.sidecar = sidecar
         self.calls: list[str] = []
@@ -142,8 +147,16 @@ async def sidecars(request: pytest.FixtureRequest) -> AsyncIterator[SidecarFacto
         await sidecar.tier.close()
 
 
-def _answer_key(token: str = TOKEN) -> str:
-    return f"{PREFIX}:a:{cache_key(AS_IDENTITY, token)}"
+def _answer_key(token: str = TOKEN, identity: str = AS_IDENTITY) -> str:
+    return f"{PREFIX}:a:{cache_key(identity, token)}"
+
+
+def _sealed(answer: Introspection, token: str = TOKEN, name: str | None = None, identity: str = AS_IDENTITY,
+            until: float | None = None, asked_at: float = T0) -> bytes:
+    """A value as a sidecar that holds ``token`` would write it under ``name`` (default: the token's own key);
+    ``until`` is on the tier's clock (the wall clock), ``asked_at`` on the cache's (the test clock)."""
+    until = time.time() + 600 if until is None else until
+    return ValueKey(identity, token).seal(name or _answer_key(token, identity), answer, until, asked_at)
 
 
 async def _written(client: aioredis.Redis, *tokens: str) -> None:
@@ -202,7 +215,8 @@ async def test_inactive_answer_is_shared_too(shared: aioredis.Redis, sidecars: S
     assert b.upstream.calls == []
 
 
-async def test_redis_holds_json_and_never_the_raw_token(shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+async def test_redis_holds_sealed_values_and_never_the_raw_token(shared: aioredis.Redis,
+                                                                 sidecars: SidecarFactory) -> None:
     a = sidecars("a")
     goods = [f"{TOKEN}-good-{i}" for i in range(3)]
     for token in goods:
@@ -216,14 +230,14 @@ async def test_redis_holds_json_and_never_the_raw_token(shared: aioredis.Redis, 
     for name, value in stored.items():
         assert b"SECRET" not in name
         assert b"SECRET" not in (value if isinstance(value, bytes) else b" ".join(sorted(value)))
-    for value in answers.values():
-        doc = json.loads(value)
-        assert doc["v"] == 1
-        assert isinstance(doc["active"], bool)
-        assert isinstance(doc["claims"], dict)
-    actives = [json.loads(v) for v in answers.values() if json.loads(v)["active"]]
-    assert len(actives) == 3
-    assert all(d["claims"]["sub"] == "alice" for d in actives)
+    for value in answers.values():  # nothing of the answer is readable without the token
+        assert value[:1] == b"\x02"
+        assert b"alice" not in value and b"active" not in value and b"read" not in value
+    opened = [ValueKey(AS_IDENTITY, t).open(_answer_key(t), answers[_answer_key(t).encode()]) for t in goods]
+    assert all(o is not None and o.answer.active and o.answer.claims["sub"] == "alice" for o in opened)
+    junk = ValueKey(AS_IDENTITY, f"{TOKEN}-junk").open(_answer_key(f"{TOKEN}-junk"),
+                                                       answers[_answer_key(f"{TOKEN}-junk").encode()])
+    assert junk is not None and not junk.answer.active
 
 
 @pytest.mark.parametrize(
@@ -286,12 +300,15 @@ async def test_l2_hit_does_not_extend_the_as_max_age(shared: aioredis.Redis, sid
 async def test_redis_value_failing_verification_is_a_miss_not_a_denial(
         shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
     b = sidecars("b")
-    forged = {"v": 1, "active": True, "jwt": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJldmUifQ.forged", "claims": {"sub": "eve"}}
-    await shared.set(_answer_key(), json.dumps(forged), px=60_000)
+    b.upstream.returns_jwt = True
+    forged = Introspection(active=True, jwt="eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJldmUifQ.forged", claims={"sub": "eve"})
+    await shared.set(_answer_key(), _sealed(forged), px=60_000)
     b.upstream.verify_error = InvalidToken("JWT signature verification failed")
+    b.upstream.answer = Introspection(active=True, jwt="a.b.c", claims=b.upstream.answer.claims)
     answer = await b.lookup()
     assert answer.claims["sub"] == "alice"
     assert b.upstream.calls == [TOKEN]
+    assert len(b.upstream.verified_calls) == 1  # the JWT read from Redis was verified, and failed
 
 
 # --- eviction ---------------------------------------------------------------------------------------------------
@@ -466,4 +483,112 @@ async def test_garbage_is_replaced_by_the_as_answer(shared: aioredis.Redis, side
             break
         await asyncio.sleep(0.01)
     assert raw is not None
-    assert json.loads(raw)["claims"]["sub"] == "alice"
+    opened = ValueKey(AS_IDENTITY, TOKEN).open(_answer_key(), raw)
+    assert opened is not None and opened.answer.claims["sub"] == "alice"
+
+
+# --- item 3: a Redis writer cannot mint identities -----------------------------------------------------------------
+
+VICTIM = "victim-opaque-token-abcdefghijklmnopqrstuv"
+ATTACKER = "attacker-opaque-token-abcdefghijklmnopqrs"
+EVE = {"sub": "eve", "scope": "admin", "exp": T0 + 3_600}
+
+
+def _hostile_values() -> dict[str, Callable[[], bytes]]:
+    """What a Redis writer who holds neither ATTACKER's token nor the victim's can put under ATTACKER's key."""
+    name = _answer_key(ATTACKER)
+    lookup = cache_key(AS_IDENTITY, ATTACKER)
+    v2 = ValueKey(AS_IDENTITY, VICTIM).seal(_answer_key(VICTIM), Introspection(active=True, claims=EVE),
+                                           time.time() + 600, T0)
+    return {
+        # the format every earlier version wrote and trusted
+        "old-json-claims-only": lambda: json.dumps({"v": 1, "active": True, "jwt": None, "claims": EVE,
+                                                    "until": time.time() + 600}).encode(),
+        # a victim's valid sealed value, copied under the attacker's key
+        "victim-value-moved": lambda: v2,
+        # sealed with what a Redis reader can compute: the lookup key itself as the token
+        "sealed-with-the-lookup-key": lambda: _sealed(Introspection(active=True, claims=EVE), token=lookup, name=name),
+        # sealed for the right token under another AS's identity
+        "sealed-for-another-as": lambda: ValueKey("https://other.example/i\0gw\0rfc7662", ATTACKER).seal(
+            name, Introspection(active=True, claims=EVE), time.time() + 600, T0),
+        "garbage": lambda: b"\x02" + os.urandom(80),
+        "truncated": lambda: _sealed(Introspection(active=True, claims=EVE), token=ATTACKER)[:40],
+        "too-short": lambda: b"\x02" + b"\x00" * 20,
+        "wrong-version": lambda: b"\x03" + _sealed(Introspection(active=True, claims=EVE), token=ATTACKER)[1:],
+        "bit-flipped": lambda: (lambda v: v[:-1] + bytes([v[-1] ^ 1]))(
+            _sealed(Introspection(active=True, claims=EVE), token=ATTACKER)),
+        "empty": lambda: b"",
+    }
+
+
+@pytest.mark.parametrize("shape", sorted(_hostile_values()))
+async def test_item03_hostile_value_under_a_tokens_key_is_a_miss(shared: aioredis.Redis, sidecars: SidecarFactory,
+                                                                 shape: str) -> None:
+    """The AS says the attacker's token is inactive; whatever a Redis writer puts under its key, the sidecar asks
+    the AS and refuses (a miss, never an allow)."""
+    b = sidecars("b")
+    b.upstream.answer = Introspection(active=False)
+    await shared.set(_answer_key(ATTACKER), _hostile_values()[shape](), px=60_000)
+    answer = await b.lookup(ATTACKER)
+    assert not answer.active
+    assert b.upstream.calls == [ATTACKER]
+    assert b.count("l2_hit") == 0
+    assert b.upstream.verified_calls == []
+
+
+async def test_item03_victim_jwt_moved_to_another_tokens_key_is_not_even_verified(
+        shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    """A victim's valid answer with its (validly signed) JWT, copied under the attacker's key: before, it passed
+    re-verification and the attacker was the victim; now it does not open."""
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    for sidecar in (a, b):
+        sidecar.upstream.returns_jwt = True
+    a.upstream.answer = Introspection(active=True, jwt="victim.jwt.sig", claims=a.upstream.active(sub="victim").claims)
+    await a.lookup(VICTIM)
+    await _written(shared, VICTIM)
+    await shared.set(_answer_key(ATTACKER), await shared.get(_answer_key(VICTIM)), px=60_000)
+    b.upstream.answer = Introspection(active=False)
+    assert not (await b.lookup(ATTACKER)).active
+    assert b.upstream.calls == [ATTACKER]
+    assert b.upstream.verified_calls == []
+
+
+async def test_item03_claims_only_answer_is_refused_for_a_dialect_that_returns_jwts(
+        shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    """Even sealed with the right token (a token holder who can write Redis), a positive answer without a JWT is not
+    one a phantom / rfc7662+jwt_field AS gives: a miss."""
+    b = sidecars("b")
+    b.upstream.returns_jwt = True
+    b.upstream.answer = Introspection(active=False)
+    await shared.set(_answer_key(ATTACKER), _sealed(Introspection(active=True, claims=EVE), token=ATTACKER),
+                     px=60_000)
+    assert not (await b.lookup(ATTACKER)).active
+    assert b.upstream.calls == [ATTACKER]
+    assert b.count("l2_error") == 1
+
+
+async def test_item03_value_sealed_by_the_token_holder_is_served_for_claims_dialects(
+        shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    """The positive control: what a sidecar holding the token seals under its key is served from L2."""
+    b = sidecars("b")
+    await shared.set(_answer_key(), _sealed(b.upstream.active(sub="carol")), px=60_000)
+    answer = await b.lookup()
+    assert answer.claims["sub"] == "carol"
+    assert b.upstream.calls == []
+    assert b.count("l2_hit") == 1
+
+
+@pytest.mark.parametrize(("dialect", "jwt_field", "returns_jwt"), [
+    ("phantom", None, True), ("rfc7662", "jwt", True), ("rfc7662", None, False), ("rfc9701", None, False)])
+async def test_item03_authority_says_which_dialects_always_return_a_jwt(dialect: str, jwt_field: str | None,
+                                                                        returns_jwt: bool) -> None:
+    config = AuthorizationServerConfig(name="corp", introspection_endpoint="https://as.example/i", client_id="gw",
+                                       client_secret=Secret("s"), dialect=dialect, jwt_field=jwt_field,
+                                       issuer="https://as.example", jwks_uri="https://as.example/jwks")
+    async with aiohttp.ClientSession() as session:
+        authority = Authority(config, session)
+        assert authority.returns_jwt is returns_jwt
+        # the answer's shape is part of the AS identity: rfc7662 with and without jwt_field share no key
+        other = Authority(replace(config, jwt_field=None if jwt_field else "jwt"), session)
+        assert other.cache_identity != authority.cache_identity
