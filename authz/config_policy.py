@@ -17,6 +17,7 @@ DEFAULT_MASK = (
     "/input/token/jwt",
 )
 _POINTER = re.compile(r"^(/[^/]+)+$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an RFC 9110 token
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class PolicyConfig:
     dry_run: bool = False  # decide and log, but always allow
     decision_log: str = "summary"  # off | summary | full (with the input, masked)
     decision_log_mask: tuple[str, ...] = ()  # parse_policy fills in DEFAULT_MASK
+    decision_log_mask_headers: tuple[str, ...] = ()  # erased from full logs too (besides CREDENTIAL_HEADERS)
     decision_cache_size: int = 10_000  # embedded, deterministic policies: decisions reused for equal inputs (0: off)
     decision_cache_max_bytes: int = DEFAULT_MAX_BYTES  # what the reused decisions' keys and values may hold (0: off)
 
@@ -64,6 +66,7 @@ def parse_policy(sec: Section, environ: Mapping[str, str]) -> PolicyConfig:
         decision_log=sec.choice("decision_log", "summary", ("off", "summary", "full")),
         decision_log_mask=sec.strings("decision_log_mask", _POINTER, "JSON pointer (/input/...)")
         or DEFAULT_MASK,
+        decision_log_mask_headers=sec.strings("decision_log_mask_headers", _HEADER_NAME, "header name"),
         decision_cache_size=int(sec.number("decision_cache_size", 10_000, integer=True, minimum=-1e-9)),
         decision_cache_max_bytes=int(sec.number("decision_cache_max_bytes", DEFAULT_MAX_BYTES, integer=True,
                                                 minimum=-1e-9)),

@@ -19,6 +19,7 @@ from authz.policy.decision_log import DecisionLogger
 from authz.policy.engine import PolicyEngine, PolicyEvaluationError, ReusingEngine
 from authz.policy.input import build_input
 from authz.policy.input_needs import ALL_INPUT
+from authz.request_form import check_policy_request
 
 __all__ = ["PolicyOutcome", "PolicyStage"]
 
@@ -37,13 +38,14 @@ class PolicyStage:
     def __init__(self, config: PolicyConfig, engine: PolicyEngine) -> None:
         self._config = config
         self.engine = engine
-        self._log = DecisionLogger(config.decision_log, config.decision_log_mask)
+        self._log = DecisionLogger(config.decision_log, config.decision_log_mask, config.decision_log_mask_headers)
         self._decisions: dict[str, PolicyDecision] = {}
         self._by_result: IdentityMemo[PolicyDecision] = IdentityMemo(1024)
         # decisions found from the request alone, before its input is built; not when the full input is logged
         self._reuse = engine if isinstance(engine, ReusingEngine) and config.decision_log != "full" else None
 
     async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> PolicyOutcome:
+        check_policy_request(request)  # a query or body the input cannot hold: 400, before any decision is reused
         started = time.perf_counter()
         decision_id = ""
         policy_input: dict[str, Any] = {}
