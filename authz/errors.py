@@ -7,6 +7,7 @@ Each error carries a stable snake_case ``reason`` (used in logs, metrics and the
     ├── CredentialError
     │   ├── MissingCredential          401  no Authorization header, or not a Bearer credential
     │   └── MalformedCredential        400  invalid_request: two tokens, bad characters, too long, two headers
+    ├── MalformedRequest               400  invalid_request: path not in normal form, unparsable query or body
     ├── InvalidToken                   401  invalid_token: inactive, expired, wrong audience/issuer
     ├── InsufficientScope              403  insufficient_scope: a required scope is missing
     ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
@@ -28,6 +29,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidToken",
     "MalformedCredential",
+    "MalformedRequest",
     "MissingCredential",
     "PolicyDenied",
     "PolicyFailed",
@@ -70,6 +72,16 @@ class MalformedCredential(CredentialError):
     reason = "malformed_credential"
     oauth_error = "invalid_request"
     description = "the Authorization header is not a valid bearer credential"
+
+
+class MalformedRequest(AuthzError):
+    """The request itself is malformed (``authz.request_form``): a path not in normal form, or a query or body the
+    policy input cannot parse. Refused before anything path-based, and before any policy or reused decision."""
+
+    status = 400
+    reason = "malformed_request"
+    oauth_error = "invalid_request"
+    description = "the request's path, query or body is malformed"
 
 
 class InvalidToken(AuthzError):

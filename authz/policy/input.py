@@ -6,7 +6,8 @@
 - ``parsed_path`` / ``parsed_query`` with Go's ``url.PathUnescape`` / ``url.ParseQuery``: a malformed escape or a ``;``
   in the query fails the check in the plugin, here ``PolicyInputError`` (a ``PolicyEvaluationError``).
 - ``parsed_body`` (JSON, form) / ``truncated_body`` (``x-envoy-auth-partial-body: true``, a larger ``content-length``,
-  a body over ``max_body_bytes``). Unparseable: ``None`` where the plugin fails the check; multipart, gRPC: ``None``.
+  a body over ``max_body_bytes``). A JSON or form body that does not parse (or a bad ``content-length``) fails the
+  check as in the plugin (``PolicyInputError``; ``authz.request_form`` makes it a 400 first); multipart, gRPC: ``None``.
 - ``version``; ``source_principal`` when the source peer has one (current plugin releases add it); ``token``.
 
 The opaque token never appears: ``Authorization`` carries ``Bearer <JWT>`` of the verified token, or is removed.
@@ -32,7 +33,7 @@ from authz.models import Identity
 from authz.policy.engine import PolicyEvaluationError
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, Tree
 
-__all__ = ["PolicyInputError", "build_input"]
+__all__ = ["PolicyInputError", "build_input", "check_parsable"]
 
 _AUTHORIZATION = "authorization"
 _PARTIAL_BODY = "x-envoy-auth-partial-body"
@@ -335,14 +336,27 @@ def _parse_query(query: str) -> tuple[dict[str, list[str]], str | None]:
 
 def _parse_path_and_query(path: str) -> tuple[list[str], dict[str, list[str]]]:
     raw_path, _, raw_query = path.partition("?")  # no fragment handling: Envoy never sends one, the plugin keeps it
-    try:
-        decoded = _unescape(raw_path, False)
-    except ValueError as exc:
-        raise PolicyInputError(f"request path: {exc}") from None
+    # split, then decode each segment: an encoded slash (a route with allow_encoded_slashes) stays inside its segment
+    segments = raw_path.lstrip("/").split("/")
+    if "%" in raw_path:
+        try:
+            segments = [_unescape(segment, False) for segment in segments]
+        except ValueError as exc:
+            raise PolicyInputError(f"request path: {exc}") from None
     query, error = _parse_query(raw_query)
     if error is not None:
         raise PolicyInputError(f"request query: {error}")
-    return decoded.lstrip("/").split("/"), query
+    return segments, query
+
+
+def check_parsable(http: Any) -> None:
+    """Raise ``PolicyInputError`` when ``build_input`` could not parse this request's path, query or body
+    (``http``: a CheckRequest's ``attributes.request.http``, or the HTTP transport's ``HttpFields``)."""
+    path: str = http.path
+    if "%" in path or "?" in path:
+        _parse_path_and_query(path)
+    if http.body or http.raw_body:
+        _parse_body(http, None)
 
 
 # --- parsed_body / truncated_body ------------------------------------------------------------------------------------
@@ -350,7 +364,8 @@ def _parse_path_and_query(path: str) -> tuple[list[str], dict[str, list[str]]]:
 
 def _body_headers(http: Any) -> Mapping[str, str]:
     """The headers the body parser consults: the map, or (raw headers mode) the first value of each name."""
-    if http.headers or not http.header_map.headers:
+    header_map = getattr(http, "header_map", None)  # HttpFields (HTTP transport) has none
+    if http.headers or header_map is None or not header_map.headers:
         return http.headers  # type: ignore[no-any-return]
     found: dict[str, str] = {}
     for e in http.header_map.headers:
@@ -384,7 +399,7 @@ def _parse_body(http: Any, max_body_bytes: int | None) -> tuple[Any, bool]:
     if content_length is not None:
         declared = _go_parse_int(content_length)
         if declared is None:
-            return None, False
+            raise PolicyInputError(f"request body: content-length {content_length[:40]!r} is not an integer")
         if declared != -1 and declared > size:
             return None, True
     if kind == "multipart":
@@ -392,7 +407,9 @@ def _parse_body(http: Any, max_body_bytes: int | None) -> tuple[Any, bool]:
     text = body or raw.decode("utf-8", "replace")
     if kind == "form":
         values, error = _parse_query(text)
-        return (None if error is not None else values), False
+        if error is not None:
+            raise PolicyInputError(f"request body (form): {error}")
+        return values, False
     return _parse_json(text), False
 
 
@@ -416,13 +433,14 @@ def _finite_float(s: str) -> float:
 
 
 def _parse_json(text: str) -> Any:
-    """RFC 8259 JSON as Go decodes it (no NaN/Infinity, nothing after the value); None when it is not."""
+    """RFC 8259 JSON as Go decodes it (no NaN/Infinity, nothing after the value); ``PolicyInputError`` when it is
+    not (the plugin fails the check: a policy never sees ``null`` for a body an upstream may still read)."""
     try:
         data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         if _LONE_SURROGATE_ESCAPE.search(text) is not None:
             data = _replace_surrogates(data)  # Go turns a lone \ud800 into U+FFFD; keep the document encodable
-    except (ValueError, RecursionError):
-        return None
+    except (ValueError, RecursionError) as exc:
+        raise PolicyInputError(f"request body (JSON): {str(exc)[:200]}") from None
     return data
 
 

@@ -9,8 +9,21 @@ default allow := false
 # Only the owner may read a record: GET /records/<owner>/...
 allow if {
 	input.attributes.request.http.method == "GET"
+	plain_path
 	input.parsed_path[0] == "records"
 	input.parsed_path[1] == input.token.subject
+}
+
+# Defence in depth: phantom-authz refuses paths not in normal form (400) before any policy runs, but a rule keyed on
+# one segment must not trust that: `/records/alice/../bob/profile` names bob's record to an upstream that resolves
+# dot segments. Every segment is a plain name: no dot segment (also `..;`), no empty segment, no slash or backslash.
+plain_path if {
+	every segment in input.parsed_path {
+		segment != ""
+		not split(segment, ";")[0] in {".", ".."}
+		not contains(segment, "/")
+		not contains(segment, "\\")
+	}
 }
 
 # Separation of duty: POST /records/<owner>/transactions/<id>/approve needs the `approve` scope, and nobody
@@ -18,6 +31,7 @@ allow if {
 # `x-transaction-creator` header).
 allow if {
 	input.attributes.request.http.method == "POST"
+	plain_path
 	count(input.parsed_path) == 5
 	input.parsed_path[0] == "records"
 	input.parsed_path[2] == "transactions"

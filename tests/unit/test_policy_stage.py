@@ -19,7 +19,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.config import Config, load_config
 from authz.config_policy import DEFAULT_MASK, PolicyConfig
-from authz.errors import InsufficientScope, PolicyDenied, PolicyFailed, RouteMisconfigured
+from authz.errors import InsufficientScope, MalformedRequest, PolicyDenied, PolicyFailed, RouteMisconfigured
 from authz.models import Allow, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 from authz.policy.decision import HeaderMutation, PolicyDecision
@@ -239,19 +239,23 @@ async def test_failure_status_from_the_config_file(tmp_path: Path) -> None:
     assert info.value.status == 500
 
 
-async def test_unparseable_query_is_a_policy_failure_with_the_configured_status(tmp_path: Path) -> None:
-    """opa-envoy-plugin fails the check for a query Go cannot parse; here that is the OPA-failure status."""
-    authorizer, engine, _ = _setup(tmp_path, True, failure_status=403)
-    with pytest.raises(PolicyFailed) as info:
-        await authorizer.check(_check_request(path="/orders?a=1;b=2"))
-    assert info.value.status == 403
+@pytest.mark.parametrize("path", ["/orders?a=1;b=2", "/orders?q=%zz", "/orders?q=%4"])
+async def test_item20_unparseable_query_is_a_400_before_the_policy(tmp_path: Path, path: str) -> None:
+    """opa-envoy-plugin fails the check for a query Go cannot parse (request_parse_error): a 400 invalid_request
+    before any policy runs, not the OPA-failure status (503, which clients retry)."""
+    authorizer, engine, _ = _setup(tmp_path, True, failure_status=503)
+    with pytest.raises(MalformedRequest) as info:
+        await authorizer.check(_check_request(path=path))
+    assert (info.value.status, info.value.oauth_error) == (400, "invalid_request")
     assert engine.calls == []
 
 
-async def test_dry_run_allows_a_request_whose_input_cannot_be_built(tmp_path: Path) -> None:
-    authorizer, _, _ = _setup(tmp_path, True, dry_run=True)
-    allow = await authorizer.check(_check_request(path="/orders?q=%zz"))
-    assert allow.policy is None
+async def test_item20_dry_run_still_refuses_a_request_whose_input_cannot_be_built(tmp_path: Path) -> None:
+    """Dry run allows whatever the policy decides; a request the policy input cannot hold is refused before it."""
+    authorizer, engine, _ = _setup(tmp_path, True, dry_run=True)
+    with pytest.raises(MalformedRequest):
+        await authorizer.check(_check_request(path="/orders?q=%zz"))
+    assert engine.calls == []
 
 
 # --- dry run ----------------------------------------------------------------------------------------------------------
