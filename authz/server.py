@@ -60,7 +60,8 @@ class Server:
         self.config = config
         index = os.environ.get(WORKER_ENV)
         self.worker_index = int(index) if index is not None and config.server.workers > 1 else None
-        self._grpc_options = [("grpc.so_reuseport", 1 if self.worker_index is not None else 0)]
+        self._grpc_options = [("grpc.so_reuseport", 1 if self.worker_index is not None else 0),
+                              ("grpc.max_receive_message_length", config.server.max_receive_bytes)]
         self.port: int | None = None
         self.metrics = Metrics()
         self.cache: IntrospectionCache | None = None

@@ -89,6 +89,20 @@ def test_malformed_check_requests_are_denied_not_crashed(grpc_stack: Stack, requ
     assert grpc_stack.authz is not None and grpc_stack.authz.running
 
 
+def test_item09_check_request_just_over_grpcs_old_4_mib_limit_is_answered(grpc_stack: Stack) -> None:
+    """gRPC's default receive limit (4 MiB) once made such a request a RESOURCE_EXHAUSTED error, which Envoy turns
+    into status_on_error, or into an allow with failure_mode_allow: true. It must get a CheckResponse."""
+    token = grpc_stack.token("read")
+    request = check_request(f"Bearer {token}", required_scopes="read")
+    request.attributes.request.http.method = "POST"
+    request.attributes.request.http.body = "a" * (4 * 1024 * 1024 + 1024)
+    assert request.ByteSize() > 4 * 1024 * 1024
+    response = call(target(grpc_stack), request)
+    assert response.status.code == 0, response.denied_response
+    del request.attributes.request.http.headers["authorization"]  # the same size without a token: a denial
+    assert denied_status(call(target(grpc_stack), request)) == 401
+
+
 def test_huge_headers_are_denied(grpc_stack: Stack) -> None:
     request = check_request("Bearer abc")
     for i in range(100):
