@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_MAX_BYTES", "MAX_ENTRY_BYTES", "DecisionCache", "footprint"]
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 MAX_ENTRY_BYTES = 64 * 1024  # the most one entry (key and value) may hold; bigger ones are evaluated every time
 _SLOT_BYTES = 100  # a dictionary slot and its share of the table, generously
-_ATOMS = (str, bytes, int, float, bool, type(None))
+_ATOMS = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 def footprint(value: object, limit: int) -> int:
@@ -34,20 +34,20 @@ def footprint(value: object, limit: int) -> int:
     the count passes it. A type this does not know (an object whose contents it cannot see) counts as over."""
     total = 0
     stack = [value]
+    pop, push, size = stack.pop, stack.extend, sys.getsizeof
     while stack:
-        item = stack.pop()
-        total += sys.getsizeof(item)
+        item = pop()
+        total += size(item)
+        kind = type(item)
+        if kind is tuple or kind is list:
+            push(item)  # type: ignore[arg-type]
+        elif kind is dict:
+            push(item.keys())  # type: ignore[attr-defined]
+            push(item.values())  # type: ignore[attr-defined]
+        elif kind not in _ATOMS:
+            return limit + 1
         if total > limit:
             return total
-        if isinstance(item, _ATOMS):
-            continue
-        if isinstance(item, (tuple, list)):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        else:
-            return limit + 1
     return total
 
 
