@@ -16,7 +16,7 @@ _PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 @dataclass(frozen=True, slots=True)
 class HttpTransportConfig:
     listen: str | None = None  # HOST:PORT or unix:PATH; None: no HTTP transport
-    path_prefix: str = "/phantom-authz"  # check paths are <prefix>/<route settings>/<original path>
+    path_prefix: str = "/phantom-authz"  # = Envoy's path_prefix; check paths: <prefix>[;<settings>]<original path>
     max_body_bytes: int = 1024 * 1024  # a larger check request body is refused (413), never read
     max_headers: int = 100  # more header lines: 400 from the HTTP parser
     max_header_bytes: int = 64 * 1024  # one header line longer than this: 400 from the HTTP parser
@@ -38,7 +38,9 @@ def parse_http_transport(sec: Section, listen_address: Callable[[str, str], str]
         listen = listen_address(listen, sec.key("listen"))
     prefix = sec.str_("path_prefix", "/phantom-authz")
     if not _PREFIX.fullmatch(prefix):
-        raise ConfigError(sec.key("path_prefix"), f"must be a path like /phantom-authz (no trailing /), got {prefix!r}")
+        raise ConfigError(sec.key("path_prefix"), f"must be a path like /phantom-authz with no trailing '/' (the same "
+                          f"string as Envoy's http_service.path_prefix; routes with settings add ';<settings>'), "
+                          f"got {prefix!r}")
     result = HttpTransportConfig(
         listen=listen,
         path_prefix=prefix,

@@ -3,14 +3,19 @@
 Envoy sends the check as ``<method> <path_prefix><original path>`` with the original Host, Authorization,
 Content-Length and the headers its ``allowed_headers`` lets through (plus the body, with ``with_request_body``).
 HTTP mode has no ``context_extensions``, so the route's settings travel in the path prefix, which only Envoy's
-config can set (a client's path is appended after it and always starts with ``/``)::
+config can set. Envoy's ``path_prefix`` is ``server.http.path_prefix`` itself (the service's defaults) or that
+string, ``;`` and the form-encoded settings; the client's path is appended after it and always starts with ``/``::
 
-    /phantom-authz/<settings>/<original path and query>
-    /phantom-authz/required_scopes=read+write&policy=records%2Fdecision/records/alice?x=1
-    /phantom-authz//public/health                      (empty settings: the service defaults)
+    /phantom-authz<original path and query>                        (path_prefix "/phantom-authz": the defaults)
+    /phantom-authz;<settings><original path and query>
+    /phantom-authz;required_scopes=read+write&policy=records%2Fdecision/records/alice?x=1
 
-``<settings>`` is form-encoded with the same keys and values as the gRPC mode's context extensions. A path without
-the prefix, or a settings segment that repeats a key, is a misconfigured route (500: fail closed).
+Settings are read only from right after the prefix, where a client's byte (always ``/``) can never be: whatever
+Envoy is given, the client's path never becomes settings. ``<settings>`` has the same keys and values as the gRPC
+mode's context extensions. A misconfigured route fails closed (500): a path without the prefix, a settings segment
+that repeats a key, ``//`` right after the prefix or the settings (Envoy's ``path_prefix`` ends with ``/``), or an
+original path whose first segment reads as route settings (what the old ``/phantom-authz/<settings>`` form makes:
+those settings would otherwise be lost).
 
 For policies, the request's plain fields (``HttpFields``) find a reused decision, and an equivalent CheckRequest is
 built only when the policy input must be: method, path, host, scheme, headers (with Envoy's pseudo-headers), body,
@@ -28,7 +33,8 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.errors import MalformedCredential, RouteMisconfigured
 from authz.models import HttpFields, RequestInfo
-from authz.routes import SettingsMemo
+from authz.request import authorization_values, header_text
+from authz.routes import KNOWN_KEYS, SettingsMemo
 
 __all__ = ["HttpCheckTranslator"]
 
@@ -39,27 +45,21 @@ _CHECK_CALL_HEADERS = frozenset({"x-envoy-expected-rq-timeout-ms", "x-envoy-inte
 
 class HttpCheckTranslator:
     def __init__(self, path_prefix: str, max_header_bytes: int) -> None:
-        self._prefix = path_prefix + "/"
+        self._prefix = path_prefix
         self._max_header_bytes = max_header_bytes
         self._settings: SettingsMemo[str, dict[str, str]] = SettingsMemo()
 
     def request_info(self, method: str, raw_path: str, raw_headers: Iterable[tuple[bytes, bytes]],
                      body: bytes) -> RequestInfo:
         """Raise ``RouteMisconfigured`` (path without prefix, bad settings) or ``MalformedCredential``."""
-        if not raw_path.startswith(self._prefix):
-            raise RouteMisconfigured(f"HTTP check path does not start with {self._prefix!r}: set path_prefix on "
-                                     "Envoy's http_service")
-        segment, slash, rest = raw_path[len(self._prefix):].partition("/")
-        if not slash:
-            raise RouteMisconfigured("HTTP check path has no original path after the settings segment")
-        extensions = self._settings.get(segment, _parse_settings, segment)
+        path, extensions = self._split(raw_path)
         headers: dict[str, str] = {}
         authorization: list[str] = []
         size = 0
         for raw_name, raw_value in raw_headers:
             size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
+            value = header_text(raw_value)  # as Envoy's gRPC mode would carry it
             if name in headers:
                 headers[name] = f"{headers[name]},{value}"
             else:
@@ -70,18 +70,54 @@ class HttpCheckTranslator:
             del headers[name]
         if size > self._max_header_bytes:
             raise MalformedCredential("request headers exceed the size limit")
-        path = "/" + rest
         host = headers.get("host", "")
         return RequestInfo(
             method=method,
             path=path,
             host=host,
             headers=headers,
-            authorization=tuple(authorization),
+            authorization=authorization_values(tuple(authorization)),
             context_extensions=extensions,
             http=_PolicyView(method, path, host, headers, body, extensions),
         )
 
+
+    def _split(self, raw_path: str) -> tuple[str, dict[str, str]]:
+        """(original path, route settings) of a check path, or ``RouteMisconfigured``."""
+        prefix = self._prefix
+        if not raw_path.startswith(prefix):
+            raise RouteMisconfigured(f"HTTP check path does not start with {prefix!r}: set Envoy's "
+                                     f"http_service.path_prefix to server.http.path_prefix ({prefix!r}), or to it "
+                                     "followed by ';' and the route's settings")
+        path = raw_path[len(prefix):]
+        extensions: dict[str, str] = {}
+        if path[:1] == ";":
+            segment, slash, rest = path[1:].partition("/")
+            if not slash:
+                raise RouteMisconfigured("HTTP check path has no original path after the route settings")
+            extensions = self._settings.get(segment, _parse_settings, segment)
+            path = "/" + rest
+        elif path[:1] != "/":
+            raise RouteMisconfigured(f"HTTP check path does not start with {prefix!r} then '/' or ';': set Envoy's "
+                                     f"http_service.path_prefix to server.http.path_prefix ({prefix!r})")
+        if path[:2] == "//":
+            raise RouteMisconfigured(f"HTTP check path has '//' after {prefix!r} and the route's settings: Envoy's "
+                                     "http_service.path_prefix must not end with '/'")
+        end = path.find("/", 1)
+        if end > 0 and "=" in path[1:end]:
+            self._settings.get("/" + path[1:end], _refuse_old_form, path[1:end])
+        return path, extensions
+
+
+def _refuse_old_form(segment: str) -> dict[str, str]:
+    """An original path whose first segment reads as route settings is what an Envoy ``path_prefix`` of the form
+    ``<prefix>/<settings>`` makes: refuse it rather than serve the route with the defaults."""
+    keys = {key for key, _ in parse_qsl(segment, keep_blank_values=True)}
+    if keys and keys <= KNOWN_KEYS:
+        raise RouteMisconfigured("HTTP check path's first segment after the prefix reads as route settings: write "
+                                 "Envoy's http_service.path_prefix as '<server.http.path_prefix>;<settings>' (a ';', "
+                                 "not a '/')")
+    return {}
 
 
 def _parse_settings(segment: str) -> dict[str, str]:

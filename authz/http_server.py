@@ -5,10 +5,14 @@ this machine (``bench/http_stack_bench.py``), aiohttp, uvicorn+httptools and gra
 p99 within run-to-run noise; aiohttp is already a dependency, shares our uvloop loop with grpc.aio without touching
 signal handlers or logging, and drains in-flight requests on shutdown. See docs/performance.md.
 
-Limits: header lines (count and size) are enforced by aiohttp's parser (400); a body over ``max_body_bytes`` is
+Limits: header lines (count and size) are enforced by aiohttp's parser (400, logged as one line naming the error's
+type: aiohttp's own log and answer quote the offending line, which may hold a token); a request line with a version
+other than HTTP/1.0 or 1.1 (an HTTP/0.9-style ``GET /path``) is answered 400; a body over ``max_body_bytes`` is
 refused with 413 before it is read; a request whose head and body have not arrived within
 ``request_timeout_seconds`` of its first byte has its connection closed (slow senders cannot hold a check open, and
-never stall other connections: each connection is its own coroutine). ``GET /healthz`` answers 204 (a status Envoy
+never stall other connections: each connection is its own coroutine). That holds for each request on a kept-alive
+connection, pipelined ones included: bytes received past the end of the request just read start the next one's
+clock. ``GET /healthz`` answers 204 (a status Envoy
 would read as a denial, so a misrouted check can never be allowed by it). Every answer comes from the ``Decider``;
 an exception here is a 500, never an allow.
 """
@@ -17,17 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http import HttpVersion10, HttpVersion11, RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
 
 from authz.config_http import HttpTransportConfig
 from authz.decider import Decider
-from authz.errors import RequestTooLarge
+from authz.errors import MalformedRequest, RequestTooLarge
 from authz.http_body import read_at_most
 from authz.http_request import HttpCheckTranslator
 from authz.http_response import HttpAnswer, denial, http_answer
+from authz.library_logs import describe_exception
 from authz.memo import IdentityMemo
 
 __all__ = ["HttpTransport"]
@@ -36,21 +43,59 @@ log = logging.getLogger("authz.http")
 
 HEALTH_PATH = "/healthz"
 _TOO_LARGE = denial(RequestTooLarge())
+_NOT_HTTP_1 = denial(MalformedRequest("request line version is not HTTP/1.0 or HTTP/1.1"))
+_HTTP_1 = (HttpVersion10, HttpVersion11)
+_HEAD_END = b"\r\n\r\n"  # how a request without a body (or with a chunked one) ends
 
 
 class _TimedHandler(RequestHandler):
     """aiohttp's connection handler, noting when the request it is receiving began (its first bytes); the check
-    clears the mark once it has read the whole request. ``_Server.sweep`` closes connections marked too long ago."""
+    clears the mark once it has read the whole request, unless bytes of a next request have already come (pipelined:
+    the mark then says when they came). ``_Server.sweep`` closes connections marked too long ago."""
 
     receiving_since: float | None = None
+    not_http_1 = False  # the request being handled named a version other than HTTP/1.0 or 1.1
+    _last_chunk = b""
+    _last_chunk_at = 0.0
 
     def data_received(self, data: bytes) -> None:
-        if self.receiving_since is None:
-            self.receiving_since = self._loop.time()
+        if data:
+            now = self._loop.time()
+            if self.receiving_since is None:
+                self.receiving_since = now
+            self._last_chunk, self._last_chunk_at = data, now
         super().data_received(data)
 
-    def request_read(self) -> None:
-        self.receiving_since = None
+    def request_begun(self) -> None:
+        """A request is being handled: it is being received until ``request_read`` (a pipelined request whose bytes
+        all came with the previous one's starts its clock here at the latest)."""
+        if self.receiving_since is None:
+            self.receiving_since = self._loop.time()
+
+    def request_read(self, ending: bytes | None) -> None:
+        """The whole request has been read; it ended with ``ending`` on the wire (None: not read to its end). When
+        the last bytes received do not end there, the next request has begun with them."""
+        chunk = self._last_chunk
+        if ending is not None and (chunk.endswith(ending) if len(chunk) >= len(ending) else ending.endswith(chunk)):
+            self.receiving_since = None
+        else:
+            self.receiving_since = self._last_chunk_at
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """aiohttp's own version logs a traceback and answers a body that both quote the bad request line (a
+        token with it): one line naming the error's type instead, and a body that quotes nothing."""
+        log.warning("answered %d to a malformed HTTP request (%s)", status,
+                    "no exception" if exc is None else describe_exception(exc))
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started, cannot send an error response")
+        try:
+            text = f"{status} {HTTPStatus(status).phrase}"
+        except ValueError:
+            text = str(status)
+        response = web.Response(status=status, text=text)
+        response.force_close()
+        return response
 
 
 class _Server(web.Server):
@@ -60,6 +105,16 @@ class _Server(web.Server):
 
     def __call__(self) -> RequestHandler:
         return _TimedHandler(self, loop=self._loop, **self._kwargs)
+
+    def _make_request(self, message: RawRequestMessage, payload: Any, protocol: RequestHandler, writer: Any,
+                      task: Any) -> web.BaseRequest:
+        """aiohttp takes ``GET /path`` (no version) as HTTP/0.9 and would answer ``HTTP/0.9 200``: such a request is
+        marked (``_handle`` answers it 400) and answered as HTTP/1.0, whose status line every client reads."""
+        if message.version not in _HTTP_1:
+            assert isinstance(protocol, _TimedHandler)
+            protocol.not_http_1 = True
+            message = message._replace(version=HttpVersion10)
+        return super()._make_request(message, payload, protocol, writer, task)
 
     async def sweep(self) -> None:
         """Every quarter of the timeout: close connections still sending a request begun longer ago than that.
@@ -72,7 +127,7 @@ class _Server(web.Server):
                 if since is not None and since < cutoff:
                     log.warning("closing a connection that sent no complete request within %.1fs",
                                 self.request_timeout)
-                    handler.request_read()  # type: ignore[attr-defined]
+                    handler.receiving_since = None  # type: ignore[attr-defined]
                     transport.close()
 
 
@@ -126,13 +181,21 @@ class HttpTransport:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         protocol = request.protocol
         assert isinstance(protocol, _TimedHandler)
+        protocol.request_begun()
+        if protocol.not_http_1:
+            protocol.not_http_1 = False
+            protocol.request_read(None)
+            refused = _response(_NOT_HTTP_1)
+            refused.force_close()
+            return refused
         if request.method == "GET" and request.raw_path == HEALTH_PATH:
-            protocol.request_read()
+            protocol.request_read(None if request.can_read_body else _HEAD_END)
             return web.Response(status=204)
         body = await read_at_most(request, self._config.max_body_bytes) if request.can_read_body else b""
-        protocol.request_read()
         if body is None:
+            protocol.request_read(None)
             return _response(_TOO_LARGE)
+        protocol.request_read(body[-64:] if body and request.content_length is not None else _HEAD_END)
         method, raw_path, raw_headers = request.method, request.raw_path, request.raw_headers
         check = await self._decider.decide(
             lambda: self._translator.request_info(method, raw_path, raw_headers, body),

@@ -6,6 +6,8 @@ import hashlib
 import logging
 import sys
 
+from authz.library_logs import LibraryRecordFilter
+
 __all__ = ["configure_logging", "token_id"]
 
 
@@ -17,6 +19,7 @@ def token_id(token: str) -> str:
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(LibraryRecordFilter())  # library log lines may quote request bytes (a token): never their data
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

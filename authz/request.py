@@ -3,18 +3,46 @@
 Envoy sends headers either in ``http.headers`` (a map; Envoy merges repeated headers with ``,``) or, with
 ``encode_raw_headers``, in ``http.header_map`` (a list that keeps repeats and may carry ``raw_value`` bytes). Both
 are read; with ``header_map`` several ``Authorization`` headers stay visible as several values.
+
+A header value's bytes become text the way Envoy fills the ``headers`` map (checked against Envoy 1.40): UTF-8,
+each byte of an invalid sequence replaced by ``!`` (``header_text``). So ``raw_value`` bytes, the map's strings and
+HTTP mode's header bytes all decide alike. An ``Authorization`` value that is not ASCII is a malformed credential.
 """
 
 from __future__ import annotations
+
+import codecs
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.errors import MalformedCredential
 from authz.models import RequestInfo
 
-__all__ = ["MAX_HEADER_BYTES", "request_info"]
+__all__ = ["MAX_HEADER_BYTES", "authorization_values", "header_text", "request_info"]
 
 MAX_HEADER_BYTES = 64 * 1024  # Envoy's own default limit on the request header block is 60 KiB
+_ENVOY_UTF8 = "phantom-authz-envoy-utf8"
+
+
+def _bang(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    return "!" * (error.end - error.start), error.end
+
+
+codecs.register_error(_ENVOY_UTF8, _bang)
+
+
+def header_text(raw: bytes) -> str:
+    """A header value as Envoy's ``headers`` map carries it: UTF-8, each invalid byte ``!``."""
+    return raw.decode("utf-8", _ENVOY_UTF8)
+
+
+def authorization_values(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``values``, unless one is not ASCII: a malformed credential, whichever way Envoy encoded it."""
+    for value in values:
+        if not value.isascii():
+            raise MalformedCredential("Authorization header is not ASCII")
+    return values
 
 
 def _header_map_values(http: object) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -22,18 +50,11 @@ def _header_map_values(http: object) -> tuple[dict[str, str], tuple[str, ...]]:
     authorization: list[str] = []
     for entry in http.header_map.headers:  # type: ignore[attr-defined]
         name = entry.key.lower()
-        value = entry.value if entry.value or not entry.raw_value else _decode(entry.raw_value)
+        value = entry.value if entry.value or not entry.raw_value else header_text(entry.raw_value)
         headers[name] = f"{headers[name]},{value}" if name in headers else value
         if name == "authorization":
             authorization.append(value)
-    return headers, tuple(authorization)
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise MalformedCredential("header value is not ASCII") from None
+    return headers, authorization_values(tuple(authorization))
 
 
 def _header_bytes(http: object) -> int:
@@ -58,7 +79,7 @@ def request_info(request: CheckRequest) -> RequestInfo:
     else:
         headers = http.headers  # the protobuf map is a read-only Mapping; no copy on the hot path
         value = headers.get("authorization")
-        authorization = () if value is None else (value,)
+        authorization = () if value is None else authorization_values((value,))
     return RequestInfo(
         method=http.method,
         path=http.path,

@@ -23,16 +23,17 @@ import yaml
 
 __all__ = ["HTTP_PATH_PREFIX", "HTTP_TEMPLATE", "TEMPLATE", "TEMPLATES", "http_path_prefix", "render_envoy_config"]
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "envoy" / "envoy.yaml"
 HTTP_TEMPLATE = TEMPLATE.with_name("envoy-http.yaml")
 TEMPLATES = {"grpc": TEMPLATE, "http": HTTP_TEMPLATE}  # by ext_authz mode
-HTTP_PATH_PREFIX = "/phantom-authz/"  # HTTP mode: check paths start with this, then the route's settings
+HTTP_PATH_PREFIX = "/phantom-authz"  # HTTP mode: server.http.path_prefix, and Envoy's for the service's defaults
 
 
 def http_path_prefix(settings: Mapping[str, str]) -> str:
     """The ``http_service.path_prefix`` that carries a route's settings in HTTP mode, where gRPC mode would send
-    them as ``context_extensions``: ``{"required_scopes": "read"}`` -> ``/phantom-authz/required_scopes=read``."""
-    return HTTP_PATH_PREFIX + urlencode(dict(settings))
+    them as ``context_extensions``: ``{"required_scopes": "read"}`` -> ``/phantom-authz;required_scopes=read``,
+    ``{}`` -> ``/phantom-authz``."""
+    return HTTP_PATH_PREFIX + (";" + urlencode(dict(settings)) if settings else "")
 
 
 def _socket(host: str, port: int) -> dict[str, Any]:

@@ -160,14 +160,14 @@ class Stack:
                 raise RuntimeError(f"authz HTTP transport did not start: {exc}\n{self.authz.log_tail()}") from None
         return self.authz
 
-    def start_workers(self, server: dict[str, Any]) -> Process:
+    def start_workers(self, server: dict[str, Any], **overrides: Any) -> Process:
         """``authz serve`` with ``server.workers`` > 1 (the supervising parent), once every worker is up: worker i
         binds the admin port + i, so the admin base is a port with its neighbours free (metrics off for the same
         reason)."""
         workers = int(server["workers"])
         self.authz_port = int(server["listen"].rpartition(":")[2])
         self.admin_port = consecutive_free_ports(workers)
-        config = self.authz_config(server={"shutdown_grace_seconds": 5, **server})
+        config = self.authz_config(server={"shutdown_grace_seconds": 5, **server}, **overrides)
         config.pop("metrics_listen")
         path = self.dir / "workers.yaml"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +281,7 @@ def route_settings(config: dict[str, Any], index: int) -> dict[str, str]:
         return dict(check["context_extensions"])
     prefix = check["http_service"]["path_prefix"]
     assert prefix.startswith(HTTP_PATH_PREFIX), prefix
-    return dict(urllib.parse.parse_qsl(prefix[len(HTTP_PATH_PREFIX):], keep_blank_values=True))
+    return dict(urllib.parse.parse_qsl(prefix[len(HTTP_PATH_PREFIX):].removeprefix(";"), keep_blank_values=True))
 
 
 def check_settings(config: dict[str, Any], settings: dict[str, str], upstream_headers: tuple[str, ...] = (),

@@ -59,7 +59,7 @@ def test_http_mode_filter_is_fail_closed_with_503_on_error() -> None:
     assert "grpc_service" not in ext_authz
     service = ext_authz["http_service"]
     assert service["server_uri"]["cluster"] == "phantom_authz_http" and service["server_uri"]["timeout"] == "5s"
-    assert service["path_prefix"] == "/phantom-authz/"  # the service's defaults for routes without their own
+    assert service["path_prefix"] == "/phantom-authz"  # = server.http.path_prefix: the defaults
 
 
 def test_http_mode_sends_and_accepts_the_headers_our_features_need() -> None:

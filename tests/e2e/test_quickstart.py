@@ -51,7 +51,8 @@ def test_quickstart_envoy_reaches_phantom_authz_in_each_mode(quickstart_mode: st
         prefixes = [ext_authz_filter(envoy_config)["http_service"]["path_prefix"]] + [
             r["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["check_settings"]["http_service"][
                 "path_prefix"] for r in routes(envoy_config)]
-        assert all(p.startswith(config.server.http.path_prefix + "/") for p in prefixes), prefixes
+        assert prefixes[0] == config.server.http.path_prefix, prefixes  # the defaults: the very same string
+        assert all(p.startswith(config.server.http.path_prefix + ";") for p in prefixes[1:]), prefixes
 
 
 def test_make_run_passes_mode_to_the_quickstart() -> None:

@@ -22,7 +22,7 @@ def headers(**values: str) -> list[tuple[bytes, bytes]]:
 
 
 def test_settings_segment_becomes_the_context_extensions_and_the_rest_the_original_path() -> None:
-    info = T.request_info("POST", "/phantom-authz/required_scopes=read+write&policy=records%2Fdecision/r/a%2Fb?q=1",
+    info = T.request_info("POST", "/phantom-authz;required_scopes=read+write&policy=records%2Fdecision/r/a%2Fb?q=1",
                           headers(Host="api.example", Authorization="Bearer x", X_Request_Id="r1"), b"")
     assert info.context_extensions == {"required_scopes": "read write", "policy": "records/decision"}
     assert (info.method, info.path, info.host) == ("POST", "/r/a%2Fb?q=1", "api.example")
@@ -31,18 +31,21 @@ def test_settings_segment_becomes_the_context_extensions_and_the_rest_the_origin
 
 
 def test_empty_settings_segment_means_the_service_defaults() -> None:
-    assert T.request_info("GET", "/phantom-authz//x", [], b"").context_extensions == {}
+    assert T.request_info("GET", "/phantom-authz/x", [], b"").context_extensions == {}
 
 
-@pytest.mark.parametrize("path", ["/x", "/phantom-authz", "/phantom-authzx//y", "/phantom-authz/a=1",
-                                  "/phantom-authz/a=1&a=2/x"])
+@pytest.mark.parametrize("path", ["/x", "/phantom-authz", "/phantom-authzx/y", "/phantom-authz;a=1",
+                                  "/phantom-authz;a=1&a=2/x", "/phantom-authz;required_scopes=read",
+                                  "/phantom-authz//x", "/phantom-authz;required_scopes=read//x",
+                                  "/phantom-authz/required_scopes=read/x", "/phantom-authz/disabled=true&as=dev/",
+                                  "/phantom-authz;required_scopes=read/disabled=true/x"])
 def test_paths_envoy_config_did_not_make_are_misconfigured_routes(path: str) -> None:
     with pytest.raises(RouteMisconfigured):
         T.request_info("GET", path, [], b"")
 
 
 def test_repeated_headers_are_merged_as_envoy_merges_them_and_authorization_values_kept_apart() -> None:
-    info = T.request_info("GET", "/phantom-authz//x", [(b"Authorization", b"Bearer a"), (b"authorization", b"Bearer b"),
+    info = T.request_info("GET", "/phantom-authz/x", [(b"Authorization", b"Bearer a"), (b"authorization", b"Bearer b"),
                                                        (b"X-A", b"1"), (b"x-a", b"2")], b"")
     assert info.authorization == ("Bearer a", "Bearer b") and info.headers["x-a"] == "1,2"
 
@@ -50,11 +53,11 @@ def test_repeated_headers_are_merged_as_envoy_merges_them_and_authorization_valu
 def test_oversized_header_block_is_a_malformed_request() -> None:
     small = HttpCheckTranslator("/phantom-authz", 100)
     with pytest.raises(MalformedCredential):
-        small.request_info("GET", "/phantom-authz//x", [(b"x-big", b"a" * 200)], b"")
+        small.request_info("GET", "/phantom-authz/x", [(b"x-big", b"a" * 200)], b"")
 
 
 def test_the_policy_sees_a_check_request_like_grpc_modes() -> None:
-    info = T.request_info("POST", "/phantom-authz/policy=p%2Fq/r?x=1",
+    info = T.request_info("POST", "/phantom-authz;policy=p%2Fq/r?x=1",
                           headers(Host="api.example", X_Forwarded_Proto="https", X_Request_Id="r1",
                                   X_Envoy_Expected_Rq_Timeout_Ms="5000", X_Envoy_Internal="true",
                                   Content_Type="application/json"),
@@ -67,7 +70,7 @@ def test_the_policy_sees_a_check_request_like_grpc_modes() -> None:
     assert "x-envoy-internal" not in http.headers
     assert http.body == '{"a": 1}' and http.size == 8
     assert dict(info.check_request().attributes.context_extensions) == {"policy": "p/q"}
-    binary = T.request_info("POST", "/phantom-authz//r", [], b"\xff\xfe").check_request().attributes.request.http
+    binary = T.request_info("POST", "/phantom-authz/r", [], b"\xff\xfe").check_request().attributes.request.http
     assert binary.raw_body == b"\xff\xfe" and binary.body == ""
 
 
@@ -122,3 +125,15 @@ def test_denials_keep_their_status_except_those_envoy_would_read_as_allow(status
 def test_policies_reading_what_http_mode_does_not_send_are_named(source: str, gap: str | None) -> None:
     found = http_gap(input_needs(["package p\n" + source]))
     assert (found is None) if gap is None else (found is not None and gap in found)
+
+
+def test_item19_header_bytes_read_as_envoys_grpc_headers_map_has_them() -> None:
+    """HTTP mode decoded header values as latin-1 (``José`` sent as UTF-8 became ``JosÃ©``): the same text as gRPC
+    mode's headers map now, so a policy decides alike in both."""
+    from tests.unit.test_request import ENVOY_HEADERS_MAP
+
+    for raw, text in ENVOY_HEADERS_MAP:
+        info = T.request_info("GET", "/phantom-authz/x", [(b"authorization", b"Bearer t"), (b"x-name", raw)], b"")
+        assert info.headers["x-name"] == text and info.authorization == ("Bearer t",)
+    with pytest.raises(MalformedCredential):
+        T.request_info("GET", "/phantom-authz/x", [(b"authorization", "Bearer été".encode())], b"")

@@ -128,7 +128,7 @@ def random_http_check(rng: random.Random) -> tuple[str, str, list[tuple[bytes, b
         if rng.random() < 0.5:
             headers.append((name, rng.choice(values)))
     body = rng.choice([b"", b'{"created_by": "alice"}', b"a=1&b=2", b"\xff\xfe not utf-8"])
-    return rng.choice(["GET", "POST"]), "/phantom-authz/required_scopes=read" + path, headers, body
+    return rng.choice(["GET", "POST"]), "/phantom-authz;required_scopes=read" + path, headers, body
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

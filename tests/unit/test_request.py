@@ -113,3 +113,39 @@ def test_copies_context_extensions() -> None:
 
 def test_no_context_extensions_give_empty_mapping() -> None:
     assert dict(request_info(_request()).context_extensions) == {}
+
+
+# Envoy 1.40's headers map for these header bytes (read from a real Envoy's CheckRequest): UTF-8, each byte of an
+# invalid sequence "!"
+ENVOY_HEADERS_MAP = [
+    ("José".encode(), "José"),
+    (b"Jos\xe9", "Jos!"),
+    (b"a\xff\xfeb", "a!!b"),
+    (b"\xed\xa0\x80z", "!!!z"),  # a UTF-16 surrogate
+    (b"\xc0\xafz", "!!z"),  # overlong
+    (b"\xf4\x90\x80\x80z", "!!!!z"),  # beyond U+10FFFF
+    (b"\xf0\x9f\x98z", "!!!z"),  # cut short
+    (b"\xef\xbf\xbfz", "\uffffz"),
+]
+
+
+@pytest.mark.parametrize(("raw", "text"), ENVOY_HEADERS_MAP)
+def test_item19_a_non_ascii_raw_value_reads_as_envoys_headers_map_has_it(raw: bytes, text: str) -> None:
+    """encode_raw_headers made any non-ASCII header value a 400; the same request in the headers map was allowed."""
+    raw_request = _request()
+    raw_request.attributes.request.http.header_map.headers.add(key="authorization", raw_value=b"Bearer t")
+    raw_request.attributes.request.http.header_map.headers.add(key="x-name", raw_value=raw)
+    from_raw = request_info(raw_request)
+    from_map = request_info(_request({"authorization": "Bearer t", "x-name": text}))
+    assert from_raw.headers["x-name"] == from_map.headers["x-name"] == text
+    assert from_raw.authorization == from_map.authorization == ("Bearer t",)
+
+
+@pytest.mark.parametrize("value", ["Bearer été", "Basic José", "Bearer t\u2028"])
+def test_item19_an_authorization_header_that_is_not_ascii_is_malformed_in_either_encoding(value: str) -> None:
+    raw_request = _request()
+    raw_request.attributes.request.http.header_map.headers.add(key="authorization", raw_value=value.encode())
+    for request in (raw_request, _request({"authorization": value})):
+        with pytest.raises(MalformedCredential) as info:
+            request_info(request)
+        assert info.value.status == 400
