@@ -11,6 +11,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.decider import Decider
+from authz.logs import loggable_path
 from authz.request import request_info
 
 __all__ = ["AuthorizationService"]
@@ -26,4 +27,4 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
 
 def _where(request: CheckRequest) -> str:
     http = request.attributes.request.http
-    return f"{http.method} {http.path[:200]!r} request_id={http.id or '-'}"
+    return f"{http.method} {loggable_path(http.path)} request_id={http.id or '-'}"
