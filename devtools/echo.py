@@ -1,7 +1,8 @@
 """The quickstart's echo upstream (like httpbin's ``/get``): it answers every request with what it received.
 
-Any method, any path -> 200 JSON ``{"method", "path", "args", "headers", "body"}``:
+Any method, any path -> 200 JSON ``{"method", "path", "raw_path", "args", "headers", "body"}``:
 
+- ``path``: percent-decoded; ``raw_path``: the request target's path and query exactly as received;
 - ``args``: the query string as a dict; a key given more than once maps to the list of its values;
 - ``headers``: the request headers as received (names as aiohttp gives them; a repeated header's values are
   joined with ", ", so a duplicated header is visible);
@@ -32,8 +33,8 @@ async def echo(request: web.Request) -> web.Response:
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     raw = await request.read() if request.can_read_body else b""
     body = raw.decode(request.charset or "utf-8", errors="replace") if raw else ""
-    return web.json_response({"method": request.method, "path": request.path, "args": args, "headers": headers,
-                              "body": body})
+    return web.json_response({"method": request.method, "path": request.path, "raw_path": request.raw_path,
+                              "args": args, "headers": headers, "body": body})
 
 
 def build_app() -> web.Application:
