@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 KID = "fake-as-key"
+THUMBPRINT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"  # a cnf jkt / x5t#S256 value (RFC 7638 / RFC 8705)
 
 
 def good_jwt(**claims: Any) -> str:
@@ -35,6 +36,12 @@ def _jwks() -> dict[str, Any]:
     return {"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]}
 
 
+def _json_answer(**fields: Any) -> web.Response:
+    now = int(time.time())
+    return web.json_response({"active": True, "iss": "http://fake-as", "sub": "alice", "aud": "api", "scope": "read",
+                              "iat": now, "exp": now + 300, **fields})
+
+
 BEHAVIOURS: dict[str, Any] = {
     "ok": lambda: web.Response(body=good_jwt(), content_type="application/jwt"),
     "html": lambda: web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
@@ -48,6 +55,11 @@ BEHAVIOURS: dict[str, Any] = {
     "server_error": lambda: web.Response(status=500, text="oops"),
     "rate_limited": lambda: web.Response(status=429, headers={"Retry-After": "17"}),
     "expired": lambda: web.Response(body=good_jwt(exp=int(time.time()) - 3600), content_type="application/jwt"),
+    # well-formed answers about tokens that are not plain bearer access tokens (issue 12 item 8)
+    "json_bearer": lambda: _json_answer(token_type="Bearer"),
+    "json_refresh_token": lambda: _json_answer(token_type="refresh_token"),
+    "json_dpop_bound": lambda: _json_answer(token_type="DPoP", cnf={"jkt": THUMBPRINT}),
+    "jwt_mtls_bound": lambda: web.Response(body=good_jwt(cnf={"x5t#S256": THUMBPRINT}), content_type="application/jwt"),
     "hs256_with_public_key": lambda: web.Response(
         body=jwt.encode({"iss": "http://fake-as", "sub": "mallory", "scope": "read admin"}, "x" * 32,
                         algorithm="HS256", headers={"kid": KID}), content_type="application/jwt"),
