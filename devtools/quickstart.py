@@ -22,7 +22,7 @@ from devtools.processes import Process, envoy_binary, wait_for_port
 
 __all__ = ["HTTP_LISTEN", "MODES", "main", "processes"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "deploy" / "authz.yaml"
 MODES = tuple(TEMPLATES)  # grpc (envoy/envoy.yaml), http (envoy/envoy-http.yaml)
 HTTP_LISTEN = "127.0.0.1:9192"  # phantom-authz's HTTP transport in http mode; envoy-http.yaml's phantom_authz_http
