@@ -82,7 +82,7 @@ class KeySet:
             await self._refresh()
             found = self._lookup(kid)
         if found is None:
-            raise UpstreamMisbehaved(f"AS {self.name}: no usable signing key with kid {str(kid)[:64]!r} in its JWKS")
+            raise UpstreamMisbehaved(f"AS {self.name}: no signing key with kid {str(kid)[:64]!r} in its JWKS")
         for candidate in found:
             if alg in candidate.algorithms:
                 return candidate
