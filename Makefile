@@ -38,7 +38,8 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest -q tests/e2e
 
-# Benchmarks print figures; they assert nothing. `make bench BENCH_ARGS=--quick` is the CI smoke run.
+# Benchmarks print figures; they assert nothing. `make bench BENCH_ARGS=--quick` is the CI smoke run;
+# `make bench BENCH_ARGS="--baseline REF"` also runs c and ch as an A/B against commit REF (docs/performance.md).
 BENCH_ARGS ?=
 bench: $(STAMP) wrk
 	$(PY) bench/envoy_bench.py $(BENCH_ARGS)

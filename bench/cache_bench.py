@@ -166,6 +166,9 @@ def junk_flood(n: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for CI smoke runs")
+    # make bench passes BENCH_ARGS to every benchmark: envoy_bench.py's A/B options are accepted, and unused here
+    parser.add_argument("--baseline", help=argparse.SUPPRESS)
+    parser.add_argument("--ab-rounds", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     single_flight(200 if args.quick else 1000, latency_ms=5)
     cached_entries_rss(20_000 if args.quick else 100_000)

@@ -27,6 +27,13 @@ Writes bench/results/<timestamp>.json and .md (and .png when matplotlib is impor
     python bench/envoy_bench.py --quick         # smoke run, under a minute
     python bench/envoy_bench.py --scenarios c,d --duration 20 --connections 32
     python bench/envoy_bench.py --scenarios j,ch,dh      # HTTP mode against Envoy's jwt_authn
+    python bench/envoy_bench.py --scenarios c,ch --baseline b4206c0   # A/B: c and ch, this tree vs that commit
+
+With --baseline REF, c and ch are measured as an A/B (bench/baseline_ab.py): phantom-authz from the current tree
+(new) and from a temporary git worktree of REF (old), interleaved over --ab-rounds rounds (old/new order flipped
+each round), against the same dev AS, echo upstream, Envoy config (REF's own, said so, when REF's service does not
+work behind the current one) and token; the table gives new/old for req/s and phantom-authz CPU per request and
+whether issue 12's 5 % budget holds. Other scenarios run as without it.
 """
 
 from __future__ import annotations
@@ -64,6 +71,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
+from baseline_ab import (  # noqa: E402
+    DEFAULT_ROUNDS,
+    BaselineError,
+    Checkout,
+    SourceTree,
+    ab_markdown,
+    ab_rows,
+    pooled,
+    start_failure,
+    tree_state,
+    worktree,
+)
 from envoy_mutations import with_http_ext_authz, with_jwt_authn, without_ext_authz  # noqa: E402
 from noop_http_authz import AUTHORIZATION as NOOP_HTTP_AUTHORIZATION  # noqa: E402
 
@@ -74,6 +93,7 @@ from tests.harness import GATEWAY_SECRET, Response, Stack, basic, http_request  
 POLICIES = ROOT / "deploy" / "policies"
 STATIC_LUA = BENCH / "wrk_static.lua"
 ROTATE_LUA = BENCH / "wrk_rotate.lua"
+ENVOY_GRPC = ROOT / "envoy" / "envoy.yaml"  # Envoy -> phantom-authz over gRPC (a, j, b, h mutate it; c, d, e, f, g)
 ENVOY_HTTP = ROOT / "envoy" / "envoy-http.yaml"  # Envoy -> phantom-authz's HTTP transport (ch, dh)
 HTTPBIN_PATH = "/httpbin/get"
 RECORDS_PATH = "/records/alice/profile"
@@ -124,6 +144,8 @@ class Settings:
     decision_log: str
     wrk: str
     out: Path
+    baseline: str | None = None  # --baseline REF: c and ch as an A/B against phantom-authz from REF
+    ab_rounds: int = DEFAULT_ROUNDS
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -147,6 +169,11 @@ def parse_args(argv: list[str] | None) -> Settings:
                         help="phantom-authz policy.decision_log (default %(default)s, as deploy/authz.yaml)")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results directory")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="git commit/ref: measure c and ch with phantom-authz from REF (a temporary worktree) "
+                             "and from this tree, interleaved, and report new/old against the 5 %% budget")
+    parser.add_argument("--ab-rounds", type=int, default=DEFAULT_ROUNDS,
+                        help="with --baseline: rounds of each side per scenario (default %(default)s, at least 2)")
     args = parser.parse_args(argv)
     scenarios = tuple(dict.fromkeys(s.strip().lower() for s in args.scenarios.split(",") if s.strip()))
     unknown = [s for s in scenarios if s not in SCENARIOS]
@@ -164,10 +191,15 @@ def parse_args(argv: list[str] | None) -> Settings:
     max_tokens = args.max_tokens if args.max_tokens is not None else (20_000 if args.quick else 100_000)
     if not 100 <= max_tokens <= 500_000:
         parser.error("--max-tokens must be 100..500000")
+    if not 2 <= args.ab_rounds <= 20:
+        parser.error("--ab-rounds must be 2..20")
+    if args.baseline is not None and not {"c", "ch"} & set(scenarios):
+        parser.error("--baseline measures c and ch: select at least one of them with --scenarios")
     return Settings(quick=args.quick, scenarios=scenarios, duration=duration, warmup=warmup, threads=args.threads,
                     connections=args.connections, latency_ms=args.as_latency_ms, max_tokens=max_tokens,
                     burst=args.burst, workers=args.workers, envoy_concurrency=args.envoy_concurrency,
-                    decision_log=args.decision_log, wrk=args.wrk, out=args.out)
+                    decision_log=args.decision_log, wrk=args.wrk, out=args.out, baseline=args.baseline,
+                    ab_rounds=args.ab_rounds)
 
 
 # ------------------------------------------------------------------------------------------------- processes
@@ -316,10 +348,12 @@ class BenchStack(Stack):
                            str(POLICIES)], port, self.dir, env={"PYTHONPATH": str(ROOT)}))
         return f"http://127.0.0.1:{port}"
 
-    def start_phantom(self, name: str, policy: dict[str, Any], http_port: int | None = None) -> Process:
+    def start_phantom(self, name: str, policy: dict[str, Any], http_port: int | None = None,
+                      tree: SourceTree | None = None) -> Process:
         """phantom-authz on a port we choose, so the whole ``server`` section can be given (Stack.start_authz
         picks the port itself and would need ``server`` to be left at its DEBUG default). With ``http_port``, its
-        HTTP transport listens there too (``server.http.listen``) and is what we wait for."""
+        HTTP transport listens there too (``server.http.listen``) and is what we wait for. With ``tree`` (the
+        --baseline A/B), it runs from that source tree, with the configuration that tree accepts."""
         self.authz_port = port = free_port()
         server: dict[str, Any] = {"listen": f"127.0.0.1:{port}", "log_level": "WARNING", "shutdown_grace_seconds": 2}
         if http_port is not None:  # server.http.listen; server.http_listen in the first drafts of HTTP mode
@@ -328,13 +362,17 @@ class BenchStack(Stack):
                           else {"http_listen": address})
         config = self.authz_config(server=server, policy={**policy, "decision_log": self.settings.decision_log})
         path = self.dir / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        env = {"TEST_GATEWAY_SECRET": GATEWAY_SECRET}
+        if tree is None:
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+        else:
+            config = tree.prepare_config(config, path, env)
         self.configs[name] = json.loads(json.dumps(config).replace(str(ROOT) + "/", ""))
         argv = [sys.executable, "-m", "authz", "serve", "--config", str(path)]
         if self.settings.workers is not None and self.workers_flag:
             argv += ["--workers", str(self.settings.workers)]
-        self.authz = self._start_role("ext_authz", Process(name, argv, http_port or port, self.dir,
-                                                           env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET}))
+        self.authz = self._start_role("ext_authz", Process(name, argv, http_port or port, self.dir, env=env)
+                                      if tree is None else tree.process(name, argv, http_port or port, self.dir, env))
         if http_port is not None:
             wait_for_port(port, 10.0, self.authz.proc)  # the gRPC listener too
         return self.authz
@@ -350,9 +388,8 @@ class BenchStack(Stack):
         if clusters is None:
             authz_port = self.authz_port or free_port()  # a, j: the cluster stays defined, nothing calls it
             clusters = {"phantom_authz": authz_port, "echo": self.echo_port}
-        extra = {"template": template} if template is not None else {}
         config = render_envoy_config(self.dir / f"{name}.yaml", listen_port=self.envoy_port, admin_port=admin,
-                                     clusters=clusters, mutate=mutate, **extra)
+                                     clusters=clusters, mutate=mutate, template=template or ENVOY_GRPC)
         return self._start_role("envoy", Process(
             name, [envoy_binary(), "-c", str(config), "--log-level", "warn", "--concurrency",
                    str(self.settings.envoy_concurrency), "--base-id", str(admin)], self.envoy_port, self.dir))
@@ -655,10 +692,14 @@ def tampered(jwt_text: str) -> str:
 class Runner:
     """Runs the selected scenarios phase by phase; each phase starts the processes it needs and stops them."""
 
-    def __init__(self, stack: BenchStack, settings: Settings, workdir: Path) -> None:
+    def __init__(self, stack: BenchStack, settings: Settings, workdir: Path, checkout: Checkout | None = None
+                 ) -> None:
         self.stack = stack
         self.settings = settings
         self.dir = workdir
+        self.checkout = checkout  # --baseline: c and ch are measured by ab_phase() instead
+        self.ab_keys = tuple(k for k in ("c", "ch") if k in settings.scenarios) if checkout is not None else ()
+        self.ab: dict[str, Any] = {}
         self.results: dict[str, WrkResult] = {}
         self.errors: dict[str, str] = {}
         self.invalid: dict[str, str] = {}  # measured, but not every response was a 2xx
@@ -702,7 +743,7 @@ class Runner:
         return result
 
     def attempt(self, key: str, body: Callable[[], None]) -> None:
-        if key not in self.settings.scenarios:
+        if key not in self.settings.scenarios or key in self.ab_keys:
             return
         try:
             body()
@@ -714,7 +755,7 @@ class Runner:
 
     def run(self) -> None:
         s = self.stack
-        wanted = set(self.settings.scenarios)
+        wanted = set(self.settings.scenarios) - set(self.ab_keys)
         read_token = s.token("read")
         static = self.token_file("read", [read_token])
         if "a" in wanted:
@@ -766,6 +807,116 @@ class Runner:
                 self.record_peak("remote")
             for role in ("envoy", "ext_authz", "OPA double"):
                 s.stop_role(role)
+        if self.ab_keys:
+            self.ab_phase(read_token, static)
+
+    def ab_phase(self, token: str, token_file: Path) -> None:
+        """--baseline: c and ch with phantom-authz from the current tree (new) and from the baseline's worktree
+        (old), one slot at a time (a fresh phantom-authz and Envoy, the cache warmed, wrk's warm-up, the measured
+        run), in rounds whose order flips (new then old, then old then new, ...) so that drift on the machine falls
+        on both sides alike. The pooled new figures are also c's and ch's rows of the main table."""
+        assert self.checkout is not None
+        checkout, rounds = self.checkout, self.settings.ab_rounds
+        keys = list(self.ab_keys)
+        if "ch" in keys and (missing := http_mode_missing()):
+            self.skipped["ch"] = "not there yet: " + ", ".join(missing)
+            keys.remove("ch")
+        commit, dirty = tree_state(ROOT)
+        new = SourceTree("new", ROOT, commit, validate=False)
+        old = SourceTree("old", checkout.path, checkout.commit, validate=True)
+        sides: dict[str, dict[str, list[dict[str, Any]]]] = {key: {"new": [], "old": []} for key in keys}
+        order: list[str] = []
+        failed: dict[str, str] = {}
+        changes = ", with uncommitted changes" if dirty else ""
+        self.log(f"phase A/B ({','.join(keys)}): phantom-authz new ({commit[:7]}{changes}) vs old ({checkout.ref} = "
+                 f"{checkout.commit[:7]}, worktree {checkout.path}), {rounds} "
+                 "rounds of each, interleaved")
+        for index in range(rounds):
+            pair = (new, old) if index % 2 == 0 else (old, new)
+            for key in keys:
+                for tree in pair:
+                    if key in failed:
+                        break
+                    try:
+                        result = self.ab_slot(key, tree, index + 1, token, token_file)
+                    except (ScenarioError, OSError, RuntimeError, TimeoutError) as exc:
+                        failed[key] = self.errors[key] = f"A/B, {tree.label} side: {exc}"
+                        self.log(f"  [{key} {tree.label}] A/B FAILED:\n{exc}")
+                        continue
+                    finally:
+                        self.stack.stop_role("envoy")
+                        self.stack.stop_role("ext_authz")
+                    sides[key][tree.label].append(asdict(result))
+                    order.append(f"{key} {tree.label}")
+        for key in keys:
+            if key in failed:
+                continue
+            self.results[key] = WrkResult(**pooled(sides[key]["new"]))
+            for label in ("new", "old"):
+                bad = sum(r["non_2xx"] + r["socket_errors"] for r in sides[key][label])
+                if bad:
+                    self.invalid[key] = f"{bad} non-2xx responses or socket errors ({label} side of the A/B)"
+        self.ab = {"ref": checkout.ref, "rounds": rounds, "order": order, "rows": ab_rows(sides), "errors": failed,
+                   "new": {"commit": commit, "dirty": dirty, "origin": new.origin},
+                   "old": {"commit": checkout.commit, "subject": checkout.subject, "origin": old.origin,
+                           "worktree": str(checkout.path), "dropped": old.dropped, "own_envoy": old.own_envoy},
+                   "sides": sides}
+
+    def ab_envoy(self, key: str, template: Path, http_port: int | None, token: str) -> None:
+        """Envoy from ``template`` in front of the phantom-authz just started; one request checked (it warms the
+        cache): 200, and for ch the upstream got phantom-authz's JWT."""
+        s = self.stack
+        if http_port is None:
+            s.start_bench_envoy("envoy-ab", template=template)
+            check_route(s, HTTPBIN_PATH, token)
+            return
+        s.start_bench_envoy("envoy-http-ab", template=template,
+                            clusters={"phantom_authz_http": http_port, "echo": s.echo_port})
+        seen = upstream_authorization(check_route(s, HTTPBIN_PATH, token))
+        if seen is None or seen == f"Bearer {token}":
+            raise ScenarioError(f"{key}: the upstream did not receive phantom-authz's JWT in place of the opaque token")
+
+    def ab_slot(self, key: str, tree: SourceTree, round_no: int, token: str, token_file: Path) -> WrkResult:
+        """One measured run of c or ch with phantom-authz from ``tree``."""
+        s = self.stack
+        name = f"phantom-authz-{tree.label}-{key}"
+        http_port = free_port() if key == "ch" else None
+        try:
+            s.start_phantom(name, {"paths": [str(POLICIES)], "watch_interval_seconds": 0}, http_port=http_port,
+                            tree=tree)
+        except BaselineError:
+            raise
+        except (RuntimeError, TimeoutError) as exc:
+            raise BaselineError(start_failure(tree, exc, self.dir / f"{name}.log")) from None
+        assert s.authz is not None
+        tree.check_running(s.authz)
+        current = ENVOY_HTTP if http_port is not None else ENVOY_GRPC
+        own = tree.path / "envoy" / current.name  # this tree's own Envoy config
+        try:
+            self.ab_envoy(key, own if key in tree.own_envoy else current, http_port, token)
+        except ScenarioError as exc:
+            # The Envoy <-> service contract may differ between the commits (e.g. HTTP mode's settings prefix):
+            # the baseline then runs behind its own Envoy config, and the report says so.
+            if tree.label != "old" or key in tree.own_envoy or not own.exists():
+                raise
+            s.stop_role("envoy")
+            self.log(f"  [{key} old] behind the current {_relative(str(current))}: {exc}; retrying behind the "
+                     f"baseline's own envoy/{current.name}")
+            self.ab_envoy(key, own, http_port, token)
+            tree.own_envoy[key] = f"behind the current {_relative(str(current))}: {str(exc)[:200]}"
+        warm_up(self.settings, self.url(HTTPBIN_PATH), token_file)
+        argv = wrk_argv(self.settings, self.url(HTTPBIN_PATH), STATIC_LUA, [str(token_file)], self.settings.duration)
+        result = run_wrk(s, argv, self.settings.duration)
+        if s.authz.proc is not None:
+            result.rss_mib = round(memory_kib(s.authz.proc.pid)["VmRSS"] / 1024, 1)
+        cpu = result.cpu_seconds.get("ext_authz")
+        per_request = (f", phantom-authz {cpu / result.requests * 1e6:,.0f} µs CPU/req" if cpu and result.requests
+                       else "")
+        other = (result.other_cpu_seconds or 0.0) / result.duration_s if result.duration_s else 0.0
+        self.log(f"  [{key} {tree.label}] round {round_no}: {result.requests_per_s:,.0f} req/s{per_request}, "
+                 f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, other load {other:.2f} cores"
+                 + (f" — {'; '.join(result.notes)}" if result.notes else ""))
+        return result
 
     def jwt_authn(self) -> None:
         """j: a fresh RSA key, its JWKS inline in Envoy's jwt_authn provider (issuer, audience), one JWT of the dev
@@ -801,7 +952,7 @@ class Runner:
         """ch, dh: phantom-authz with its HTTP transport (server.http.listen, the gRPC listener kept), behind
         envoy/envoy-http.yaml (cluster phantom_authz_http); skipped, with a log line, until both exist."""
         s = self.stack
-        selected = [key for key in HTTP_MODE if key in self.settings.scenarios]
+        selected = [key for key in HTTP_MODE if key in self.settings.scenarios and key not in self.ab_keys]
         missing = http_mode_missing()
         if missing:
             reason = "not there yet: " + ", ".join(missing)
@@ -1086,6 +1237,8 @@ def markdown(report: dict[str, Any]) -> str:
         if busy:
             lines += ["", f"**Warning — other load**: the machine spent >= {OTHER_LOAD_WARNING} cores on average "
                           f"outside the benchmark during {', '.join(busy)}; those figures are disturbed."]
+    if report.get("baseline"):
+        lines += ab_markdown(report["baseline"], ROWS, OTHER_LOAD_WARNING)
     lines += ["", "Commands (ports are picked per run; configs are under run/bench/<timestamp>/, phantom-authz's are "
                   "also in the JSON; Envoy's configs: a is envoy/envoy.yaml without the ext_authz filter and its "
                   "per-route settings, j the same plus jwt_authn, h the same plus an HTTP ext_authz filter "
@@ -1177,6 +1330,22 @@ def raise_fd_limit() -> None:
 def main(argv: list[str] | None = None) -> int:
     raw_argv = sys.argv[1:] if argv is None else argv
     settings = parse_args(raw_argv)
+    if settings.baseline is None:
+        return run_bench(settings, raw_argv)
+    try:  # the worktree is removed however the run ends (SIGTERM included)
+        with sigterm_as_interrupt(), worktree(ROOT, settings.baseline) as checkout:
+            print(f"envoy_bench: baseline {settings.baseline} = {checkout.commit[:12]} ({checkout.subject[:70]}), "
+                  f"a worktree at {checkout.path} (removed at the end)", flush=True)
+            return run_bench(settings, raw_argv, checkout)
+    except BaselineError as exc:
+        print(f"envoy_bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("envoy_bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_bench(settings: Settings, raw_argv: list[str], checkout: Checkout | None = None) -> int:
     if shutil.which(settings.wrk) is None and not Path(settings.wrk).exists():
         print(f"envoy_bench: wrk not found ({settings.wrk}); apt-get install wrk", file=sys.stderr)
         return 2
@@ -1194,7 +1363,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{settings.duration}s (+{settings.warmup}s warm-up); AS latency {settings.latency_ms:g} ms; "
           f"logs in {_relative(str(workdir))}", flush=True)
     stack = BenchStack(workdir, settings, workers_flag)
-    runner = Runner(stack, settings, workdir)
+    runner = Runner(stack, settings, workdir, checkout)
     interrupted = False
     with sigterm_as_interrupt():
         try:
@@ -1230,6 +1399,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": runner.skipped,
         "ratios": ratio_figures,
         "goals": goals(ratio_figures),
+        "baseline": runner.ab or None,  # --baseline: the A/B of c and ch (bench/baseline_ab.py)
         "miss": miss_breakdown(runner.results, runner.extra, settings.latency_ms),
         "extra": runner.extra,
         "rss": {"after_scenario_mib": {k: v.rss_mib for k, v in runner.results.items() if v.rss_mib is not None},

@@ -59,6 +59,9 @@ def run(engine: str, calls: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    # make bench passes BENCH_ARGS to every benchmark: envoy_bench.py's A/B options are accepted, and unused here
+    parser.add_argument("--baseline", help=argparse.SUPPRESS)
+    parser.add_argument("--ab-rounds", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     calls = 300 if args.quick else 3000
     run("embedded", calls)
