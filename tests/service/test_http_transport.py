@@ -400,7 +400,7 @@ def test_item18_a_partial_pipelined_request_is_cut_off_by_the_request_timeout(ht
     assert time.monotonic() - started < 3.0
 
 
-def test_item18_a_kept_alive_connection_stays_open_between_complete_requests(http_stack: tuple[Stack, int]) -> None:
+def test_a_kept_alive_connection_stays_open_between_complete_requests(http_stack: tuple[Stack, int]) -> None:
     """The other side of the pipelining fix: a connection whose last request was whole is idle, not timed out."""
     s, port = http_stack
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
