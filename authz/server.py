@@ -37,7 +37,7 @@ from authz.policy.jwt_builtins import JwtBuiltins
 from authz.policy.remote import RemoteEngine
 from authz.policy.stage import PolicyStage
 from authz.service import AuthorizationService
-from authz.workers import WORKER_ENV, offset_address
+from authz.workers import SIDECAR_ENV, WORKER_ENV, offset_address
 
 __all__ = ["AUTHORIZATION_SERVICE", "Server", "run"]
 
@@ -84,7 +84,8 @@ class Server:
         if settings.redis_url is not None:
             redis = RedisTier(settings.redis_url, settings.redis_timeout_seconds, settings.redis_key_prefix,
                               self.metrics)
-        self.cache = IntrospectionCache(settings, self.metrics, redis)
+        # the workers of one sidecar share one origin: they relay evictions to each other over the admin API
+        self.cache = IntrospectionCache(settings, self.metrics, redis, origin=os.environ.get(SIDECAR_ENV))
         return {name: self.cache.wrap(authority) for name, authority in authorities.items()}
 
     async def start(self) -> None:
@@ -115,8 +116,12 @@ class Server:
         if self.config.admin_listen is not None and self.cache is not None:
             admin = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             self._servers.append(admin)
-            admin_pb2_grpc.add_CacheAdminServicer_to_server(CacheAdminService(self.cache), admin)
+            siblings = [offset_address(self.config.admin_listen, i) for i in range(self.config.server.workers)
+                        if self.worker_index is not None and i != self.worker_index]
+            admin_pb2_grpc.add_CacheAdminServicer_to_server(CacheAdminService(self.cache, siblings), admin)
             _bind(admin, self._own(self.config.admin_listen))
+        if self.cache is not None:
+            self.cache.listen()  # evictions broadcast by other sidecars through Redis
         if self.config.metrics_listen is not None:
             await self._serve_metrics(self._own(self.config.metrics_listen))
         for s in self._servers:

@@ -168,7 +168,7 @@ class Stack:
         self.authz_port = int(server["listen"].rpartition(":")[2])
         self.admin_port = consecutive_free_ports(workers)
         config = self.authz_config(server={"shutdown_grace_seconds": 5, **server}, **overrides)
-        config.pop("metrics_listen")
+        config["metrics_listen"] = None  # off: the default port would be shared by every stack's workers
         path = self.dir / "workers.yaml"
         self.dir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config))

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
 from authz.cache.entries import Entry, cache_key
-from authz.cache.redis_tier import RedisTier
+from authz.cache.evictions import Eviction, Tombstones
+from authz.cache.redis_tier import RedisTier, subject_hash
 from authz.cache.sealing import ValueKey
 from authz.cache.store import BoundedStore
 from authz.config import CacheConfig
@@ -31,11 +33,19 @@ from authz.logs import token_id
 from authz.metrics import Metrics
 from authz.models import Identity, Introspection
 
-__all__ = ["CachedAuthority", "IntrospectionCache", "Upstream"]
+__all__ = ["BroadcastFailed", "CachedAuthority", "IntrospectionCache", "Upstream"]
 
 log = logging.getLogger("authz.cache")
 
 _INACTIVE = Introspection(active=False)
+
+
+class BroadcastFailed(Exception):
+    """Evicted here, but the eviction could not be sent to the other sidecars (Redis unreachable)."""
+
+    def __init__(self, evicted: int) -> None:
+        super().__init__(f"evicted {evicted} entries here; the broadcast through Redis failed")
+        self.evicted = evicted
 
 
 class Upstream(Protocol):
@@ -54,11 +64,14 @@ class Upstream(Protocol):
 
 class IntrospectionCache:
     def __init__(self, config: CacheConfig, metrics: Metrics, redis: RedisTier | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, origin: str | None = None) -> None:
         self.config = config
         self.metrics = metrics
         self.redis = redis
         self._clock = clock
+        self.origin = origin or secrets.token_hex(8)  # this sidecar, in the eviction messages it broadcasts
+        self._epoch = 0  # evictions applied so far; a load remembers the epoch it started in
+        self._tombstones = Tombstones(config.max_ttl_seconds, config.negative_max_entries)
         self.positive: BoundedStore[Entry] = BoundedStore(config.max_entries, config.max_bytes)
         self.negative: BoundedStore[tuple[float, str]] = BoundedStore(config.negative_max_entries,
                                                                       config.negative_max_entries * 256)
@@ -85,7 +98,7 @@ class IntrospectionCache:
         flight = self._inflight.get(key)
         if flight is None:
             self._lookups["miss"].inc()
-            flight = asyncio.ensure_future(self._load(upstream, key, token))
+            flight = asyncio.ensure_future(self._load(upstream, key, token, self._epoch))
             self._inflight[key] = flight
             flight.add_done_callback(lambda done: self._landed(key, done))
         else:
@@ -93,21 +106,25 @@ class IntrospectionCache:
         return await asyncio.shield(flight)
 
     def _landed(self, key: str, flight: asyncio.Future[Introspection]) -> None:
-        self._inflight.pop(key, None)
+        if self._inflight.get(key) is flight:  # an eviction may have let a newer load take its place
+            del self._inflight[key]
         if not flight.cancelled():
             flight.exception()  # retrieved here, so a failure no waiter is left to see is not reported as lost
 
-    async def _load(self, upstream: Upstream, key: str, token: str) -> Introspection:
+    async def _load(self, upstream: Upstream, key: str, token: str, epoch: int) -> Introspection:
         value_key: ValueKey | None = None
         asked_at = self._clock()
         if self.redis is not None:
             value_key = ValueKey(upstream.cache_identity, token)
             shared = await self.redis.get(key, value_key)
-            if shared is not None:
+            if shared is not None and self._tombstones.refuses_value(
+                    _names(key, token, shared.answer), shared.asked_at):
+                log.info("redis answer for %s… was asked before an eviction; asking the AS", key[:12])
+            elif shared is not None:
                 answer = await self._trusted(upstream, key, shared.answer)
                 if answer is not None:
                     self._lookups["l2_hit"].inc()
-                    self._remember(key, token, answer, None, asked_at)
+                    self._remember(key, token, answer, None, asked_at, epoch)
                     return answer
         started = time.perf_counter()
         outcome = "error"
@@ -124,7 +141,7 @@ class IntrospectionCache:
         finally:
             self.metrics.as_calls.labels(upstream.name, outcome).inc()
             self.metrics.as_latency.labels(upstream.name).observe(time.perf_counter() - started)
-        self._remember(key, token, answer, value_key, asked_at)
+        self._remember(key, token, answer, value_key, asked_at, epoch)
         return answer
 
     async def _trusted(self, upstream: Upstream, key: str, shared: Introspection) -> Introspection | None:
@@ -144,8 +161,12 @@ class IntrospectionCache:
             return None
 
     def _remember(self, key: str, token: str, answer: Introspection, value_key: ValueKey | None,
-                  asked_at: float) -> None:
-        """Keep ``answer`` in L1 and, with ``value_key`` (an answer of the AS, not of Redis), share it in L2."""
+                  asked_at: float, epoch: int) -> None:
+        """Keep ``answer`` in L1 and, with ``value_key`` (an answer of the AS, not of Redis), share it in L2 — unless
+        an eviction touched it since its load started (``epoch``): then its waiters have it, and nothing keeps it."""
+        if self._epoch != epoch and self._tombstones.spoils_load(_names(key, token, answer), epoch):
+            log.info("answer for %s… was asked before an eviction; not cached", key[:12])
+            return
         now = self._clock()
         if not answer.active:
             self.positive.delete(key)
@@ -165,31 +186,92 @@ class IntrospectionCache:
 
     # --- administration (the admin API) -------------------------------------------------------------------------
 
-    async def evict_token(self, token: str | None = None, short_id: str | None = None) -> int:
+    async def evict_token(self, token: str | None = None, short_id: str | None = None,
+                          broadcast: bool = True) -> int:
         """Evict by raw token (every AS), or by the 12-hex token id the logs show."""
-        keys: set[str] = set()
-        if token is not None:
-            keys = {cache_key(identity, token) for identity in self._identities}
-        if short_id is not None:
-            keys |= {k for k, e in self.positive.items() if e.token_id == short_id}
-            keys |= {k for k, (_, tid) in self.negative.items() if tid == short_id}
-        evicted = sum(self.positive.delete(k) + self.negative.delete(k) for k in keys)
-        if self.redis is not None and keys:
-            await self.redis.delete(keys)
-        return evicted
+        keys = tuple(sorted(cache_key(identity, token) for identity in self._identities)) if token is not None else ()
+        return await self._evict(Eviction(keys=keys, token_ids=(short_id,) if short_id else ()), broadcast)
 
-    async def evict_subject(self, subject: str) -> int:
-        keys = [k for k, e in self.positive.items() if e.subject == subject]
-        evicted = sum(self.positive.delete(k) for k in keys)
-        if self.redis is not None:
+    async def evict_subject(self, subject: str, broadcast: bool = True) -> int:
+        evicted = await self._evict(Eviction(subjects=(subject_hash(subject),)), broadcast)
+        if broadcast and self.redis is not None:
             evicted += await self.redis.delete_subject(subject)
         return evicted
 
-    async def purge(self) -> int:
-        evicted = self.positive.clear() + self.negative.clear()
-        if self.redis is not None:
+    async def purge(self, broadcast: bool = True) -> int:
+        evicted = await self._evict(Eviction(purge=True), broadcast)
+        if broadcast and self.redis is not None:
             evicted += await self.redis.purge()
         return evicted
+
+    async def _evict(self, eviction: Eviction, broadcast: bool) -> int:
+        """Apply here; with ``broadcast``, also delete from Redis and tell every sidecar sharing it. Raises
+        ``BroadcastFailed`` (after evicting here) when Redis is configured but the message could not be sent."""
+        evicted, keys = self.apply(eviction)
+        if not broadcast or self.redis is None:
+            return evicted
+        if keys:
+            await self.redis.delete(keys)
+        if not await self.redis.publish(eviction.message(self.origin)):
+            raise BroadcastFailed(evicted)
+        return evicted
+
+    def apply(self, eviction: Eviction) -> tuple[int, list[str]]:
+        """Evict from L1, tombstone what was evicted, and let no later request join a load started before now.
+        Returns the count evicted and the lookup keys found (local only: no Redis, no broadcast)."""
+        self._epoch += 1
+        now = self._clock()
+        names = [f"k:{k}" for k in eviction.keys] + [f"t:{t}" for t in eviction.token_ids]
+        names += [f"s:{s}" for s in eviction.subjects]
+        keys = set(eviction.keys)
+        if eviction.token_ids:
+            wanted = set(eviction.token_ids)
+            keys |= {k for k, e in self.positive.items() if e.token_id in wanted}
+            keys |= {k for k, (_, tid) in self.negative.items() if tid in wanted}
+        if eviction.subjects:
+            wanted = set(eviction.subjects)
+            keys |= {k for k, e in self.positive.items() if e.subject is not None and subject_hash(e.subject) in wanted}
+        if eviction.purge:
+            evicted = self.positive.clear() + self.negative.clear()
+            self._tombstones.raise_floor(self._epoch, now)
+        else:
+            evicted = sum(self.positive.delete(k) + self.negative.delete(k) for k in keys)
+            self._tombstones.mark(names, self._epoch, now)
+        if eviction.purge or eviction.token_ids or eviction.subjects:
+            self._inflight.clear()  # which token a load is for is not known by id or subject: none may be joined
+        else:
+            for key in keys:
+                self._inflight.pop(key, None)
+        return evicted, sorted(keys)
+
+    def listen(self) -> None:
+        """Apply the evictions other sidecars broadcast through Redis (no-op without Redis)."""
+        if self.redis is not None:
+            self.redis.listen(self._received, self._resynced)
+
+    def _received(self, raw: bytes) -> None:
+        parsed = Eviction.from_message(raw)
+        if parsed is None:
+            log.warning("eviction message on Redis is not one we send; ignored")
+            return
+        origin, eviction = parsed
+        if origin != self.origin:
+            evicted, _ = self.apply(eviction)
+            self.metrics.evictions.labels("broadcast").inc(evicted)
+
+    def _resynced(self) -> None:
+        """The subscription was lost for a while: evictions sent meanwhile are unknown, so forget everything."""
+        evicted, _ = self.apply(Eviction(purge=True))
+        log.warning("eviction feed from Redis resumed after a gap: %d cached answers dropped", evicted)
+
+
+def _names(key: str, token: str, answer: Introspection) -> list[str]:
+    """The tombstone names an answer falls under: its lookup key, its token id and its subject."""
+    names = [f"k:{key}", f"t:{token_id(token)}"]
+    sub = answer.claims.get("sub")
+    if isinstance(sub, str):
+        names.append(f"s:{subject_hash(sub)}")
+    return names
 
 
 class CachedAuthority:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any
 import grpc
 import pytest
 import redis as redis_client
+from envoy.service.auth.v3 import external_auth_pb2_grpc
 
 from authz.adminpb import admin_pb2, admin_pb2_grpc
 from authz.logs import token_id
+from devtools.processes import free_port
 from tests.harness import Stack, http_request
 from tests.redis_server import RedisServer, redis_available
 from tests.service.test_grpc_service import call, check_request, target
@@ -200,5 +203,127 @@ def test_item03_a_redis_writer_cannot_mint_an_identity(stack_factory: type[Stack
             assert refused.denied_response.status.code == 401, shape
         assert call(target(b), check_request(f"Bearer {victim}")).status.code == 0
         shared.close()
+    finally:
+        redis.stop()
+
+
+# --- item 13: a revocation reaches every worker of every sidecar --------------------------------------------------
+
+
+def _fresh_check(s: Stack, token: str) -> Any:
+    """A Check on a new connection (own subchannel pool), so the kernel may hand it to any worker."""
+    with grpc.insecure_channel(target(s), options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        return external_auth_pb2_grpc.AuthorizationStub(channel).Check(check_request(f"Bearer {token}"), timeout=10)
+
+
+def _served(s: Stack, workers: int) -> list[int]:
+    """How many lookups each worker's cache has answered so far."""
+    return [w.hits + w.misses + w.negative_hits for w in s.worker_cache_stats(workers)]
+
+
+def _attributed_check(s: Stack, workers: int, token: str) -> tuple[int, Any]:
+    """``(worker index, CheckResponse)`` of one fresh check, the worker found by whose counters moved."""
+    before = _served(s, workers)
+    answer = _fresh_check(s, token)
+    after = _served(s, workers)
+    (worker,) = [i for i in range(workers) if after[i] != before[i]]
+    return worker, answer
+
+
+def _warm(stacks: list[Stack], workers: int, token: str) -> None:
+    """Check until every worker of every stack holds ``token``'s answer in its L1."""
+    for _ in range(400):
+        if all(w.entries >= 1 for s in stacks for w in s.worker_cache_stats(workers)):
+            return
+        for s in stacks:
+            assert _fresh_check(s, token).status.code == 0
+    raise AssertionError("some worker never received a check")
+
+
+def _revoke_at_the_as(s: Stack, token: str) -> None:
+    http_request("POST", s.as_port, "/oauth/v2/oauth-revoke", {
+        "Authorization": "Basic ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ=",
+        "Content-Type": "application/x-www-form-urlencoded"}, f"token={token}")
+
+
+def _start_sidecar(s: Stack, workers: int, **overrides: Any) -> None:
+    hook = s.admin_port  # the dev AS's revocation hook calls this port: it must not reach a worker (we evict)
+    s.start_workers({"listen": f"127.0.0.1:{free_port()}", "workers": workers}, **overrides)
+    assert hook not in range(s.admin_port, s.admin_port + workers), "free-port collision; run again"
+
+
+def test_item13_evict_token_through_one_worker_evicts_in_every_worker(stack_factory: type[Stack]) -> None:
+    s = stack_factory()
+    s.start_dev_as()
+    _start_sidecar(s, 2)
+    token = s.token("read")
+    _warm([s], 2, token)
+    _revoke_at_the_as(s, token)
+    with grpc.insecure_channel(f"127.0.0.1:{s.admin_port + 1}") as channel:
+        evicted = admin_pb2_grpc.CacheAdminStub(channel).EvictToken(admin_pb2.EvictTokenRequest(token=token),
+                                                                    timeout=10)
+    assert evicted.evicted == 2  # one entry in each worker
+    assert [w.entries for w in s.worker_cache_stats(2)] == [0, 0]
+    seen = set()
+    for _ in range(100):
+        worker, answer = _attributed_check(s, 2, token)
+        assert answer.denied_response.status.code == 401, f"worker {worker} still allows a revoked token"
+        seen.add(worker)
+        if seen == {0, 1}:
+            break
+    assert seen == {0, 1}
+
+
+@pytest.mark.skipif(not redis_available(), reason="redis-server (Debian package) is not installed")
+def test_item13_revocation_bound_across_two_sidecars_of_two_workers(stack_factory: type[Stack],
+                                                                    tmp_path: Path) -> None:
+    """Two sidecars (two service processes, two workers each) share one redis-server. From ``EvictToken`` returning
+    on one worker of sidecar A until a check on every worker of both sidecars is refused: A's workers refuse at
+    once (the eviction was relayed to them before the call returned); B's learn it through Redis pub/sub. The
+    figure (median, max over the trials) is printed; it includes this test's own polling (a fresh connection and
+    the Stats calls that find which worker answered), so it is an upper bound."""
+    workers, trials = 2, 8
+    redis = RedisServer(tmp_path).start()
+    try:
+        a, b = stack_factory(), stack_factory()
+        a.start_dev_as()
+        b.as_port = a.as_port
+        cache = {"redis": {"url": redis.url}}
+        _start_sidecar(a, workers, cache=cache)
+        _start_sidecar(b, workers, cache=cache)
+        shared = redis_client.Redis.from_url(redis.url)
+        deadline = time.monotonic() + 20
+        while shared.pubsub_numsub("phantom-authz:evictions")[0][1] < 2 * workers:  # every worker subscribed
+            assert time.monotonic() < deadline, "not every worker subscribed to evictions"
+            time.sleep(0.02)
+        shared.close()
+        bounds, late_allows = [], 0
+        for _ in range(trials):
+            token = a.token("read")
+            _warm([a, b], workers, token)
+            _revoke_at_the_as(a, token)
+            with grpc.insecure_channel(f"127.0.0.1:{a.admin_port}") as channel:
+                admin_pb2_grpc.CacheAdminStub(channel).EvictToken(admin_pb2.EvictTokenRequest(token=token),
+                                                                  timeout=10)
+            returned = time.perf_counter()
+            refused: dict[tuple[str, int], float] = {}
+            while len(refused) < 2 * workers:
+                assert time.perf_counter() - returned < 10, f"still allowed after 10 s: refused only {refused}"
+                for name, s in (("a", a), ("b", b)):
+                    worker, answer = _attributed_check(s, workers, token)
+                    if answer.status.code == 0:
+                        assert name == "b", f"sidecar A's worker {worker} allowed after EvictToken returned"
+                        assert (name, worker) not in refused, "a worker allowed again after refusing"
+                        late_allows += 1
+                        continue
+                    assert answer.denied_response.status.code == 401
+                    refused.setdefault((name, worker), time.perf_counter() - returned)
+            bounds.append(max(refused.values()))
+        bounds.sort()
+        median = statistics.median(bounds)
+        print(f"\nrevocation bound, 2 sidecars x {workers} workers, {trials} trials: median {median * 1000:.1f} ms, "
+              f"max {bounds[-1] * 1000:.1f} ms (all: {', '.join(f'{x * 1000:.1f}' for x in bounds)} ms); "
+              f"checks sidecar B still allowed after EvictToken returned: {late_allows}")
+        assert bounds[-1] < 2.0
     finally:
         redis.stop()

@@ -39,6 +39,7 @@ class FakeUpstream:
     def __init__(self, clock: Clock, name: str = "as1", cache_identity: str = "https://as1.example/i\0gw") -> None:
         self.name = name
         self.cache_identity = cache_identity
+        self.returns_jwt = False
         self.clock = clock
         self.calls: list[str] = []
         self.completed = 0
@@ -632,3 +633,67 @@ async def test_purge_removes_positive_and_negative_entries() -> None:
     await cache.introspect(fake, "good")
     await cache.introspect(fake, "junk")
     assert fake.calls == ["good", "junk", "good", "junk"]
+
+
+# --- item 13: an answer asked before an eviction is never cached after it --------------------------------------------
+
+
+async def _in_flight(cache: IntrospectionCache, fake: FakeUpstream, token: str = TOKEN) -> asyncio.Task[Introspection]:
+    """A lookup whose AS call has started and waits on the (closed) gate."""
+    fake.gate = asyncio.Event()
+    calls = len(fake.calls)
+    task = asyncio.ensure_future(cache.introspect(fake, token))
+    await _until(lambda: len(fake.calls) > calls)
+    return task
+
+
+@pytest.mark.parametrize("how", ["token", "token_id", "subject", "purge"])
+async def test_item13_answer_in_flight_at_eviction_is_not_cached(how: str) -> None:
+    clock = Clock()
+    cache = _cache(clock)
+    fake = FakeUpstream(clock)
+    cache.wrap(fake)
+    loading = await _in_flight(cache, fake)
+    evict = {"token": lambda: cache.evict_token(token=TOKEN), "token_id": lambda: cache.evict_token(
+        short_id=token_id(TOKEN)), "subject": lambda: cache.evict_subject("alice"), "purge": cache.purge}[how]
+    await evict()
+    assert fake.gate is not None
+    fake.gate.set()
+    assert (await loading).active  # asked before the eviction: its waiter has it, once
+    assert len(cache.positive) == 0
+    fake.gate = None
+    fake.returns(Introspection(active=False))  # revoked at the AS meanwhile
+    assert not (await cache.introspect(fake, TOKEN)).active
+    assert len(fake.calls) == 2
+
+
+async def test_item13_a_request_after_eviction_does_not_join_the_load_started_before() -> None:
+    clock = Clock()
+    cache = _cache(clock)
+    fake = FakeUpstream(clock)
+    cache.wrap(fake)
+    before = await _in_flight(cache, fake)
+    await cache.evict_token(token=TOKEN)
+    after = asyncio.ensure_future(cache.introspect(fake, TOKEN))
+    await _until(lambda: len(fake.calls) == 2)  # its own AS call, asked after the eviction
+    assert fake.gate is not None
+    fake.gate.set()
+    await asyncio.gather(before, after)
+    assert len(cache.positive) == 1  # the load started after the eviction is cached
+    fake.gate = None
+    await cache.introspect(fake, TOKEN)
+    assert len(fake.calls) == 2
+
+
+async def test_item13_eviction_of_another_token_spoils_nothing() -> None:
+    clock = Clock()
+    cache = _cache(clock)
+    fake = FakeUpstream(clock)
+    cache.wrap(fake)
+    loading = await _in_flight(cache, fake)
+    await cache.evict_token(token="some-other-token")
+    await cache.evict_subject("bob")
+    assert fake.gate is not None
+    fake.gate.set()
+    await loading
+    assert len(cache.positive) == 1

@@ -19,10 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from authz.cache import IntrospectionCache, RedisTier, cache_key
+from authz.cache.introspection_cache import BroadcastFailed
 from authz.cache.sealing import ValueKey
 from authz.config import AuthorizationServerConfig, CacheConfig, Secret
 from authz.errors import InvalidToken
 from authz.introspection import Authority
+from authz.logs import token_id
 from authz.metrics import Metrics
 from authz.models import Identity, Introspection
 from devtools.processes import free_port
@@ -592,3 +594,115 @@ async def test_item03_authority_says_which_dialects_always_return_a_jwt(dialect:
         # the answer's shape is part of the AS identity: rfc7662 with and without jwt_field share no key
         other = Authority(replace(config, jwt_field=None if jwt_field else "jwt"), session)
         assert other.cache_identity != authority.cache_identity
+
+
+# --- item 13: evictions reach every sidecar sharing the Redis tier ---------------------------------------------------
+
+
+async def _listening(*sidecars: Sidecar) -> None:
+    for sidecar in sidecars:
+        sidecar.cache.listen()
+        await asyncio.wait_for(sidecar.tier.subscribed.wait(), 5)
+
+
+async def _until_async(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``condition`` (the event loop keeps running between polls) until it holds, or fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("how", ["token", "token_id", "subject", "purge"])
+async def test_item13_an_eviction_reaches_the_l1_of_another_sidecar(shared: aioredis.Redis, sidecars: SidecarFactory,
+                                                                    how: str) -> None:
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    await _listening(a, b)
+    await a.lookup()
+    await _written(shared)
+    await b.lookup()
+    assert len(b.cache.positive) == 1 and b.upstream.calls == []
+    evict = {"token": lambda: a.cache.evict_token(token=TOKEN), "token_id": lambda: a.cache.evict_token(
+        short_id=token_id(TOKEN)), "subject": lambda: a.cache.evict_subject("alice"), "purge": a.cache.purge}[how]
+    await evict()
+    await _until_async(lambda: len(b.cache.positive) == 0)
+    b.upstream.answer = Introspection(active=False)  # revoked at the AS
+    assert not (await b.lookup()).active
+    assert b.upstream.calls == [TOKEN]
+
+
+async def test_item13_eviction_messages_carry_hashes_never_a_token(shared: aioredis.Redis,
+                                                                   sidecars: SidecarFactory) -> None:
+    a = sidecars("a")
+    await a.lookup()
+    pubsub = shared.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"{PREFIX}:evictions")
+    await a.cache.evict_token(token=TOKEN)
+    await a.cache.evict_subject("alice")
+    messages = []
+    deadline = time.monotonic() + 5
+    while len(messages) < 2:  # None: the subscription's confirmation, ignored
+        assert time.monotonic() < deadline, "the evictions were not published"
+        message = await pubsub.get_message(timeout=1.0)
+        if message is not None:
+            messages.append(message["data"])
+    await pubsub.aclose()
+    for raw in messages:
+        assert b"SECRET" not in raw and TOKEN.encode() not in raw and b"alice" not in raw
+    assert cache_key(AS_IDENTITY, TOKEN).encode() in messages[0]
+
+
+async def test_item13_value_asked_before_an_eviction_is_refused_whenever_it_lands(
+        shared: aioredis.Redis, sidecars: SidecarFactory) -> None:
+    """Another sidecar's introspection in flight at the eviction (or a Redis writer replaying the old value) writes
+    the revoked answer to Redis after the eviction deleted it: every sidecar that saw the eviction refuses it."""
+    clock = Clock()
+    a, b = sidecars("a", clock), sidecars("b", clock)
+    await _listening(b)
+    await a.lookup()
+    await _written(shared)
+    replayed = await shared.get(_answer_key())
+    clock.now += 10
+    await a.cache.evict_token(token=TOKEN)
+    await _until_async(lambda: b.count("l2_hit") == 0 and b.metrics.registry.get_sample_value(
+        "phantom_authz_cache_admin_evictions_total", {"how": "broadcast"}) is not None)
+    await shared.set(_answer_key(), replayed, px=60_000)  # the old value, back after the DEL
+    b.upstream.answer = Introspection(active=False)
+    assert not (await b.lookup()).active
+    assert b.upstream.calls == [TOKEN]
+    assert b.count("l2_hit") == 0
+
+
+async def test_item13_subscriber_comes_back_after_redis_restarts_and_drops_what_it_may_have_missed(
+        tmp_path: Path, sidecars: SidecarFactory) -> None:
+    _require_redis_server()
+    server = RedisServer(tmp_path).start()
+    try:
+        clock = Clock()
+        a, b = sidecars("a", clock, url=server.url), sidecars("b", clock, url=server.url)
+        await _listening(a, b)
+        await b.lookup()
+        server.stop()
+        await _until_async(lambda: not b.tier.subscribed.is_set())
+        assert (await b.lookup()).active  # Redis down: checks carry on from L1
+        server.start()
+        await asyncio.wait_for(b.tier.subscribed.wait(), 10)
+        assert len(b.cache.positive) == 0  # evictions sent during the gap are unknown: L1 dropped
+        await b.lookup()
+        await asyncio.wait_for(a.tier.subscribed.wait(), 10)
+        await a.cache.evict_token(token=TOKEN)
+        await _until_async(lambda: len(b.cache.positive) == 0)
+    finally:
+        server.stop()
+
+
+async def test_item13_eviction_with_redis_down_evicts_here_and_says_the_broadcast_failed(
+        sidecars: SidecarFactory) -> None:
+    a = sidecars("a", url=f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    await a.lookup()
+    with pytest.raises(BroadcastFailed) as failed:
+        await a.cache.evict_token(token=TOKEN)
+    assert failed.value.evicted == 1
+    assert len(a.cache.positive) == 0
+    assert (await a.lookup()).active  # checks still work
