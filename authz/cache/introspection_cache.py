@@ -9,6 +9,9 @@
   waiter does not cancel the call (the waiters ``shield`` it).
 - Stale-if-error: if the AS is unavailable (``UpstreamUnavailable``: down, 5xx, 429, timeout) — not if it says
   inactive — a positive answer past its TTL is served up to ``stale_if_error_seconds``, never past exp - skew.
+- Evictions (admin API, or broadcast by another sidecar through Redis: ``authz.cache.evictions``) leave tombstones:
+  a load that started before one does not cache its answer (its waiters still get it) and is not joined by later
+  requests; an L2 value whose AS call started before one is refused.
 The cache holds the AS's (verified) answer only; claims, scopes and policy are checked on every request.
 """
 
@@ -71,7 +74,7 @@ class IntrospectionCache:
         self._clock = clock
         self.origin = origin or secrets.token_hex(8)  # this sidecar, in the eviction messages it broadcasts
         self._epoch = 0  # evictions applied so far; a load remembers the epoch it started in
-        self._tombstones = Tombstones(config.max_ttl_seconds, config.negative_max_entries)
+        self._tombstones = Tombstones(config.max_ttl_seconds)
         self.positive: BoundedStore[Entry] = BoundedStore(config.max_entries, config.max_bytes)
         self.negative: BoundedStore[tuple[float, str]] = BoundedStore(config.negative_max_entries,
                                                                       config.negative_max_entries * 256)
