@@ -35,6 +35,7 @@ from authz.http_body import read_at_most
 from authz.http_request import HttpCheckTranslator
 from authz.http_response import HttpAnswer, denial, http_answer
 from authz.library_logs import describe_exception
+from authz.logs import loggable_path
 from authz.memo import IdentityMemo
 
 __all__ = ["HttpTransport"]
@@ -199,7 +200,7 @@ class HttpTransport:
         method, raw_path, raw_headers = request.method, request.raw_path, request.raw_headers
         check = await self._decider.decide(
             lambda: self._translator.request_info(method, raw_path, raw_headers, body),
-            lambda: f"{method} {raw_path[:200]!r} request_id={request.headers.get('x-request-id', '-')}",
+            lambda: f"{method} {loggable_path(raw_path)} request_id={request.headers.get('x-request-id', '-')}",
             per_request_metadata=False)  # Envoy's HTTP mode has no dynamic metadata in the answer
         return self._answer_for(check)
 
