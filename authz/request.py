@@ -50,7 +50,11 @@ def _header_map_values(http: object) -> tuple[dict[str, str], tuple[str, ...]]:
     authorization: list[str] = []
     for entry in http.header_map.headers:  # type: ignore[attr-defined]
         name = entry.key.lower()
-        value = entry.value if entry.value or not entry.raw_value else header_text(entry.raw_value)
+        value = entry.value
+        if entry.raw_value:
+            value = header_text(entry.raw_value)
+            if entry.value and entry.value != value:  # Envoy fills one of the two: which would an upstream read?
+                raise MalformedCredential(f"header {name[:100]!r} carries two different values")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
         if name == "authorization":
             authorization.append(value)
@@ -75,6 +79,8 @@ def request_info(request: CheckRequest) -> RequestInfo:
             MAX_HEADER_BYTES):
         raise MalformedCredential("request headers exceed the size limit")
     if http.header_map.headers:
+        if http.headers:  # Envoy sends one encoding; two could disagree (about Authorization, say)
+            raise MalformedCredential("check request carries headers in both encodings")
         headers, authorization = _header_map_values(http)
     else:
         headers = http.headers  # the protobuf map is a read-only Mapping; no copy on the hot path

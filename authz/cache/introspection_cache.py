@@ -57,6 +57,7 @@ class Upstream(Protocol):
     name: str
     cache_identity: str
     returns_jwt: bool  # every active answer carries a JWT (phantom; rfc7662 with jwt_field)
+    sealing_secret: bytes  # the gateway's credential at the AS: part of the key that seals L2 values
 
     async def introspect(self, token: str) -> Introspection: ...
 
@@ -118,7 +119,7 @@ class IntrospectionCache:
         value_key: ValueKey | None = None
         asked_at = self._clock()
         if self.redis is not None:
-            value_key = ValueKey(upstream.cache_identity, token)
+            value_key = ValueKey(upstream.cache_identity, token, secret=upstream.sealing_secret)
             shared = await self.redis.get(key, value_key)
             if shared is not None and self._tombstones.refuses_value(
                     _names(key, token, shared.answer), shared.asked_at):

@@ -1,8 +1,10 @@
-"""L2 values sealed so that only a holder of the token can read them or write one Redis will serve for it.
+"""L2 values sealed so that only the gateway, for one token, can read them or write one Redis will serve for it.
 
 - The Redis key is the lookup key (``cache_key``: SHA-256 of a "lookup" tag, the AS identity and the token).
-- The value key is HKDF-SHA256 of the token (salt: a hash of the AS identity; info: ``l2-value``): another function
-  of the token, so a Redis reader who has the lookup key learns nothing about the value key.
+- The value key is HKDF-SHA256 of the token (salt: a hash of the AS identity and the gateway's own credential at that
+  AS — its client secret or private key, which every sidecar of one deployment shares and a Redis writer does not
+  have; info: ``l2-value``): another function of the token, so a Redis reader who has the lookup key learns nothing
+  about the value key, and a Redis writer cannot seal a value for any token string, issued or made up.
 - The value is ``0x02 ‖ 12-byte random nonce ‖ AES-256-GCM(JSON answer)``, with the full Redis key name as
   associated data: a value copied under another key (another token, another AS, another prefix) fails
   authentication. A Redis writer without the token can neither read an answer nor write one we accept.
@@ -71,8 +73,12 @@ class ValueKey:
 
     __slots__ = ("_aead",)
 
-    def __init__(self, authority_id: str, token: str) -> None:
-        salt = hashlib.sha256(b"phantom-authz l2-value\0" + authority_id.encode("utf-8", "surrogatepass")).digest()
+    def __init__(self, authority_id: str, token: str, *, secret: bytes) -> None:
+        """``secret``: the gateway's credential at the AS (``Authority.sealing_secret``); never empty."""
+        if not secret:
+            raise ValueError("an L2 value key needs the gateway's secret")
+        salt = hashlib.sha256(b"phantom-authz l2-value\0" + authority_id.encode("utf-8", "surrogatepass") + b"\0"
+                              + hashlib.sha256(secret).digest()).digest()
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_INFO).derive(
             token.encode("utf-8", "surrogatepass"))
         self._aead = AESGCM(key)

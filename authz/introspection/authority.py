@@ -37,6 +37,9 @@ class Authority:
         # every active answer carries a JWT (phantom; rfc7662 with jwt_field; rfc9701 never has one to forward):
         # the cache refuses a claims-only answer read from Redis for such an AS
         self.returns_jwt = config.dialect == "phantom" or (config.dialect == "rfc7662" and config.jwt_field is not None)
+        # the gateway's own credential at this AS, shared by its sidecars and unknown to a Redis writer: part of the
+        # key that seals L2 values (authz.cache.sealing), so nobody without it can write a value we serve
+        self.sealing_secret = _credential(config)
         self.client = AuthorizationServerClient(config, session)
         self.keys = KeySet(config, self.client) if config.issuer is not None else None
         self._verifier = JwtVerifier(self.keys, config.algorithms) if self.keys is not None else None
@@ -66,3 +69,10 @@ class Authority:
         if not answer.active:
             raise InvalidToken("authorization server says the token is not active")
         return self._claims.identity(answer.claims, answer.jwt)
+
+
+def _credential(config: AuthorizationServerConfig) -> bytes:
+    if config.private_key_jwt is not None:
+        return config.private_key_jwt.key_pem.reveal().encode()
+    assert config.client_secret is not None, "config requires a client secret unless private_key_jwt is set"
+    return config.client_secret.reveal().encode()

@@ -32,6 +32,9 @@ class Clock:
         return self.now
 
 
+GATEWAY_SECRET = b"gateway-client-secret"
+
+
 class FakeUpstream:
     """An authorization server as the cache sees it. ``answer`` is what ``introspect`` returns (or raises);
     with ``gate`` set, each call waits on it first."""
@@ -40,6 +43,7 @@ class FakeUpstream:
         self.name = name
         self.cache_identity = cache_identity
         self.returns_jwt = False
+        self.sealing_secret = GATEWAY_SECRET
         self.clock = clock
         self.calls: list[str] = []
         self.completed = 0

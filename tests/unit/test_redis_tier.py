@@ -34,6 +34,7 @@ T0 = 1_700_000_000.0
 PREFIX = "phantom-authz-test"
 TOKEN = "opaque-SECRET-token-0123456789abcdefghij"
 AS_IDENTITY = "https://as.example/introspect\0gw\0rfc7662"
+GATEWAY_SECRET = b"the-gateway-client-secret"  # the sidecars' credential at the AS: a Redis writer lacks it
 
 
 def _require_redis_server() -> None:
@@ -61,6 +62,7 @@ class FakeUpstream:
         self.name = "as1"
         self.cache_identity = AS_IDENTITY
         self.returns_jwt = False  # an rfc7662 AS without jwt_field: claims only
+        self.sealing_secret = GATEWAY_SECRET
         self.clock = clock
         self.sidecar = sidecar
         self.calls: list[str] = []
@@ -154,11 +156,12 @@ def _answer_key(token: str = TOKEN, identity: str = AS_IDENTITY) -> str:
 
 
 def _sealed(answer: Introspection, token: str = TOKEN, name: str | None = None, identity: str = AS_IDENTITY,
-            until: float | None = None, asked_at: float = T0) -> bytes:
+            until: float | None = None, asked_at: float = T0, secret: bytes = GATEWAY_SECRET) -> bytes:
     """A value as a sidecar that holds ``token`` would write it under ``name`` (default: the token's own key);
     ``until`` is on the tier's clock (the wall clock), ``asked_at`` on the cache's (the test clock)."""
     until = time.time() + 600 if until is None else until
-    return ValueKey(identity, token).seal(name or _answer_key(token, identity), answer, until, asked_at)
+    key = ValueKey(identity, token, secret=secret)
+    return key.seal(name or _answer_key(token, identity), answer, until, asked_at)
 
 
 async def _written(client: aioredis.Redis, *tokens: str) -> None:
@@ -235,10 +238,11 @@ async def test_redis_holds_sealed_values_and_never_the_raw_token(shared: aioredi
     for value in answers.values():  # nothing of the answer is readable without the token
         assert value[:1] == b"\x02"
         assert b"alice" not in value and b"active" not in value and b"read" not in value
-    opened = [ValueKey(AS_IDENTITY, t).open(_answer_key(t), answers[_answer_key(t).encode()]) for t in goods]
+    opened = [ValueKey(AS_IDENTITY, t, secret=GATEWAY_SECRET).open(_answer_key(t), answers[_answer_key(t).encode()])
+              for t in goods]
     assert all(o is not None and o.answer.active and o.answer.claims["sub"] == "alice" for o in opened)
-    junk = ValueKey(AS_IDENTITY, f"{TOKEN}-junk").open(_answer_key(f"{TOKEN}-junk"),
-                                                       answers[_answer_key(f"{TOKEN}-junk").encode()])
+    junk = ValueKey(AS_IDENTITY, f"{TOKEN}-junk", secret=GATEWAY_SECRET).open(
+        _answer_key(f"{TOKEN}-junk"), answers[_answer_key(f"{TOKEN}-junk").encode()])
     assert junk is not None and not junk.answer.active
 
 
@@ -485,7 +489,7 @@ async def test_garbage_is_replaced_by_the_as_answer(shared: aioredis.Redis, side
             break
         await asyncio.sleep(0.01)
     assert raw is not None
-    opened = ValueKey(AS_IDENTITY, TOKEN).open(_answer_key(), raw)
+    opened = ValueKey(AS_IDENTITY, TOKEN, secret=GATEWAY_SECRET).open(_answer_key(), raw)
     assert opened is not None and opened.answer.claims["sub"] == "alice"
 
 
@@ -500,8 +504,7 @@ def _hostile_values() -> dict[str, Callable[[], bytes]]:
     """What a Redis writer who holds neither ATTACKER's token nor the victim's can put under ATTACKER's key."""
     name = _answer_key(ATTACKER)
     lookup = cache_key(AS_IDENTITY, ATTACKER)
-    v2 = ValueKey(AS_IDENTITY, VICTIM).seal(_answer_key(VICTIM), Introspection(active=True, claims=EVE),
-                                           time.time() + 600, T0)
+    v2 = _sealed(Introspection(active=True, claims=EVE), token=VICTIM, until=time.time() + 600)
     return {
         # the format every earlier version wrote and trusted
         "old-json-claims-only": lambda: json.dumps({"v": 1, "active": True, "jwt": None, "claims": EVE,
@@ -511,8 +514,11 @@ def _hostile_values() -> dict[str, Callable[[], bytes]]:
         # sealed with what a Redis reader can compute: the lookup key itself as the token
         "sealed-with-the-lookup-key": lambda: _sealed(Introspection(active=True, claims=EVE), token=lookup, name=name),
         # sealed for the right token under another AS's identity
-        "sealed-for-another-as": lambda: ValueKey("https://other.example/i\0gw\0rfc7662", ATTACKER).seal(
-            name, Introspection(active=True, claims=EVE), time.time() + 600, T0),
+        "sealed-for-another-as": lambda: _sealed(Introspection(active=True, claims=EVE), token=ATTACKER, name=name,
+                                                 identity="https://other.example/i\0gw\0rfc7662"),
+        # sealed for the attacker's own token (or any string it makes up) without the gateway's secret at the AS
+        "sealed-without-the-gateway-secret": lambda: _sealed(Introspection(active=True, claims=EVE), token=ATTACKER,
+                                                             secret=b"guessed-secret"),
         "garbage": lambda: b"\x02" + os.urandom(80),
         "truncated": lambda: _sealed(Introspection(active=True, claims=EVE), token=ATTACKER)[:40],
         "too-short": lambda: b"\x02" + b"\x00" * 20,

@@ -67,10 +67,19 @@ def test_header_map_reads_ascii_raw_value() -> None:
     assert request_info(req).authorization == ("Bearer raw-token",)
 
 
-def test_header_map_is_preferred_over_headers_map() -> None:
+def test_headers_in_both_encodings_are_a_bad_request() -> None:
+    """Envoy sends the headers map or header_map, never both: two encodings could disagree about the credential."""
     req = _request({"authorization": "Bearer merged"})
     req.attributes.request.http.header_map.headers.add(key="authorization", value="Bearer raw")
-    assert request_info(req).authorization == ("Bearer raw",)
+    with pytest.raises(MalformedCredential):
+        request_info(req)
+
+
+def test_a_header_whose_value_and_raw_value_disagree_is_a_bad_request() -> None:
+    req = _request()
+    req.attributes.request.http.header_map.headers.add(key="authorization", value="Bearer a", raw_value=b"Bearer b")
+    with pytest.raises(MalformedCredential):
+        request_info(req)
 
 
 def test_rejects_non_ascii_raw_value() -> None:
