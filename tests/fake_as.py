@@ -7,14 +7,14 @@ node oidc-provider.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from typing import Any
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.local_http import ThreadedServer
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 KID = "fake-as-key"
@@ -70,9 +70,7 @@ class FakeAS:
     def __init__(self) -> None:
         self.port = 0
         self.calls: dict[str, int] = {}
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server = ThreadedServer()
 
     async def _introspect(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["behaviour"]
@@ -83,24 +81,12 @@ class FakeAS:
     async def _jwks(self, request: web.Request) -> web.Response:
         return web.json_response(_jwks())
 
-    async def _start(self) -> None:
+    def start(self) -> FakeAS:
         app = web.Application()
         app.router.add_post("/introspect/{behaviour}", self._introspect)
         app.router.add_get("/jwks", self._jwks)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    def start(self) -> FakeAS:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.port = self._server.start(app)
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()

@@ -11,13 +11,11 @@ answer with a redirect to a second endpoint that serves the given answer (an AS 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +25,8 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.local_http import ThreadedServer
 
 __all__ = ["AUDIENCE", "CLIENT_ID", "DIALECTS", "ISSUER", "KID", "Answer", "Draft", "HostileAS", "render", "sign",
            "sign_alg_none", "sign_hs256_with_public_key", "token_claims", "valid_answer"]
@@ -155,9 +155,7 @@ class HostileAS:
         self.answers: dict[str, Answer] = {}
         self.asked: dict[str, int] = {}  # token -> introspections seen
         self._targets: dict[str, Answer] = {}
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server = ThreadedServer()
 
     def endpoint(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/introspect/{name}"
@@ -188,28 +186,16 @@ class HostileAS:
         public = jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True)
         return web.json_response({"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]})
 
-    async def _start(self) -> None:
+    def start(self) -> HostileAS:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/introspect/{name}", self._introspect)
         app.router.add_route("*", "/target/{target}", self._target)
         app.router.add_get("/jwks", self._jwks)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    def start(self) -> HostileAS:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.port = self._server.start(app)
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
     def authorization_servers(self, **extra: Any) -> dict[str, dict[str, Any]]:
         """phantom-authz's ``authorization_servers`` section: one entry per dialect, named as in ``DIALECTS``."""
