@@ -59,11 +59,12 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cwd: Path | None = None  # where the process runs (None: here)
 
     def start(self, timeout: float = 20.0) -> Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         try:
             wait_for_port(self.port, timeout, self.proc)
         except (RuntimeError, TimeoutError) as exc:

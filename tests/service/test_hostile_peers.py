@@ -50,6 +50,7 @@ from tests.hostile_as import (
     valid_answer,
 )
 from tests.redis_server import RedisServer, redis_available
+from tests.service.test_grpc_service import check_request
 
 SETTINGS = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=False, database=None)
 NAMES = tuple(DIALECTS)
@@ -67,16 +68,6 @@ class Checker:
 
     def close(self) -> None:
         self._channel.close()
-
-
-def check_request(authorization: str | None, path: str = "/get", **extensions: str) -> CheckRequest:
-    request = CheckRequest()
-    http = request.attributes.request.http
-    http.method, http.path, http.host, http.id = "GET", path, "api.example", "req-1"
-    if authorization is not None:
-        http.headers["authorization"] = authorization
-    request.attributes.context_extensions.update(extensions)
-    return request
 
 
 def fresh_token() -> str:
