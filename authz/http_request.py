@@ -81,7 +81,6 @@ class HttpCheckTranslator:
             http=_PolicyView(method, path, host, headers, body, extensions),
         )
 
-
     def _split(self, raw_path: str) -> tuple[str, dict[str, str]]:
         """(original path, route settings) of a check path, or ``RouteMisconfigured``."""
         prefix = self._prefix

@@ -136,8 +136,8 @@ class Server:
     def _policy_stage(self, session: aiohttp.ClientSession) -> PolicyStage | None:
         settings = self.config.policy
         if settings.engine == "embedded":
-            def key_lookup(kid: str | None) -> Any:  # io.jwt.* built-ins: the keys our ASes published
-                return next((k for k in (s.cached_key(kid) for s in self._key_sets) if k is not None), None)
+            def key_lookup(kid: str | None, alg: str) -> Any:  # io.jwt.* built-ins: the keys our ASes published
+                return next((k for k in (s.cached_key(kid, alg) for s in self._key_sets) if k is not None), None)
 
             engine = EmbeddedEngine(settings.paths, settings.timeout_seconds, JwtBuiltins(key_lookup),
                                     settings.decision_cache_size, settings.decision_cache_max_bytes)

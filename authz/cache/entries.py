@@ -9,13 +9,18 @@ from authz.config import CacheConfig
 from authz.models import Introspection
 from authz.numbers import finite_number
 
-__all__ = ["Entry", "cache_key", "fresh_seconds", "token_expiry"]
+__all__ = ["Entry", "cache_key", "fresh_seconds", "subject_hash", "token_expiry"]
 
 
 def cache_key(authority_id: str, token: str) -> str:
     """SHA-256 of ("lookup", AS identity, token): no raw token is ever a key, in memory or in Redis. The L2 value key
     is another function of the token (``authz.cache.sealing``), so this key does not open what Redis holds."""
     return hashlib.sha256(f"lookup\0{authority_id}\0{token}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def subject_hash(subject: str) -> str:
+    """How evictions by subject name one (in Redis sets and broadcast messages): never the subject itself."""
+    return hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def token_expiry(answer: Introspection) -> float | None:
@@ -40,6 +45,7 @@ class Entry:
     stale_until: float  # served only when the AS is down, before this (never past exp - skew)
     subject: str | None
     token_id: str  # the short hash logs show, so an operator can evict by it
+    subject_hash: str | None = None  # ``subject_hash(subject)``, worked out once: evictions by subject name it
 
     @classmethod
     def build(cls, answer: Introspection, now: float, config: CacheConfig, token_id: str) -> Entry | None:
@@ -52,8 +58,9 @@ class Entry:
         if exp is not None:
             stale_until = min(stale_until, exp - config.expiry_skew_seconds)
         sub = answer.claims.get("sub")
-        return cls(answer, fresh_until, max(stale_until, fresh_until), sub if isinstance(sub, str) else None,
-                   token_id)
+        subject = sub if isinstance(sub, str) else None
+        return cls(answer, fresh_until, max(stale_until, fresh_until), subject, token_id,
+                   subject_hash(subject) if subject is not None else None)
 
     def size(self) -> int:
         """Accounted bytes: the JWT, the claims' text and a fixed overhead for the objects around them."""

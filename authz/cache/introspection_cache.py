@@ -3,7 +3,7 @@
 - L1: bounded LRU (entries and bytes) of positive answers; a separate bounded LRU of negative (inactive) answers
   with a short TTL, so a flood of junk tokens reaches the AS at most once per token per TTL and cannot grow memory.
 - L2 (optional): Redis, shared by many sidecars (``authz.cache.redis_tier``); consulted on an L1 miss. A value
-  read from it is sealed with a key only the token's holder can derive (``authz.cache.sealing``); a claims-only
+  read from it is sealed with a key only the gateway can derive, for that token (``authz.cache.sealing``); a claims-only
   answer is refused for a dialect that always returns a JWT; a JWT is re-verified with the AS's keys.
 - Single-flight: concurrent misses of one key share one AS call; its failure reaches every waiter; a cancelled
   waiter does not cancel the call (the waiters ``shield`` it).
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from authz.cache.entries import Entry, cache_key
+from authz.cache.entries import Entry, cache_key, subject_hash
 from authz.cache.evictions import Eviction, Tombstones
-from authz.cache.redis_tier import RedisTier, subject_hash
+from authz.cache.redis_tier import RedisTier
 from authz.cache.sealing import ValueKey
 from authz.cache.store import BoundedStore
 from authz.config import CacheConfig
@@ -234,7 +234,7 @@ class IntrospectionCache:
             keys |= {k for k, (_, tid) in self.negative.items() if tid in wanted}
         if eviction.subjects:
             wanted = set(eviction.subjects)
-            keys |= {k for k, e in self.positive.items() if e.subject is not None and subject_hash(e.subject) in wanted}
+            keys |= {k for k, e in self.positive.items() if e.subject_hash in wanted}
         if eviction.purge:
             evicted = self.positive.clear() + self.negative.clear()
             self._tombstones.raise_floor(self._epoch, now)

@@ -1,12 +1,13 @@
 """The shared L2 tier on Redis (redis-py asyncio), for many sidecars sharing one AS budget.
 
-Values are sealed (``authz.cache.sealing``): AES-GCM under a key derived from the token and the AS identity, with
-the Redis key name as associated data, under ``<prefix>:a:<lookup key>`` with the L1 TTL rule's TTL. Whoever can
-write Redis can neither read an answer nor write or move one that we accept; the cache also refuses a claims-only
-answer for a dialect that always returns a JWT, and re-verifies every JWT it reads (``Upstream.verified``).
-``<prefix>:s:<sha256(sub)>`` is a set of a subject's lookup keys, for eviction by subject. Evictions are broadcast
-on the pub/sub channel ``<prefix>:evictions`` (``authz.cache.evictions``: hashes only, never a token); every sidecar
-subscribes, resubscribes with backoff after a failure, and then drops its L1 (what it missed is unknown).
+Values are sealed (``authz.cache.sealing``): AES-GCM under a key derived from the token, the AS identity and the
+gateway's credential at the AS, with the Redis key name as associated data, under ``<prefix>:a:<lookup key>`` with
+the L1 TTL rule's TTL. Whoever can write Redis can neither read an answer nor write or move one that we accept; the
+cache also refuses a claims-only answer for a dialect that always returns a JWT, and re-verifies every JWT it reads
+(``Upstream.verified``). ``<prefix>:s:<sha256(sub)>`` is a set of a subject's lookup keys, for eviction by subject.
+Evictions are broadcast on the pub/sub channel ``<prefix>:evictions`` (``authz.cache.evictions``: hashes only, never
+a token); every sidecar subscribes, resubscribes with backoff after a failure, and then drops its L1 (what it missed
+is unknown).
 
 Redis is an optimisation, never a dependency: every call is bounded by ``timeout_seconds``; an error, a timeout or a
 value that does not open counts as a miss; after a failure Redis is skipped for ``backoff_seconds`` so a down Redis
@@ -16,7 +17,6 @@ costs nothing on the hot path.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -25,19 +25,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from authz.cache.entries import subject_hash
 from authz.cache.sealing import Sealed, ValueKey
 from authz.metrics import Metrics
 from authz.models import Introspection
 
-__all__ = ["RedisTier", "subject_hash"]
+__all__ = ["RedisTier"]
 
 log = logging.getLogger("authz.cache.redis")
 
 _FIRST_RETRY, _LAST_RETRY = 0.1, 5.0  # seconds between attempts to resubscribe to evictions
-
-
-def subject_hash(subject: str) -> str:
-    return hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class RedisTier:

@@ -89,10 +89,10 @@ class KeySet:
         raise UpstreamMisbehaved(f"AS {self.name}: the key with kid {str(kid)[:64]!r} may not verify alg {alg!r} "
                                  f"(it allows {', '.join(sorted(found[0].algorithms))})")
 
-    def cached_key(self, kid: str | None) -> Any:
-        """The public key for ``kid`` if already fetched, else None (synchronous: for policy built-ins)."""
-        found = self._lookup(kid)
-        return None if found is None else found[0].key
+    def cached_key(self, kid: str | None, alg: str) -> Any:
+        """The public key ``kid`` names that may verify ``alg``, if already fetched, else None (synchronous: for
+        policy built-ins)."""
+        return next((k.key for k in self._lookup(kid) or () if alg in k.algorithms), None)
 
     def _lookup(self, kid: str | None) -> tuple[VerificationKey, ...] | None:
         if kid is None and len(self._keys) == 1:

@@ -20,9 +20,11 @@ import jwt as pyjwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import load_pem_x509_certificate
 
+from authz.verification_keys import UnusableKey, verification_key
+
 __all__ = ["JwtBuiltins", "KeyLookup"]
 
-KeyLookup = Callable[[str | None], Any]  # kid -> a public key object, or None
+KeyLookup = Callable[[str | None, str], Any]  # (kid, alg) -> a public key object that may verify alg, or None
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
@@ -30,19 +32,23 @@ def _b64json(segment: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
-def _public_keys(cert: str) -> list[Any]:
+def _public_keys(cert: str, alg: str) -> list[Any]:
+    """The keys in ``cert`` that may verify ``alg``: a JWKS's keys by the rules of ``authz.verification_keys``
+    (type, curve, ``alg``, ``use``, ``key_ops``, RSA size), or the key of a PEM key or certificate."""
     text = cert.strip()
     if text.startswith("{"):
         jwks = json.loads(text)
         keys = jwks.get("keys", [jwks]) if isinstance(jwks, dict) else []
         found = []
         for k in keys:
-            if not isinstance(k, dict) or k.get("use", "sig") != "sig":
+            if not isinstance(k, dict):
                 continue
             try:
-                found.append(pyjwt.PyJWK(k).key)
-            except (pyjwt.PyJWKError, pyjwt.InvalidKeyError):
+                key = verification_key(k)
+            except UnusableKey:
                 continue  # one key we cannot use (an encryption key, an unknown curve) must not spoil the set
+            if alg in key.algorithms:
+                found.append(key.key)
         return found
     if "BEGIN CERTIFICATE" in text:
         return [load_pem_x509_certificate(text.encode()).public_key()]
@@ -66,20 +72,20 @@ class JwtBuiltins:
         signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
         return [_b64json(header_b64), _b64json(payload_b64), signature.hex()]
 
-    def _keys(self, token: str, cert: str | None) -> list[Any]:
+    def _keys(self, token: str, cert: str | None, alg: str) -> list[Any]:
         if cert:
-            return _public_keys(cert)
+            return _public_keys(cert, alg)
         if self._lookup is None:
             return []
         kid = pyjwt.get_unverified_header(token).get("kid")
-        key = self._lookup(kid if isinstance(kid, str) else None)
+        key = self._lookup(kid if isinstance(kid, str) else None, alg)
         return [] if key is None else [key]
 
     def _verifies(self, token: str, cert: str | None, alg: str) -> bool:
         try:
             if pyjwt.get_unverified_header(token).get("alg") != alg:
                 return False
-            for key in self._keys(token, cert):
+            for key in self._keys(token, cert, alg):
                 try:
                     pyjwt.decode(token, key, algorithms=[alg], options={"verify_aud": False, "verify_exp": False,
                                                                           "verify_nbf": False, "verify_iat": False})

@@ -127,6 +127,14 @@ def test_decode_verify_with_a_jwks_that_also_holds_a_symmetric_key() -> None:
     assert _builtins().decode_verify(_token(), {"cert": jwks})[0] is True
 
 
+def test_item11_a_jwks_key_whose_alg_is_rs256_does_not_verify_ps256_in_the_builtins() -> None:
+    """The built-ins follow the same key rules as the token stage (``authz.verification_keys``)."""
+    jwks = json.dumps({"keys": [{**_jwk(RSA_KEY, "k1"), "alg": "RS256"}]})
+    assert _builtins().decode_verify(_token(alg="RS256"), {"cert": jwks})[0] is True
+    assert _builtins().decode_verify(_token(alg="PS256"), {"cert": jwks}) == INVALID
+    assert _builtins().decode_verify(_token(alg="PS256"), {"cert": json.dumps({"keys": [_jwk(RSA_KEY, "k1")]})})[0]
+
+
 def test_decode_verify_with_tampered_payload_is_invalid() -> None:
     header, _, signature = _token().split(".")
     forged = _b64(json.dumps({"iss": "https://as.example", "sub": "admin", "exp": NOW + 600}).encode())
@@ -150,7 +158,7 @@ def test_alg_constraint() -> None:
 def test_hs256_token_is_invalid_there_is_no_secret_support() -> None:
     token = pyjwt.encode({"sub": "alice", "exp": NOW + 600}, "a-shared-secret-of-32-bytes-long!", algorithm="HS256")
     assert _builtins().decode_verify(token, {"cert": RSA_PEM}) == INVALID
-    assert _builtins(lambda kid: "a-shared-secret-of-32-bytes-long!").decode_verify(token, {}) == INVALID
+    assert _builtins(lambda kid, alg: "a-shared-secret-of-32-bytes-long!").decode_verify(token, {}) == INVALID
 
 
 def test_hs256_signed_with_the_public_key_pem_is_invalid() -> None:
@@ -166,7 +174,7 @@ def test_hs256_signed_with_the_public_key_pem_is_invalid() -> None:
 def test_alg_none_is_invalid() -> None:
     signing_input = _b64(json.dumps({"alg": "none"}).encode()) + "." + _b64(json.dumps({"sub": "admin"}).encode())
     assert _builtins().decode_verify(signing_input + ".", {"cert": RSA_PEM}) == INVALID
-    assert _builtins(lambda kid: RSA_KEY.public_key()).decode_verify(signing_input + ".", {}) == INVALID
+    assert _builtins(lambda kid, alg: RSA_KEY.public_key()).decode_verify(signing_input + ".", {}) == INVALID
 
 
 # --- io.jwt.decode_verify: claims constraints -----------------------------------------------------------------------
@@ -235,7 +243,7 @@ def test_expired_token_is_invalid_with_the_real_clock() -> None:
 def test_without_cert_the_key_lookup_is_asked_by_kid() -> None:
     asked: list[str | None] = []
 
-    def lookup(kid: str | None) -> Any:
+    def lookup(kid: str | None, alg: str) -> Any:
         asked.append(kid)
         return RSA_KEY.public_key() if kid == "k1" else None
 
@@ -247,7 +255,7 @@ def test_without_cert_the_key_lookup_is_asked_by_kid() -> None:
 
 
 def test_without_cert_the_looked_up_key_must_match() -> None:
-    builtins = _builtins(lambda kid: OTHER_RSA_KEY.public_key())
+    builtins = _builtins(lambda kid, alg: OTHER_RSA_KEY.public_key())
     assert builtins.decode_verify(_token(), {}) == INVALID
 
 
@@ -336,7 +344,7 @@ subject := payload.sub if {
 @pytest.fixture
 def rego(tmp_path: Path) -> EmbeddedEngine:
     (tmp_path / "jwt.rego").write_text(POLICY, encoding="utf-8")
-    def lookup(kid: str | None) -> Any:
+    def lookup(kid: str | None, alg: str) -> Any:
         return RSA_KEY.public_key() if kid == "k1" else None
 
     return EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0,
