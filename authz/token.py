@@ -5,20 +5,22 @@ never HS*, so a public key can never double as an HMAC secret), the key is found
 must fit the ``alg`` (its own ``alg``, type and curve: ``authz.verification_keys``), and the signature
 must verify. Any failure here is the AS's (or our configuration's) fault: 502, not 401.
 Claim checks (time, issuer, audience) are ``authz.claims``'s job.
+
+PyJWT parses the compact JWS (strict base64url, a JSON-object header) and verifies the signature with the key
+from the AS's JWKS. Our own header checks come between its reading of the header and the key lookup: ``alg`` on
+the allow-list, ``typ`` when the caller expects one, no ``crit`` (we understand no extension, not even PyJWT's
+``b64``), a string ``kid``. Cost on a cache miss: ~60 µs for a 1 kB RS256 JWT, of which ~25 µs is the RSA check.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import json
-import re
 from typing import Any, Protocol
 
 import jwt as pyjwt
+from jwt.api_jws import PyJWS
 
 from authz.errors import UpstreamMisbehaved
+from authz.json_body import parse_json_object
 from authz.verification_keys import VerificationKey
 
 __all__ = ["JwtVerifier", "KeySource"]
@@ -37,26 +39,20 @@ class JwtVerifier:
     def __init__(self, keys: KeySource, algorithms: tuple[str, ...]) -> None:
         self._keys = keys
         self._algorithms = frozenset(algorithms)
+        # PyJWT knows only the allow-list (a second line behind ours) and refuses a key below its minimum length
+        self._jws = PyJWS(algorithms=sorted(self._algorithms), options={"enforce_minimum_key_length": True})
 
     async def verify(self, token: str, expected_typ: str | None = None) -> dict[str, Any]:
-        """Return the JWT's claims once its signature verifies with the AS's key.
-
-        The compact JWS is split and decoded here (a C regex and binascii) and only the signature check is pyjwt's
-        algorithm object: pyjwt's own parser validates base64url character by character in Python, which cost
-        ~0.4 ms per token and dominated a cache miss.
-        """
+        """Return the JWT's claims once its signature verifies with the AS's key."""
         name = self._keys.name
-        parts = token.split(".")
-        if len(parts) != 3 or not all(_SEGMENT.fullmatch(p) for p in parts):
+        if token.count(".") != 2:
             raise UpstreamMisbehaved(f"AS {name}: returned JWT is not a compact JWS")
-        try:
-            header = json.loads(_b64decode(parts[0]))
-            payload = _b64decode(parts[1])
-            signature = _b64decode(parts[2])
-        except (ValueError, binascii.Error):
-            raise UpstreamMisbehaved(f"AS {name}: returned JWT does not decode") from None
-        if not isinstance(header, dict):
-            raise UpstreamMisbehaved(f"AS {name}: JWT header is not a JSON object")
+        try:  # the header alone (header segment + two empty ones): the payload is read once, by decode below
+            header = self._jws.get_unverified_header(token.partition(".")[0] + "..")
+        except pyjwt.DecodeError as exc:  # bad base64url, a header that is not a JSON object
+            raise UpstreamMisbehaved(f"AS {name}: returned JWT does not decode ({str(exc)[:100]})") from None
+        except pyjwt.InvalidTokenError as exc:  # PyJWT's own header rules (kid, crit)
+            raise UpstreamMisbehaved(f"AS {name}: JWT header is refused ({str(exc)[:100]})") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise UpstreamMisbehaved(f"AS {name}: JWT alg {str(alg)[:20]!r} is not on the allow-list")
@@ -71,28 +67,11 @@ class JwtVerifier:
             raise UpstreamMisbehaved(f"AS {name}: JWT kid is not a string")
         key = await self._keys.key(kid, alg)  # a key that may verify alg (type, curve, its own alg), else 502
         try:
-            verified = _algorithm(alg).verify(f"{parts[0]}.{parts[1]}".encode("ascii"), key.key, signature)
-        except (pyjwt.PyJWTError, TypeError, ValueError, AttributeError) as exc:
+            payload = self._jws.decode(token, key.key, algorithms=[alg])
+        except pyjwt.InvalidSignatureError:  # before DecodeError, its base class
+            raise UpstreamMisbehaved(f"AS {name}: JWT signature does not verify with kid {kid!r}") from None
+        except pyjwt.DecodeError as exc:  # the payload or signature segment is not base64url
+            raise UpstreamMisbehaved(f"AS {name}: returned JWT does not decode ({str(exc)[:100]})") from None
+        except (pyjwt.PyJWTError, TypeError, ValueError) as exc:
             raise UpstreamMisbehaved(f"AS {name}: JWT does not verify ({type(exc).__name__}: {exc})") from None
-        if not verified:
-            raise UpstreamMisbehaved(f"AS {name}: JWT signature does not verify with kid {kid!r}")
-        try:
-            claims = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise UpstreamMisbehaved(f"AS {name}: JWT payload is not JSON") from None
-        if not isinstance(claims, dict):
-            raise UpstreamMisbehaved(f"AS {name}: JWT payload is not a JSON object")
-        return claims
-
-
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-@functools.cache
-def _algorithm(name: str) -> Any:
-    """pyjwt's algorithm object (``get_algorithm_by_name``); only asymmetric names reach here (allow-list)."""
-    return pyjwt.get_algorithm_by_name(name)
+        return parse_json_object(payload, f"AS {name}: JWT payload", UpstreamMisbehaved)

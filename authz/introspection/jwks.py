@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 from authz.config import AuthorizationServerConfig
 from authz.errors import AuthzError, UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
+from authz.json_body import parse_json_object
 from authz.verification_keys import UnusableKey, VerificationKey, verification_key
 
 __all__ = ["KeySet", "metadata_urls"]
@@ -41,16 +41,6 @@ def metadata_urls(issuer: str) -> list[str]:
         f"{origin}/.well-known/oauth-authorization-server{path}",
         f"{issuer.rstrip('/')}/.well-known/openid-configuration",
     ]
-
-
-def _json(body: bytes, what: str, as_name: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise UpstreamMisbehaved(f"AS {as_name}: {what} is not JSON") from None
-    if not isinstance(doc, dict):
-        raise UpstreamMisbehaved(f"AS {as_name}: {what} is not a JSON object")
-    return doc
 
 
 class KeySet:
@@ -125,7 +115,7 @@ class KeySet:
             self._jwks_uri = await self._discover_jwks_uri()
             log.info("AS %s: JWKS discovered at host %s", self.name, urlsplit(self._jwks_uri).netloc)
         resp = await self._client.get(self._jwks_uri, "JWKS", accept="application/json, application/jwk-set+json")
-        doc = _json(resp.body, "JWKS", self.name)
+        doc = parse_json_object(resp.body, f"AS {self.name}: JWKS", UpstreamMisbehaved)
         raw_keys = doc.get("keys")
         if not isinstance(raw_keys, list):
             raise UpstreamMisbehaved(f"AS {self.name}: JWKS has no keys array")
@@ -156,7 +146,7 @@ class KeySet:
             except UpstreamMisbehaved as exc:  # e.g. 404: try the next well-known location
                 failure = exc
                 continue
-            doc = _json(resp.body, "metadata", self.name)
+            doc = parse_json_object(resp.body, f"AS {self.name}: metadata", UpstreamMisbehaved)
             if doc.get("issuer") != issuer:
                 raise UpstreamMisbehaved(f"AS {self.name}: metadata at {url} names issuer {doc.get('issuer')!r}")
             jwks_uri = doc.get("jwks_uri")

@@ -6,11 +6,11 @@ what the dialect promises (another content type, a body that is not a compact JW
 
 from __future__ import annotations
 
-import json
 import re
 
 from authz.errors import UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
+from authz.json_body import parse_json_object
 from authz.models import Introspection
 
 __all__ = ["PhantomIntrospector"]
@@ -45,11 +45,8 @@ class PhantomIntrospector:
         return Introspection(active=True, jwt=jwt, max_age=resp.max_age)
 
     def _json_answer(self, body: bytes) -> Introspection:
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise UpstreamMisbehaved(f"AS {self.client.name}: JSON body does not parse") from None
-        if isinstance(doc, dict) and doc.get("active") is False:
+        doc = parse_json_object(body, f"AS {self.client.name}: introspection answer", UpstreamMisbehaved)
+        if doc.get("active") is False:
             return _INACTIVE
         raise UpstreamMisbehaved(
             f"AS {self.client.name}: phantom dialect expects a JWT, got a JSON body other than active=false"

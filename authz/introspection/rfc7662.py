@@ -7,12 +7,12 @@ like a phantom JWT. Anything else (204, another content type, no boolean ``activ
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from authz.claims import check_access_token
 from authz.errors import UpstreamMisbehaved
 from authz.introspection.client import ASResponse, AuthorizationServerClient
+from authz.json_body import parse_json_object
 from authz.models import Introspection
 
 __all__ = ["Rfc7662Introspector", "json_object"]
@@ -25,13 +25,7 @@ def json_object(resp: ASResponse, as_name: str) -> dict[str, Any]:
     """The body as a JSON object, if the content type says JSON."""
     if resp.content_type != "application/json" and not resp.content_type.endswith("+json"):
         raise UpstreamMisbehaved(f"AS {as_name}: expected JSON, got Content-Type {resp.content_type or 'none'!r}")
-    try:
-        doc = json.loads(resp.body)
-    except (ValueError, UnicodeDecodeError):
-        raise UpstreamMisbehaved(f"AS {as_name}: JSON body does not parse") from None
-    if not isinstance(doc, dict):
-        raise UpstreamMisbehaved(f"AS {as_name}: JSON body is not an object")
-    return doc
+    return parse_json_object(resp.body, f"AS {as_name}: introspection answer", UpstreamMisbehaved)
 
 
 def claims_from_answer(doc: dict[str, Any], as_name: str, max_age: int | None) -> Introspection:

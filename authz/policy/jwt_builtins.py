@@ -20,6 +20,7 @@ import jwt as pyjwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import load_pem_x509_certificate
 
+from authz.json_body import parse_json_object
 from authz.verification_keys import UnusableKey, verification_key
 
 __all__ = ["JwtBuiltins", "KeyLookup"]
@@ -37,8 +38,8 @@ def _public_keys(cert: str, alg: str) -> list[Any]:
     (type, curve, ``alg``, ``use``, ``key_ops``, RSA size), or the key of a PEM key or certificate."""
     text = cert.strip()
     if text.startswith("{"):
-        jwks = json.loads(text)
-        keys = jwks.get("keys", [jwks]) if isinstance(jwks, dict) else []
+        jwks = parse_json_object(text, "io.jwt cert (JWKS)", ValueError)  # ValueError: the token does not verify
+        keys = jwks.get("keys", [jwks])
         found = []
         for k in keys:
             if not isinstance(k, dict):

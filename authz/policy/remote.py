@@ -15,6 +15,7 @@ import aiohttp
 
 from authz.config_section import Secret
 from authz.http_body import read_at_most
+from authz.json_body import parse_json_object
 from authz.policy.engine import Evaluation, PolicyEvaluationError, new_decision_id
 
 __all__ = ["RemoteEngine"]
@@ -51,12 +52,7 @@ class RemoteEngine:
             raise PolicyEvaluationError(f"OPA {decision_path}: {type(exc).__name__}: {exc}") from None
         if status != 200:
             raise PolicyEvaluationError(f"OPA {decision_path}: HTTP {status}: {raw[:200]!r}")
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise PolicyEvaluationError(f"OPA {decision_path}: answer is not JSON") from None
-        if not isinstance(doc, dict):
-            raise PolicyEvaluationError(f"OPA {decision_path}: answer is not a JSON object")
+        doc = parse_json_object(raw, f"OPA {decision_path}: answer", PolicyEvaluationError)
         if "result" not in doc:
             raise PolicyEvaluationError(f"OPA {decision_path}: decision is undefined")
         decision_id = doc.get("decision_id")

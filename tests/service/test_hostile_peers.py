@@ -621,7 +621,8 @@ SEGMENT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~", min_size=
     lambda s: s not in (".", ".."))
 NORMAL_PATHS = st.lists(SEGMENT, min_size=0, max_size=5).map(lambda segs: "/" + "/".join(segs))
 POISONS = ("..", ".", "%2e", "%2E%2e", ".%2e", "%00", "a%2Fb", "a%2fb", "%5c", "\\", "\x00", "\x01", "\x1f", "\x7f",
-           " ", "#", "%zz", "%4", "%252e", "%41", "", "..;", "..;x", "\u00e9", "a\tb", "a\nb", "%c0%ae")
+           " ", "#", "%zz", "%4", "%252e", "%41", "..;", "..;x", "\u00e9", "a\tb", "a\nb", "%c0%ae")
+# no "" here: as the last segment it makes a trailing slash, which is normal ("/0/"); double_slash covers "//"
 
 
 @st.composite

@@ -312,3 +312,40 @@ async def test_a_kid_shared_by_keys_of_two_types_picks_the_one_fitting_the_alg(p
 async def test_ed448_key_verifies_eddsa(publish: Any) -> None:
     verifier = publish(_public_jwk(ED448_KEY, "ed-448"))
     assert await verifier.verify(jwt.encode(CLAIMS, ED448_KEY, algorithm="EdDSA", headers={"kid": "ed-448"})) == CLAIMS
+
+
+# --- issue 13 item 5: PyJWT parses and verifies; our header rules still apply ---------------------------------------
+
+def _with_header(header: dict[str, Any], payload: bytes | None = None) -> str:
+    """A compact JWS with exactly ``header``, signed by the AS's RSA key (PyJWT's encoder adds or checks members)."""
+    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(payload or json.dumps(CLAIMS).encode())
+    signature = RSA_KEY.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
+
+
+@pytest.mark.parametrize("crit", [["b64"], ["exp"], [], "b64"], ids=["b64-pyjwt-knows", "unknown", "empty", "string"])
+async def test_critical_header_extensions_are_refused(keys: KeySet, crit: Any) -> None:
+    await _refused(_verifier(keys), _with_header({"alg": "RS256", "kid": "rsa-1", "b64": True, "crit": crit}))
+
+
+@pytest.mark.parametrize("kid", [1, ["rsa-1"], {"k": "rsa-1"}])
+async def test_kid_that_is_not_a_string_is_refused(keys: KeySet, kid: Any) -> None:
+    await _refused(_verifier(keys), _with_header({"alg": "RS256", "kid": kid}))
+
+
+async def test_unencoded_payload_header_is_refused(keys: KeySet) -> None:
+    await _refused(_verifier(keys), _with_header({"alg": "RS256", "kid": "rsa-1", "b64": False}))
+
+
+async def test_a_header_signed_correctly_verifies(keys: KeySet) -> None:
+    assert await _verifier(keys).verify(_with_header({"alg": "RS256", "kid": "rsa-1"})) == CLAIMS
+
+
+@pytest.mark.parametrize("token", ["a.b", "a.b.c.d", "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.e30.!!!"],
+                         ids=["two-segments", "four-segments", "bad-signature-segment"])
+async def test_malformed_compact_serialisation_is_refused(keys: KeySet, token: str) -> None:
+    await _refused(_verifier(keys), token)
+
+
+async def test_payload_nested_too_deep_for_the_decoder_is_a_502(keys: KeySet) -> None:
+    await _refused(_verifier(keys), _with_header({"alg": "RS256", "kid": "rsa-1"}, b"[" * 100_000 + b"]" * 100_000))
