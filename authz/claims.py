@@ -1,5 +1,8 @@
 """Stage 4b: a token's claims -> ``Identity``. Checks ``exp``/``nbf`` (with leeway), ``iss`` and ``aud``. Pure.
 
+A cached answer's ``Answer`` keeps its identity: what does not change with time is checked once per answer, the
+times on every request.
+
 Claims that fail (expired, not yet valid, another issuer, another audience) are the client's problem: 401
 ``invalid_token``. Claims of the wrong type are the AS's: 502.
 """
@@ -11,8 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from authz.errors import InvalidToken, UpstreamMisbehaved
-from authz.memo import IdentityMemo
-from authz.models import Identity
+from authz.models import Answer, Identity
 from authz.numbers import finite_number
 from authz.scopes import granted_scopes
 
@@ -85,24 +87,22 @@ class ClaimsChecker:
         self._audiences = frozenset(audiences)
         self._leeway = leeway_seconds
         self._clock = clock
-        # cached answers come back with the same claims object: what does not change with time is checked once
-        self._checked: IdentityMemo[tuple[Identity, float | None]] = IdentityMemo()  # claims -> (identity, nbf)
+
+    def identity_of(self, answer: Answer) -> Identity:
+        """The identity of an active answer, kept on it once every check has passed; later calls check the times
+        only."""
+        identity = answer.identity
+        if identity is not None:
+            self._check_times(identity.expires_at, answer.not_before)
+            return identity
+        claims = answer.introspection.claims
+        identity = self.identity(claims, answer.introspection.jwt)
+        answer.not_before = _number(claims, "nbf")
+        answer.identity = identity
+        return identity
 
     def identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
-        memo = self._checked.get(claims)
-        if memo is not None and memo[0].jwt is jwt:
-            self._check_times(memo[0].expires_at, memo[1])
-            return memo[0]
-        return self._checked.put(claims, (self._identity(claims, jwt), _number(claims, "nbf")))[0]
-
-    def _check_times(self, exp: float | None, nbf: float | None) -> None:
-        now = self._clock()
-        if exp is not None and exp <= now - self._leeway:
-            raise InvalidToken("token expired")
-        if nbf is not None and nbf > now + self._leeway:
-            raise InvalidToken("token not yet valid")
-
-    def _identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
+        """Every check, on every call (``identity_of`` keeps the result on the answer)."""
         check_access_token(claims)
         exp = _number(claims, "exp")
         self._check_times(exp, _number(claims, "nbf"))
@@ -121,3 +121,10 @@ class ClaimsChecker:
             client_id=_string(claims, "client_id"),
             expires_at=exp,
         )
+
+    def _check_times(self, exp: float | None, nbf: float | None) -> None:
+        now = self._clock()
+        if exp is not None and exp <= now - self._leeway:
+            raise InvalidToken("token expired")
+        if nbf is not None and nbf > now + self._leeway:
+            raise InvalidToken("token not yet valid")

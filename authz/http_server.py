@@ -33,10 +33,9 @@ from authz.decider import Decider
 from authz.errors import MalformedRequest, RequestTooLarge
 from authz.http_body import read_at_most
 from authz.http_request import HttpCheckTranslator
-from authz.http_response import HttpAnswer, denial, http_answer
+from authz.http_response import HttpAnswer, denial
 from authz.library_logs import describe_exception
 from authz.logs import loggable_path
-from authz.memo import IdentityMemo
 
 __all__ = ["HttpTransport"]
 
@@ -141,7 +140,6 @@ class HttpTransport:
         self._reuse_port = reuse_port
         self._grace = shutdown_grace_seconds
         self._translator = HttpCheckTranslator(config.path_prefix, config.max_header_bytes)
-        self._answers: IdentityMemo[HttpAnswer] = IdentityMemo()
         self._runner: web.ServerRunner | None = None
         self._sweeper: asyncio.Future[None] | None = None
         self.port: int | None = None
@@ -198,16 +196,9 @@ class HttpTransport:
             return _response(_TOO_LARGE)
         protocol.request_read(body[-64:] if body and request.content_length is not None else _HEAD_END)
         method, raw_path, raw_headers = request.method, request.raw_path, request.raw_headers
-        check = await self._decider.decide(
+        return _response(await self._decider.decide_http(
             lambda: self._translator.request_info(method, raw_path, raw_headers, body),
-            lambda: f"{method} {loggable_path(raw_path)} request_id={request.headers.get('x-request-id', '-')}",
-            per_request_metadata=False)  # Envoy's HTTP mode has no dynamic metadata in the answer
-        return self._answer_for(check)
-
-    def _answer_for(self, check: Any) -> web.Response:
-        """Cached answers come back as the same CheckResponse object: translate each once."""
-        answer = self._answers.get(check)
-        return _response(answer if answer is not None else self._answers.put(check, http_answer(check)))
+            lambda: f"{method} {loggable_path(raw_path)} request_id={request.headers.get('x-request-id', '-')}"))
 
 
 def _response(answer: HttpAnswer) -> web.Response:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Allow", "HttpFields", "HttpSource", "Identity", "Introspection", "RequestInfo", "RouteSettings"]
+if TYPE_CHECKING:
+    from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
+
+__all__ = ["Allow", "Answer", "HttpFields", "HttpSource", "Identity", "Introspection", "Replies", "RequestInfo",
+           "RouteSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,21 @@ class Identity:
     expires_at: float | None
 
 
+class Replies:
+    """What one Allow is sent as, each made on first need: the ``CheckResponse`` (without a policy's per-request
+    decision id) and the HTTP transport's answer. ``for_policy`` holds those of the Allow with a policy's decision
+    added (``policy``: the decision they were made for; another decision replaces them). Created with the Allow it
+    belongs to, so it lives as long as that Allow: on a cached answer's ``Answer``, until the entry goes."""
+
+    __slots__ = ("for_policy", "http_answer", "policy", "response")
+
+    def __init__(self, policy: Any = None) -> None:
+        self.policy = policy  # authz.policy.decision.PolicyDecision, for a ``for_policy`` Replies
+        self.response: CheckResponse | None = None
+        self.http_answer: tuple[int, tuple[tuple[str, str], ...], bytes] | None = None
+        self.for_policy: Replies | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Allow:
     """An allow decision: request headers to set (overwriting), headers to remove, metadata for Envoy."""
@@ -97,3 +116,25 @@ class Allow:
     dynamic_metadata: Mapping[str, str] = field(default_factory=dict)
     identity: Identity | None = None
     policy: Any = None  # authz.policy.decision.PolicyDecision of an allowing policy, applied after our headers
+    # where this Allow's replies are kept (None: made for one request). ``replace`` keeps it, so an Allow made from
+    # another may differ from the one it was created with only by ``policy`` and a ``decision_id`` in the metadata
+    replies: Replies | None = field(default=None, compare=False, repr=False)
+
+
+class Answer:
+    """One AS answer as the pipeline reads it, with what is derived from it filled in on first need: the identity
+    (its static claim checks done; ``not_before`` kept for the time checks every request still makes), the Allow
+    (``kept_allow``: for routes that keep the client's Authorization), which carries its own ``Replies``, and the
+    token's part of a policy decision key. The cache hands back its entry's Answer on every hit, so each of these is
+    worked out once per cached answer and goes with the entry; an answer it does not keep is a fresh Answer per
+    call. Nothing here refers back to the Answer: evicting the entry frees it all without the cycle collector."""
+
+    __slots__ = ("allow", "identity", "introspection", "kept_allow", "not_before", "policy_key")
+
+    def __init__(self, introspection: Introspection) -> None:
+        self.introspection = introspection
+        self.identity: Identity | None = None
+        self.not_before: float | None = None
+        self.allow: Allow | None = None
+        self.kept_allow: Allow | None = None
+        self.policy_key: str | None = None

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from authz.cache import IntrospectionCache
 from authz.config import CacheConfig, load_config
 from authz.metrics import Metrics
-from authz.models import Identity, Introspection, RequestInfo
+from authz.models import Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 from tests.harness import Stack, http_request
 
@@ -99,7 +99,7 @@ class _AnswerAll:
     async def verified(self, answer: Introspection) -> Introspection:
         return answer
 
-    def identity(self, answer: Introspection) -> Identity:
+    def identity(self, answer: Answer) -> Identity:
         raise NotImplementedError
 
 

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from authz.config import CacheConfig
-from authz.models import Introspection
+from authz.models import Answer, Introspection
 from authz.numbers import finite_number
 
 __all__ = ["Entry", "cache_key", "fresh_seconds", "subject_hash", "token_expiry"]
@@ -40,7 +40,7 @@ def fresh_seconds(answer: Introspection, now: float, config: CacheConfig) -> flo
 
 @dataclass(slots=True)
 class Entry:
-    answer: Introspection
+    answer: Answer  # what every hit hands back, with what is derived from it: it goes when the entry goes
     fresh_until: float  # served as a hit before this
     stale_until: float  # served only when the AS is down, before this (never past exp - skew)
     subject: str | None
@@ -59,10 +59,14 @@ class Entry:
             stale_until = min(stale_until, exp - config.expiry_skew_seconds)
         sub = answer.claims.get("sub")
         subject = sub if isinstance(sub, str) else None
-        return cls(answer, fresh_until, max(stale_until, fresh_until), subject, token_id,
+        return cls(Answer(answer), fresh_until, max(stale_until, fresh_until), subject, token_id,
                    subject_hash(subject) if subject is not None else None)
 
     def size(self) -> int:
-        """Accounted bytes: the JWT, the claims' text and a fixed overhead for the objects around them."""
-        claims = sum(len(str(k)) + len(str(v)) + 64 for k, v in self.answer.claims.items())
-        return 512 + len(self.answer.jwt or "") + claims
+        """Accounted bytes: the JWT three times (the answer, the Allow's header, its CheckResponse), the claims'
+        text and a fixed overhead for the objects around them and derived from them. Measured with tracemalloc,
+        an entry with an 800-byte JWT and eight claims holds ~3.9 KB once answered over gRPC (~5 KB with the HTTP
+        answer too); this counts ~4.6 KB."""
+        answer = self.answer.introspection
+        claims = sum(len(str(k)) + len(str(v)) + 64 for k, v in answer.claims.items())
+        return 1536 + 3 * len(answer.jwt or "") + claims

@@ -12,7 +12,9 @@
 - Evictions (admin API, or broadcast by another sidecar through Redis: ``authz.cache.evictions``) leave tombstones:
   a load that started before one does not cache its answer (its waiters still get it) and is not joined by later
   requests; an L2 value whose AS call started before one is refused.
-The cache holds the AS's (verified) answer only; claims, scopes and policy are checked on every request.
+The cache holds the AS's (verified) answer only; claims, scopes and policy are checked on every request. Each hit
+hands back its entry's ``Answer``, whose slots keep what is derived from the answer (identity, Allow, responses): they
+go with the entry. An answer not kept (inactive, not cacheable, loaded before an eviction) is a fresh ``Answer``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from authz.config import CacheConfig
 from authz.errors import AuthzError, UpstreamUnavailable
 from authz.logs import token_id
 from authz.metrics import Metrics
-from authz.models import Identity, Introspection
+from authz.models import Answer, Identity, Introspection
 
 __all__ = ["BroadcastFailed", "CachedAuthority", "IntrospectionCache", "Upstream"]
 
@@ -63,7 +65,7 @@ class Upstream(Protocol):
 
     async def verified(self, answer: Introspection) -> Introspection: ...
 
-    def identity(self, answer: Introspection) -> Identity: ...
+    def identity(self, answer: Answer) -> Identity: ...
 
 
 class IntrospectionCache:
@@ -79,7 +81,7 @@ class IntrospectionCache:
         self.positive: BoundedStore[Entry] = BoundedStore(config.max_entries, config.max_bytes)
         self.negative: BoundedStore[tuple[float, str]] = BoundedStore(config.negative_max_entries,
                                                                       config.negative_max_entries * 256)
-        self._inflight: dict[str, asyncio.Future[Introspection]] = {}
+        self._inflight: dict[str, asyncio.Future[Answer]] = {}
         self._identities: set[str] = set()
         self._lookups = {name: metrics.cache.labels(name) for name in
                          ("hit", "miss", "negative_hit", "stale", "l2_hit")}
@@ -88,13 +90,13 @@ class IntrospectionCache:
         self._identities.add(upstream.cache_identity)
         return CachedAuthority(self, upstream)
 
-    async def introspect(self, upstream: Upstream, token: str) -> Introspection:
+    async def introspect(self, upstream: Upstream, token: str) -> Answer:
         key = cache_key(upstream.cache_identity, token)
         now = self._clock()
         negative = self.negative.get(key)
         if negative is not None and now < negative[0]:
             self._lookups["negative_hit"].inc()
-            return _INACTIVE
+            return Answer(_INACTIVE)
         entry = self.positive.get(key)
         if entry is not None and now < entry.fresh_until:
             self._lookups["hit"].inc()
@@ -109,13 +111,13 @@ class IntrospectionCache:
             self.metrics.singleflight_joins.inc()
         return await asyncio.shield(flight)
 
-    def _landed(self, key: str, flight: asyncio.Future[Introspection]) -> None:
+    def _landed(self, key: str, flight: asyncio.Future[Answer]) -> None:
         if self._inflight.get(key) is flight:  # an eviction may have let a newer load take its place
             del self._inflight[key]
         if not flight.cancelled():
             flight.exception()  # retrieved here, so a failure no waiter is left to see is not reported as lost
 
-    async def _load(self, upstream: Upstream, key: str, token: str, epoch: int) -> Introspection:
+    async def _load(self, upstream: Upstream, key: str, token: str, epoch: int) -> Answer:
         value_key: ValueKey | None = None
         asked_at = self._clock()
         if self.redis is not None:
@@ -128,8 +130,7 @@ class IntrospectionCache:
                 answer = await self._trusted(upstream, key, shared.answer)
                 if answer is not None:
                     self._lookups["l2_hit"].inc()
-                    self._remember(key, token, answer, None, asked_at, epoch)
-                    return answer
+                    return self._remember(key, token, answer, None, asked_at, epoch)
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -145,8 +146,7 @@ class IntrospectionCache:
         finally:
             self.metrics.as_calls.labels(upstream.name, outcome).inc()
             self.metrics.as_latency.labels(upstream.name).observe(time.perf_counter() - started)
-        self._remember(key, token, answer, value_key, asked_at, epoch)
-        return answer
+        return self._remember(key, token, answer, value_key, asked_at, epoch)
 
     async def _trusted(self, upstream: Upstream, key: str, shared: Introspection) -> Introspection | None:
         """An answer read from Redis as we would have had it from the AS, or None (a miss: ask the AS)."""
@@ -165,28 +165,32 @@ class IntrospectionCache:
             return None
 
     def _remember(self, key: str, token: str, answer: Introspection, value_key: ValueKey | None,
-                  asked_at: float, epoch: int) -> None:
+                  asked_at: float, epoch: int) -> Answer:
         """Keep ``answer`` in L1 and, with ``value_key`` (an answer of the AS, not of Redis), share it in L2 — unless
-        an eviction touched it since its load started (``epoch``): then its waiters have it, and nothing keeps it."""
+        an eviction touched it since its load started (``epoch``): then its waiters have it, and nothing keeps it.
+        Returns the Answer its waiters get: the new entry's, or a fresh one when nothing keeps it."""
         if self._epoch != epoch and self._tombstones.spoils_load(_names(key, token, answer), epoch):
             log.info("answer for %s… was asked before an eviction; not cached", key[:12])
-            return
+            return Answer(answer)
         now = self._clock()
         if not answer.active:
             self.positive.delete(key)
             if self.config.negative_ttl_seconds > 0:
                 self.negative.put(key, (now + self.config.negative_ttl_seconds, token_id(token)), 128)
             ttl = self.config.negative_ttl_seconds
+            handed = Answer(answer)
         else:
             self.negative.delete(key)
             entry = Entry.build(answer, now, self.config, token_id(token))
             if entry is None:
                 self.positive.delete(key)
-                return
+                return Answer(answer)
             self.positive.put(key, entry, entry.size())
+            handed = entry.answer
             ttl = entry.fresh_until - now
         if value_key is not None and self.redis is not None and ttl > 0:
             self.redis.put_soon(key, value_key, answer, ttl, asked_at)
+        return handed
 
     # --- administration (the admin API) -------------------------------------------------------------------------
 
@@ -286,8 +290,8 @@ class CachedAuthority:
         self._upstream = upstream
         self.name = upstream.name
 
-    async def introspect(self, token: str) -> Introspection:
+    async def answer(self, token: str) -> Answer:
         return await self._cache.introspect(self._upstream, token)
 
-    def identity(self, answer: Introspection) -> Identity:
+    def identity(self, answer: Answer) -> Identity:
         return self._upstream.identity(answer)

@@ -1,12 +1,18 @@
 """One configured authorization server: its client, dialect, keys, and the checks on what it returns.
 
 ``introspect(token)`` gives the AS's answer with any JWT already verified against the AS's keys (so the answer can
-be cached as it is); ``identity(answer)`` checks the claims (time, issuer, audience) and is cheap enough to run on
-every request.
+be cached as it is); ``answer(token)`` wraps it, uncached, in the ``Answer`` the pipeline reads (the cache, when on,
+hands back its entry's instead); ``identity(answer)`` checks the claims (time, issuer, audience), once per answer
+but the times on every request.
+
+``cache_identity`` names the AS in cache keys: a hash of every setting of the AS (``repr`` of its configuration,
+where secrets are masked), so two configured ASes never share a cached answer, nor what is derived from it (an
+Allow built with the other's ``claims_forwarding``), even when they share an endpoint and client id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -20,10 +26,10 @@ from authz.introspection.jwks import KeySet
 from authz.introspection.phantom import PhantomIntrospector
 from authz.introspection.rfc7662 import Rfc7662Introspector
 from authz.introspection.rfc9701 import Rfc9701Introspector
-from authz.models import Identity, Introspection
+from authz.models import Answer, Identity, Introspection
 from authz.token import JwtVerifier
 
-__all__ = ["Authority"]
+__all__ = ["Authority", "configuration_hash"]
 
 
 class Authority:
@@ -31,9 +37,8 @@ class Authority:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.name = config.name
-        # what makes two deployments' answers interchangeable (the cache key's AS identity)
-        self.cache_identity = (f"{config.introspection_endpoint}\0{config.client_id}\0{config.dialect}"
-                               f"\0{config.jwt_field or ''}")
+        # the cache key's AS identity: the whole configuration that shapes the answer and what is derived from it
+        self.cache_identity = configuration_hash(config)
         # every active answer carries a JWT (phantom; rfc7662 with jwt_field; rfc9701 never has one to forward):
         # the cache refuses a claims-only answer read from Redis for such an AS
         self.returns_jwt = config.dialect == "phantom" or (config.dialect == "rfc7662" and config.jwt_field is not None)
@@ -65,10 +70,21 @@ class Authority:
         claims = await self._verifier.verify(answer.jwt)
         return Introspection(active=True, jwt=answer.jwt, claims=claims, max_age=answer.max_age)
 
-    def identity(self, answer: Introspection) -> Identity:
-        if not answer.active:
+    async def answer(self, token: str) -> Answer:
+        """``introspect`` as the pipeline reads it, uncached: a fresh Answer per call."""
+        return Answer(await self.introspect(token))
+
+    def identity(self, answer: Answer) -> Identity:
+        if not answer.introspection.active:
             raise InvalidToken("authorization server says the token is not active")
-        return self._claims.identity(answer.claims, answer.jwt)
+        return self._claims.identity_of(answer)
+
+
+def configuration_hash(config: AuthorizationServerConfig) -> str:
+    """SHA-256 of the AS's configuration as ``repr`` shows it: every field, the name included, secrets masked (a
+    rotated secret keeps the cache; no secret reaches a key). Only values whose ``repr`` is the same in every
+    process (no sets), so the sidecars sharing an L2 tier agree on it."""
+    return hashlib.sha256(repr(config).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _credential(config: AuthorizationServerConfig) -> bytes:

@@ -7,6 +7,9 @@ The key is the canonical JSON of that input and the decision path; data changes 
 empty cache. Errors and undefined decisions are never stored: they are evaluated again each time. A decision is also
 filed under its ``RequestKeyer`` key, so an equal request finds it before its input is even built.
 
+An entry is a ``Decided``: the result, and the ``PolicyDecision`` the policy stage checked it into, kept on it once
+made, so a reused decision carries its parsed form (and what the replies keep for it) with it.
+
 Keys can hold what the policy reads of a request, bodies and header values included, so the cache is bounded by
 bytes as well as by entries: every entry is charged what its key and value hold (``footprint``: ``sys.getsizeof``
 over the whole object graph, shared parts counted each time, plus the dictionary slot), an entry over
@@ -21,7 +24,9 @@ import sys
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_BYTES", "MAX_ENTRY_BYTES", "DecisionCache", "footprint"]
+from authz.policy.decision import PolicyDecision
+
+__all__ = ["DEFAULT_MAX_BYTES", "MAX_ENTRY_BYTES", "Decided", "DecisionCache", "footprint"]
 
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 MAX_ENTRY_BYTES = 64 * 1024  # the most one entry (key and value) may hold; bigger ones are evaluated every time
@@ -51,6 +56,16 @@ def footprint(value: object, limit: int) -> int:
     return total
 
 
+class Decided:
+    """A policy's result, and its ``PolicyDecision`` once the stage has checked it."""
+
+    __slots__ = ("decision", "result")
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        self.decision: PolicyDecision | None = None  # None until checked (a result failing the check stays None)
+
+
 class DecisionCache:
     __slots__ = ("_bytes", "_entries", "_entry_limit", "_max_bytes", "_size")
 
@@ -58,7 +73,7 @@ class DecisionCache:
         self._size = size if max_bytes > 0 else 0  # 0: off
         self._max_bytes = max_bytes
         self._entry_limit = min(MAX_ENTRY_BYTES, max_bytes // 16)
-        self._entries: dict[Hashable, Any] = {}  # canonical-JSON keys and request keys
+        self._entries: dict[Hashable, Decided] = {}  # canonical-JSON keys and request keys
         self._bytes = 0  # what the entries' keys and values hold, as footprint() counts it
 
     def renewed(self, deterministic: bool) -> DecisionCache:
@@ -92,16 +107,18 @@ class DecisionCache:
             return None
         return None if len(text) > self._entry_limit else decision_path + "\n" + text
 
-    def get(self, key: Hashable | None) -> Any:
+    def get(self, key: Hashable | None) -> Decided | None:
         return None if key is None else self._entries.get(key)
 
-    def put(self, key: Hashable | None, result: Any) -> None:
+    def put(self, key: Hashable | None, decided: Decided) -> None:
+        """File ``decided`` under ``key``; charged for the key and the result (its PolicyDecision is charged
+        ``_SLOT_BYTES``: equal results share one, ``authz.policy.stage``)."""
         if key is None or not self._size:
             return
         limit = self._entry_limit
         cost = footprint(key, limit)
         if cost <= limit:
-            cost += footprint(result, limit - cost) + _SLOT_BYTES
+            cost += footprint(decided.result, limit - cost) + 2 * _SLOT_BYTES
         if cost > limit:
             return  # too big to keep: this request shape is evaluated every time
         if key in self._entries:
@@ -109,5 +126,5 @@ class DecisionCache:
         if len(self._entries) >= self._size or self._bytes + cost > self._max_bytes:
             self._entries.clear()  # a bounded memo; the next requests fill it again
             self._bytes = 0
-        self._entries[key] = result
+        self._entries[key] = decided
         self._bytes += cost

@@ -29,8 +29,8 @@ import yaml
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
-from authz.models import RequestInfo
-from authz.policy.decision_cache import DEFAULT_MAX_BYTES, DecisionCache
+from authz.models import Answer, Identity, RequestInfo
+from authz.policy.decision_cache import DEFAULT_MAX_BYTES, Decided, DecisionCache
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, new_decision_id, rego_ref
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
@@ -166,25 +166,29 @@ class EmbeddedEngine:
         """The bytes the held decisions' keys and values hold (at most ``decision_cache_max_bytes``)."""
         return self._decisions.bytes
 
-    def request_key(self, decision_path: str, request: RequestInfo, identity: Any) -> Hashable | None:
+    def request_key(self, decision_path: str, request: RequestInfo, identity: Identity | None,
+                    answer: Answer | None) -> Hashable | None:
         """The key of this request's reusable decision (None: not reusable, or no key for this policy's reads)."""
-        return self._keyer.key(decision_path, http_fields(request), identity) if self._decisions.enabled else None
+        if not self._decisions.enabled:
+            return None
+        return self._keyer.key(decision_path, http_fields(request), identity, answer)
 
     def reused(self, key: Hashable | None) -> Evaluation | None:
-        result = self._decisions.get(key)
-        return None if result is None else Evaluation(result, new_decision_id())
+        decided = self._decisions.get(key)
+        return None if decided is None else Evaluation(decided.result, new_decision_id(), decided)
 
-    def remember(self, key: Hashable | None, result: Any) -> None:
-        self._decisions.put(key, result)
+    def remember(self, key: Hashable | None, evaluation: Evaluation) -> None:
+        if evaluation.decided is not None:
+            self._decisions.put(key, evaluation.decided)
 
     async def evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Evaluation:
         decisions = self._decisions
         key = decisions.key(decision_path, policy_input)
-        result = decisions.get(key)
-        if result is None:
-            result = self._evaluate(decision_path, policy_input)
-            decisions.put(key, result)
-        return Evaluation(result, new_decision_id())
+        decided = decisions.get(key)
+        if decided is None:
+            decided = Decided(self._evaluate(decision_path, policy_input))
+            decisions.put(key, decided)
+        return Evaluation(decided.result, new_decision_id(), decided)
 
     def _evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Any:
         engine = self._engine

@@ -9,7 +9,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from authz.models import RequestInfo
+from authz.models import Answer, Identity, RequestInfo
+from authz.policy.decision_cache import Decided
 
 __all__ = ["DECISION_PATH", "Evaluation", "PolicyEngine", "PolicyEvaluationError", "PolicyLoadError", "ReusingEngine",
            "new_decision_id", "rego_ref"]
@@ -29,6 +30,7 @@ class PolicyLoadError(Exception):
 class Evaluation:
     result: Any  # the decision document, not yet checked against the result contract
     decision_id: str
+    decided: Decided | None = None  # the decision cache's entry for this result, which keeps its checked decision
 
 
 class PolicyEngine(Protocol):
@@ -43,11 +45,12 @@ class PolicyEngine(Protocol):
 class ReusingEngine(Protocol):
     """An engine that can find a reused decision from the request itself, before the input is built."""
 
-    def request_key(self, decision_path: str, request: RequestInfo, identity: Any) -> Hashable | None: ...
+    def request_key(self, decision_path: str, request: RequestInfo, identity: Identity | None,
+                    answer: Answer | None) -> Hashable | None: ...
 
     def reused(self, key: Hashable | None) -> Evaluation | None: ...
 
-    def remember(self, key: Hashable | None, result: Any) -> None: ...
+    def remember(self, key: Hashable | None, evaluation: Evaluation) -> None: ...
 
 
 def rego_ref(decision_path: str) -> str:

@@ -5,8 +5,8 @@ Only for policies whose read paths (``InputNeeds.tree``) stay within fields this
 derives: ``attributes.request.http`` string fields and headers, ``parsed_path``/``parsed_query`` (from the path),
 ``parsed_body``/``truncated_body`` (from the body and three headers), ``version`` and ``token``. Anything else (peers,
 time, metadata, raw header lists, the whole input) gives no key, and the input is built as before. The token part is
-the identity's JWT and claims, so two requests with equal keys have equal pruned inputs; a test checks that
-property over varied requests.
+the identity's JWT and claims (made once per AS answer and kept on its ``Answer``), so two requests with equal keys
+have equal pruned inputs; a test checks that property over varied requests.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import json
 from collections.abc import Hashable
 from typing import Any
 
-from authz.memo import IdentityMemo
-from authz.models import Identity, RequestInfo
+from authz.models import Answer, Identity, RequestInfo
 from authz.policy.input_needs import InputNeeds
 
 __all__ = ["RequestKeyer", "check_request_fields", "http_fields"]
@@ -49,7 +48,6 @@ class RequestKeyer:
         self._fields: tuple[str, ...] = ()
         self._headers: tuple[str, ...] | None = ()  # None: every header
         self._body = False
-        self._identities: IdentityMemo[str] = IdentityMemo()
         tree = needs.tree
         if tree is None or not tree.keys() <= _TOP:
             return
@@ -79,9 +77,10 @@ class RequestKeyer:
         self._headers = None if headers is None else tuple(sorted(headers - {_AUTHORIZATION}))
         self.enabled = True
 
-    def key(self, decision_path: str, http: Any, identity: Identity | None) -> Hashable | None:
+    def key(self, decision_path: str, http: Any, identity: Identity | None,
+            answer: Answer | None = None) -> Hashable | None:
         """The key from ``http`` (``http_fields``: the request's ``attributes.request.http``), or None when this
-        request's shape is not covered."""
+        request's shape is not covered. ``answer``: the AS answer ``identity`` comes from, which keeps its part."""
         if not self.enabled or http is None:
             return None
         headers = http.headers
@@ -92,16 +91,18 @@ class RequestKeyer:
             header_part = tuple(headers.get(name) for name in self._headers)
         body_part = (http.body, http.raw_body) if self._body else ()
         return (decision_path, tuple(getattr(http, f) for f in self._fields), header_part, body_part,
-                self._identity_part(identity))
+                _identity_part(identity, answer))
 
-    def _identity_part(self, identity: Identity | None) -> str | None:
-        """The whole verified token (JWT and claims) as one string, made once per identity object (cached answers
-        hand back the same one)."""
-        if identity is None:
-            return None
-        part = self._identities.get(identity)
-        if part is None:
-            part = self._identities.put(identity, json.dumps(
-                [identity.jwt, identity.claims, sorted(identity.scopes), identity.subject, identity.client_id],
-                sort_keys=True, default=str))
-        return part
+
+def _identity_part(identity: Identity | None, answer: Answer | None) -> str | None:
+    """The whole verified token (JWT and claims) as one string, made once per AS answer (kept on it: the same for
+    every policy load)."""
+    if identity is None:
+        return None
+    part = answer.policy_key if answer is not None else None
+    if part is None:
+        part = json.dumps([identity.jwt, identity.claims, sorted(identity.scopes), identity.subject,
+                           identity.client_id], sort_keys=True, default=str)
+        if answer is not None:
+            answer.policy_key = part
+    return part

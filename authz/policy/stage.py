@@ -12,11 +12,10 @@ from typing import Any
 
 from authz.config_policy import PolicyConfig
 from authz.errors import PolicyDenied, PolicyFailed
-from authz.memo import IdentityMemo
-from authz.models import Identity, RequestInfo
+from authz.models import Answer, Identity, RequestInfo
 from authz.policy.decision import PolicyDecision, PolicyResultError, decision_from_result
 from authz.policy.decision_log import DecisionLogger
-from authz.policy.engine import PolicyEngine, PolicyEvaluationError, ReusingEngine
+from authz.policy.engine import Evaluation, PolicyEngine, PolicyEvaluationError, ReusingEngine
 from authz.policy.input import build_input
 from authz.policy.input_needs import ALL_INPUT
 from authz.request_form import check_policy_request
@@ -39,12 +38,13 @@ class PolicyStage:
         self._config = config
         self.engine = engine
         self._log = DecisionLogger(config.decision_log, config.decision_log_mask, config.decision_log_mask_headers)
-        self._decisions: dict[str, PolicyDecision] = {}
-        self._by_result: IdentityMemo[PolicyDecision] = IdentityMemo(1024)
+        self._decisions: dict[str, PolicyDecision] = {}  # by the result's repr: equal results, one decision
         # decisions found from the request alone, before its input is built; not when the full input is logged
         self._reuse = engine if isinstance(engine, ReusingEngine) and config.decision_log != "full" else None
 
-    async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> PolicyOutcome:
+    async def decide(self, path: str, request: RequestInfo, identity: Identity | None,
+                     answer: Answer | None = None) -> PolicyOutcome:
+        """``answer``: the AS answer ``identity`` comes from, which keeps the token's part of a reuse key."""
         check_policy_request(request)  # a query or body the input cannot hold: 400, before any decision is reused
         started = time.perf_counter()
         decision_id = ""
@@ -53,15 +53,15 @@ class PolicyStage:
             # only what the loaded policies can read (embedded engine); a remote OPA's policies are unknown: all of it
             needs = getattr(self.engine, "needs", ALL_INPUT)
             reuse = self._reuse
-            key = reuse.request_key(path, request, identity) if reuse is not None else None
+            key = reuse.request_key(path, request, identity, answer) if reuse is not None else None
             evaluation = reuse.reused(key) if reuse is not None else None
             if evaluation is None:  # the CheckRequest (HTTP mode: built now) -> the input; PolicyInputError: bad path
                 policy_input = build_input(request.check_request(), identity, needs=needs)
                 evaluation = await self.engine.evaluate(path, policy_input)
                 if reuse is not None:
-                    reuse.remember(key, evaluation.result)
+                    reuse.remember(key, evaluation)
             decision_id = evaluation.decision_id
-            decision = self._decision(evaluation.result)
+            decision = self._checked(evaluation)
         except (PolicyEvaluationError, PolicyResultError) as exc:
             self._record(path, decision_id or "-", started, identity, None, None, str(exc), policy_input)
             if self._config.dry_run:
@@ -75,12 +75,20 @@ class PolicyStage:
             raise PolicyDenied(decision, f"policy {path} denied (decision {decision_id})")
         return PolicyOutcome(decision, decision_id)
 
+    def _checked(self, evaluation: Evaluation) -> PolicyDecision:
+        """The evaluation's result checked against the contract. A decision-cache entry keeps the outcome, so a
+        reused decision comes with its PolicyDecision."""
+        decided = evaluation.decided
+        if decided is not None and decided.decision is not None:
+            return decided.decision
+        decision = self._decision(evaluation.result)
+        if decided is not None:
+            decided.decision = decision
+        return decision
+
     def _decision(self, result: Any) -> PolicyDecision:
         """Policies answer with few distinct results: each is checked against the contract once, and the same
-        PolicyDecision object comes back for equal results (so responses built from it can be reused too)."""
-        found = self._by_result.get(result)  # a reused decision hands back the very same result object
-        if found is not None:
-            return found
+        PolicyDecision object comes back for equal results (so the replies kept for it serve them all)."""
         key = repr(result)  # JSON-like values: equal reprs are equal values of equal types
         found = self._decisions.get(key)
         if found is None:
@@ -88,7 +96,7 @@ class PolicyStage:
             if len(self._decisions) >= 1024:
                 self._decisions.clear()
             self._decisions[key] = found
-        return self._by_result.put(result, found)
+        return found
 
     def _record(self, path: str, decision_id: str, started: float, identity: Identity | None, allowed: bool | None,
                 status: int | None, error: str | None, policy_input: dict[str, Any]) -> None:

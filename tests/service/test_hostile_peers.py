@@ -10,11 +10,12 @@ positive control (the one well-formed input allows), so none of them can pass by
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +30,8 @@ from hypothesis import strategies as st
 
 from authz.cache.entries import cache_key
 from authz.cache.sealing import ValueKey
+from authz.config import AuthorizationServerConfig, load_config
+from authz.introspection.authority import configuration_hash
 from authz.models import Introspection
 from tests.harness import GATEWAY_SECRET, Stack, http_request
 from tests.hostile_as import (
@@ -392,8 +395,12 @@ class RedisRig:
     victim_jwt: str
 
     def identity(self, name: str) -> str:
-        dialect, jwt_field = DIALECTS[name]
-        return f"{self.hostile_as.endpoint(name)}\0{CLIENT_ID}\0{dialect}\0{jwt_field or ''}"
+        """The AS identity the service keys this AS's answers by: the hash of its whole configuration."""
+        return configuration_hash(self._servers[name])
+
+    @functools.cached_property
+    def _servers(self) -> Mapping[str, AuthorizationServerConfig]:
+        return load_config(self.stack.dir / "authz.yaml", {"TEST_GATEWAY_SECRET": GATEWAY_SECRET}).authorization_servers
 
     def key(self, token: str, name: str = "phantom") -> str:
         return f"{PREFIX}:a:{cache_key(self.identity(name), token)}"

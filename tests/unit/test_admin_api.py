@@ -19,7 +19,7 @@ from authz.config import CacheConfig
 from authz.errors import UpstreamUnavailable
 from authz.logs import token_id
 from authz.metrics import Metrics
-from authz.models import Identity, Introspection
+from authz.models import Answer, Identity, Introspection
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0
@@ -54,7 +54,7 @@ class FakeUpstream:
     async def verified(self, answer: Introspection) -> Introspection:
         return answer
 
-    def identity(self, answer: Introspection) -> Identity:
+    def identity(self, answer: Answer) -> Identity:
         raise NotImplementedError
 
     def grant(self, token: str, sub: str) -> None:
@@ -70,7 +70,7 @@ class Admin:
     metrics: Metrics
 
     async def lookup(self, token: str) -> Introspection:
-        return await self.cache.introspect(self.upstream, token)
+        return (await self.cache.introspect(self.upstream, token)).introspection
 
     def evictions(self, how: str) -> float:
         value = self.metrics.registry.get_sample_value("phantom_authz_cache_admin_evictions_total", {"how": how})

@@ -98,7 +98,7 @@ def _authority(fake_as: FakeAS, session: aiohttp.ClientSession, **overrides: Any
 async def _identity(fake_as: FakeAS, session: aiohttp.ClientSession, handler: Handler, **overrides: Any) -> Identity:
     fake_as.handler = handler
     authority = _authority(fake_as, session, **overrides)
-    return authority.identity(await authority.introspect(OPAQUE))
+    return authority.identity(await authority.answer(OPAQUE))
 
 
 async def test_phantom_jwt_signed_by_the_as_gives_an_identity(fake_as: FakeAS, session: aiohttp.ClientSession) -> None:
@@ -167,7 +167,7 @@ async def test_keys_are_fetched_once_across_introspections(fake_as: FakeAS, sess
     fake_as.handler = _respond(_access_jwt(fake_as), "application/jwt")
     authority = _authority(fake_as, session)
     for _ in range(3):
-        authority.identity(await authority.introspect(OPAQUE))
+        authority.identity(await authority.answer(OPAQUE))
     assert fake_as.jwks_hits == 1
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from authz.claims import ClaimsChecker, scopes_of
 from authz.errors import InvalidToken, UpstreamMisbehaved
+from authz.models import Answer, Introspection
 
 NOW = 1_700_000_000.0
 LEEWAY = 30.0
@@ -108,15 +109,17 @@ def test_uses_the_injected_clock_on_every_check() -> None:
 def test_a_cached_answer_is_time_checked_on_every_call_though_the_rest_is_checked_once() -> None:
     now = [NOW]
     checker = ClaimsChecker(None, (), 0, clock=lambda: now[0])
-    claims = {"nbf": NOW + 5, "exp": NOW + 10}
+    answer = Answer(Introspection(active=True, jwt=JWT, claims={"nbf": NOW + 5, "exp": NOW + 10}))
     with pytest.raises(InvalidToken, match="not yet valid"):
-        checker.identity(claims, JWT)
+        checker.identity_of(answer)
+    assert answer.identity is None  # nothing kept from a failed check
     now[0] = NOW + 6
-    first = checker.identity(claims, JWT)
-    assert checker.identity(claims, JWT) is first  # same answer, same identity object
+    first = checker.identity_of(answer)
+    assert answer.identity is first and checker.identity_of(answer) is first  # kept on the answer
+    assert checker.identity_of(Answer(answer.introspection)) is not first  # another answer: checked afresh
     now[0] = NOW + 10
     with pytest.raises(InvalidToken, match="expired"):
-        checker.identity(claims, JWT)
+        checker.identity_of(answer)
 
 
 @pytest.mark.parametrize(

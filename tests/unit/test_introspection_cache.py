@@ -17,7 +17,7 @@ from authz.config import CacheConfig, load_config
 from authz.errors import InsufficientScope, InvalidToken, UpstreamMisbehaved, UpstreamUnavailable
 from authz.logs import token_id
 from authz.metrics import Metrics
-from authz.models import Identity, Introspection, RequestInfo
+from authz.models import Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 
 T0 = 1_700_000_000.0
@@ -78,10 +78,10 @@ class FakeUpstream:
         self.verified_calls.append(answer)
         return answer
 
-    def identity(self, answer: Introspection) -> Identity:
-        if not answer.active:
+    def identity(self, answer: Answer) -> Identity:
+        if not answer.introspection.active:
             raise InvalidToken("authorization server says the token is not active")
-        return ClaimsChecker(None, (), 0.0, self.clock).identity(answer.claims, answer.jwt)
+        return ClaimsChecker(None, (), 0.0, self.clock).identity_of(answer)
 
 
 def _cache(clock: Clock, metrics: Metrics | None = None, **config: Any) -> IntrospectionCache:
@@ -89,6 +89,11 @@ def _cache(clock: Clock, metrics: Metrics | None = None, **config: Any) -> Intro
                                 "stale_if_error_seconds": 60.0}
     settings.update(config)
     return IntrospectionCache(CacheConfig(**settings), metrics or Metrics(), clock=clock)
+
+
+async def _ask(cache: IntrospectionCache, upstream: FakeUpstream, token: str) -> Introspection:
+    """The AS answer the cache hands back (inside the ``Answer`` the pipeline reads)."""
+    return (await cache.introspect(upstream, token)).introspection
 
 
 def _lookups(metrics: Metrics, result: str) -> float:
@@ -116,7 +121,7 @@ async def test_hit_within_ttl_reaches_the_upstream_once() -> None:
     fake = FakeUpstream(clock)
     answers = []
     for _ in range(5):
-        answers.append(await cache.introspect(fake, TOKEN))
+        answers.append(await _ask(cache, fake, TOKEN))
         clock.now += 5  # still within the 30 s TTL at the fifth lookup (t0 + 20)
     assert fake.calls == [TOKEN]
     assert all(a == fake.answer for a in answers)
@@ -130,9 +135,9 @@ async def test_wrapped_authority_is_cached_the_same_way() -> None:
     fake = FakeUpstream(clock)
     authority = cache.wrap(fake)
     assert authority.name == "as1"
-    first = await authority.introspect(TOKEN)
-    second = await authority.introspect(TOKEN)
-    assert first == second == fake.answer
+    first = await authority.answer(TOKEN)
+    second = await authority.answer(TOKEN)
+    assert first is second and first.introspection == fake.answer
     assert len(fake.calls) == 1
     assert authority.identity(first).subject == "alice"
 
@@ -141,13 +146,13 @@ async def test_miss_after_ttl_goes_back_to_the_upstream() -> None:
     clock, metrics = Clock(), Metrics()
     cache = _cache(clock, metrics)
     fake = FakeUpstream(clock)
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 29.9
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 1
     clock.now = T0 + 30.1
     fake.returns(fake.active(scope="read write"))
-    again = await cache.introspect(fake, TOKEN)
+    again = await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 2
     assert again.claims["scope"] == "read write"
     assert _lookups(metrics, "miss") == 2
@@ -158,12 +163,12 @@ async def test_never_served_past_exp_minus_skew() -> None:
     cache = _cache(clock, max_ttl_seconds=300.0)
     fake = FakeUpstream(clock)
     fake.returns(fake.active(exp=T0 + 60))
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 54.9
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 1
     clock.now = T0 + 55.1  # exp - skew passed although the configured max (300 s) has not
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 2
 
 
@@ -173,7 +178,7 @@ async def test_answer_already_within_skew_of_exp_is_not_cached() -> None:
     fake = FakeUpstream(clock)
     fake.returns(fake.active(exp=T0 + 3))
     for _ in range(3):
-        await cache.introspect(fake, TOKEN)
+        await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 3
     assert len(cache.positive) == 0
 
@@ -183,12 +188,12 @@ async def test_cache_control_max_age_shortens_the_ttl() -> None:
     cache = _cache(clock)
     fake = FakeUpstream(clock)
     fake.returns(fake.active(max_age=10))
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 9.9
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 1
     clock.now = T0 + 10.1  # well before the configured 30 s
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 2
 
 
@@ -198,7 +203,7 @@ async def test_max_age_zero_is_not_cached() -> None:
     fake = FakeUpstream(clock)
     fake.returns(fake.active(max_age=0))
     for _ in range(3):
-        answer = await cache.introspect(fake, TOKEN)
+        answer = await _ask(cache, fake, TOKEN)
         assert answer.active
     assert len(fake.calls) == 3
     assert len(cache.positive) == 0
@@ -214,10 +219,10 @@ async def test_cache_never_holds_the_raw_token() -> None:
     good = [f"{TOKEN}-good-{i}" for i in range(3)]
     junk = [f"{TOKEN}-junk-{i}" for i in range(3)]
     for token in good:
-        await cache.introspect(fake, token)
+        await _ask(cache, fake, token)
     fake.returns(Introspection(active=False))
     for token in junk:
-        await cache.introspect(fake, token)
+        await _ask(cache, fake, token)
     assert len(cache.positive) == 3
     assert len(cache.negative) == 3
     stored = [(k, repr(v)) for k, v in cache.positive.items()] + [(k, repr(v)) for k, v in cache.negative.items()]
@@ -234,10 +239,10 @@ async def test_same_token_at_two_authorization_servers_is_cached_separately() ->
     one = FakeUpstream(clock, "one", "https://one.example/i")
     two = FakeUpstream(clock, "two", "https://two.example/i")
     two.returns(Introspection(active=False))
-    assert (await cache.introspect(one, TOKEN)).active
-    assert not (await cache.introspect(two, TOKEN)).active
-    assert (await cache.introspect(one, TOKEN)).active
-    assert not (await cache.introspect(two, TOKEN)).active
+    assert (await _ask(cache, one, TOKEN)).active
+    assert not (await _ask(cache, two, TOKEN)).active
+    assert (await _ask(cache, one, TOKEN)).active
+    assert not (await _ask(cache, two, TOKEN)).active
     assert len(one.calls) == len(two.calls) == 1
 
 
@@ -249,13 +254,13 @@ async def test_inactive_answer_is_cached_for_the_negative_ttl() -> None:
     cache = _cache(clock, metrics, negative_ttl_seconds=5.0)
     fake = FakeUpstream(clock)
     fake.returns(Introspection(active=False))
-    assert not (await cache.introspect(fake, TOKEN)).active
+    assert not (await _ask(cache, fake, TOKEN)).active
     clock.now = T0 + 4.9
-    assert not (await cache.introspect(fake, TOKEN)).active
+    assert not (await _ask(cache, fake, TOKEN)).active
     assert len(fake.calls) == 1
     assert _lookups(metrics, "negative_hit") == 1
     clock.now = T0 + 5.1
-    assert not (await cache.introspect(fake, TOKEN)).active
+    assert not (await _ask(cache, fake, TOKEN)).active
     assert len(fake.calls) == 2
 
 
@@ -265,7 +270,7 @@ async def test_negative_ttl_zero_does_not_cache_inactive_answers() -> None:
     fake = FakeUpstream(clock)
     fake.returns(Introspection(active=False))
     for _ in range(3):
-        await cache.introspect(fake, TOKEN)
+        await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 3
     assert len(cache.negative) == 0
 
@@ -275,12 +280,12 @@ async def test_token_becoming_active_replaces_its_negative_entry() -> None:
     cache = _cache(clock)
     fake = FakeUpstream(clock)
     fake.returns(Introspection(active=False))
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 6
     fake.returns(fake.active())
-    assert (await cache.introspect(fake, TOKEN)).active
+    assert (await _ask(cache, fake, TOKEN)).active
     assert len(cache.negative) == 0
-    assert (await cache.introspect(fake, TOKEN)).active
+    assert (await _ask(cache, fake, TOKEN)).active
     assert len(fake.calls) == 2
 
 
@@ -291,17 +296,17 @@ async def test_junk_token_flood_is_bounded_and_reaches_the_upstream_once_per_tok
     fake.returns(Introspection(active=False))
     junk = [f"junk-{i:04d}" for i in range(1_000)]
     for token in junk:
-        assert not (await cache.introspect(fake, token)).active
-        assert not (await cache.introspect(fake, token)).active  # repeated at once: negative hit
+        assert not (await _ask(cache, fake, token)).active
+        assert not (await _ask(cache, fake, token)).active  # repeated at once: negative hit
         assert len(cache.negative) <= 100
     assert len(fake.calls) == 1_000
     assert sorted(fake.calls) == junk
     assert len(cache.positive) == 0
     # the most recent 100 are still remembered; the first ones were pushed out, not kept
     for token in junk[-100:]:
-        await cache.introspect(fake, token)
+        await _ask(cache, fake, token)
     assert len(fake.calls) == 1_000
-    await cache.introspect(fake, junk[0])
+    await _ask(cache, fake, junk[0])
     assert len(fake.calls) == 1_001
 
 
@@ -314,13 +319,13 @@ async def test_positive_entries_respect_max_entries() -> None:
     fake = FakeUpstream(clock)
     tokens = [f"good-{i:04d}" for i in range(500)]
     for token in tokens:
-        assert (await cache.introspect(fake, token)).active
+        assert (await _ask(cache, fake, token)).active
         assert len(cache.positive) <= 50
     assert len(cache.positive) == 50
     for token in tokens[-50:]:
-        await cache.introspect(fake, token)
+        await _ask(cache, fake, token)
     assert len(fake.calls) == 500
-    await cache.introspect(fake, tokens[0])
+    await _ask(cache, fake, tokens[0])
     assert len(fake.calls) == 501
 
 
@@ -330,7 +335,7 @@ async def test_positive_entries_respect_max_bytes() -> None:
     fake = FakeUpstream(clock)
     fake.returns(Introspection(active=True, jwt="h.p." + "s" * 1_500, claims={"sub": "alice", "scope": "read"}))
     for i in range(50):
-        await cache.introspect(fake, f"good-{i}")
+        await _ask(cache, fake, f"good-{i}")
         assert cache.positive.bytes <= 10_000
     assert 0 < len(cache.positive) < 10
 
@@ -343,7 +348,7 @@ async def test_concurrent_misses_share_one_upstream_call() -> None:
     cache = _cache(clock, metrics)
     fake = FakeUpstream(clock)
     fake.gate = asyncio.Event()
-    tasks = [asyncio.ensure_future(cache.introspect(fake, TOKEN)) for _ in range(100)]
+    tasks = [asyncio.ensure_future(_ask(cache, fake, TOKEN)) for _ in range(100)]
     await _until(lambda: _joins(metrics) == 99 and len(fake.calls) == 1)
     assert not any(t.done() for t in tasks)
     fake.gate.set()
@@ -361,7 +366,7 @@ async def test_upstream_failure_reaches_every_waiter_and_is_not_cached() -> None
     fake = FakeUpstream(clock)
     fake.gate = asyncio.Event()
     fake.returns(UpstreamUnavailable("as down", retry_after=7))
-    tasks = [asyncio.ensure_future(cache.introspect(fake, TOKEN)) for _ in range(10)]
+    tasks = [asyncio.ensure_future(_ask(cache, fake, TOKEN)) for _ in range(10)]
     await _until(lambda: len(fake.calls) == 1)
     await asyncio.sleep(0)
     fake.gate.set()
@@ -371,7 +376,7 @@ async def test_upstream_failure_reaches_every_waiter_and_is_not_cached() -> None
     assert all(r.retry_after == 7 for r in results if isinstance(r, UpstreamUnavailable))
     fake.gate = None
     fake.returns(fake.active())
-    assert (await cache.introspect(fake, TOKEN)).active
+    assert (await _ask(cache, fake, TOKEN)).active
     assert len(fake.calls) == 2
 
 
@@ -380,7 +385,7 @@ async def test_cancelling_one_waiter_does_not_cancel_the_others_or_the_call() ->
     cache = _cache(clock, metrics)
     fake = FakeUpstream(clock)
     fake.gate = asyncio.Event()
-    tasks = [asyncio.ensure_future(cache.introspect(fake, TOKEN)) for _ in range(5)]
+    tasks = [asyncio.ensure_future(_ask(cache, fake, TOKEN)) for _ in range(5)]
     await _until(lambda: _joins(metrics) == 4 and len(fake.calls) == 1)
     tasks[0].cancel()
     await asyncio.sleep(0)
@@ -398,7 +403,7 @@ async def test_upstream_call_completes_and_is_cached_even_if_every_waiter_is_can
     cache = _cache(clock)
     fake = FakeUpstream(clock)
     fake.gate = asyncio.Event()
-    task = asyncio.ensure_future(cache.introspect(fake, TOKEN))
+    task = asyncio.ensure_future(_ask(cache, fake, TOKEN))
     await _until(lambda: len(fake.calls) == 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -407,7 +412,7 @@ async def test_upstream_call_completes_and_is_cached_even_if_every_waiter_is_can
     await _until(lambda: fake.completed == 1)
     await asyncio.sleep(0)
     assert fake.cancelled == 0
-    assert (await cache.introspect(fake, TOKEN)).active
+    assert (await _ask(cache, fake, TOKEN)).active
     assert len(fake.calls) == 1
 
 
@@ -418,17 +423,17 @@ async def test_stale_answer_is_served_while_the_upstream_is_unavailable() -> Non
     clock, metrics = Clock(), Metrics()
     cache = _cache(clock, metrics, max_ttl_seconds=30.0, stale_if_error_seconds=60.0)
     fake = FakeUpstream(clock)
-    first = await cache.introspect(fake, TOKEN)
+    first = await _ask(cache, fake, TOKEN)
     clock.now = T0 + 40
     fake.returns(UpstreamUnavailable("as down"))
-    assert await cache.introspect(fake, TOKEN) == first
+    assert await _ask(cache, fake, TOKEN) == first
     assert len(fake.calls) == 2  # the AS was asked first: stale only because it failed
     assert _lookups(metrics, "stale") == 1
     outcome = metrics.registry.get_sample_value("phantom_authz_as_calls_total",
                                                 {"authorization_server": "as1", "outcome": "unavailable"})
     assert outcome == 1
     clock.now = T0 + 89.9
-    assert await cache.introspect(fake, TOKEN) == first
+    assert await _ask(cache, fake, TOKEN) == first
     assert _lookups(metrics, "stale") == 2
 
 
@@ -436,22 +441,22 @@ async def test_beyond_the_stale_window_the_error_propagates() -> None:
     clock = Clock()
     cache = _cache(clock, max_ttl_seconds=30.0, stale_if_error_seconds=60.0)
     fake = FakeUpstream(clock)
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 90.1
     fake.returns(UpstreamUnavailable("as down"))
     with pytest.raises(UpstreamUnavailable):
-        await cache.introspect(fake, TOKEN)
+        await _ask(cache, fake, TOKEN)
 
 
 async def test_stale_if_error_off_propagates_the_error() -> None:
     clock = Clock()
     cache = _cache(clock, stale_if_error_seconds=0.0)
     fake = FakeUpstream(clock)
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 31
     fake.returns(UpstreamUnavailable("as down"))
     with pytest.raises(UpstreamUnavailable):
-        await cache.introspect(fake, TOKEN)
+        await _ask(cache, fake, TOKEN)
 
 
 async def test_stale_never_served_past_exp_minus_skew() -> None:
@@ -459,39 +464,39 @@ async def test_stale_never_served_past_exp_minus_skew() -> None:
     cache = _cache(clock, max_ttl_seconds=30.0, stale_if_error_seconds=60.0, expiry_skew_seconds=5.0)
     fake = FakeUpstream(clock)
     fake.returns(fake.active(exp=T0 + 50))
-    first = await cache.introspect(fake, TOKEN)
+    first = await _ask(cache, fake, TOKEN)
     fake.returns(UpstreamUnavailable("as down"))
     clock.now = T0 + 44.9
-    assert await cache.introspect(fake, TOKEN) == first
+    assert await _ask(cache, fake, TOKEN) == first
     clock.now = T0 + 45.1  # inside the 60 s stale window, but past exp - skew
     with pytest.raises(UpstreamUnavailable):
-        await cache.introspect(fake, TOKEN)
+        await _ask(cache, fake, TOKEN)
 
 
 async def test_misbehaving_upstream_is_not_masked_by_stale() -> None:
     clock = Clock()
     cache = _cache(clock)
     fake = FakeUpstream(clock)
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 40
     fake.returns(UpstreamMisbehaved("rejected our client credentials"))
     with pytest.raises(UpstreamMisbehaved):
-        await cache.introspect(fake, TOKEN)
+        await _ask(cache, fake, TOKEN)
 
 
 async def test_inactive_answer_is_not_masked_by_stale() -> None:
     clock, metrics = Clock(), Metrics()
     cache = _cache(clock, metrics)
     fake = FakeUpstream(clock)
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     clock.now = T0 + 40
     fake.returns(Introspection(active=False))  # revoked
-    assert not (await cache.introspect(fake, TOKEN)).active
+    assert not (await _ask(cache, fake, TOKEN)).active
     assert len(cache.positive) == 0
     clock.now = T0 + 50  # negative entry expired; now the AS is down: nothing stale to fall back on
     fake.returns(UpstreamUnavailable("as down"))
     with pytest.raises(UpstreamUnavailable):
-        await cache.introspect(fake, TOKEN)
+        await _ask(cache, fake, TOKEN)
     assert _lookups(metrics, "stale") == 0
 
 
@@ -555,12 +560,12 @@ async def test_evict_by_token_makes_the_next_lookup_ask_the_upstream() -> None:
     cache = _cache(clock)
     fake = FakeUpstream(clock)
     cache.wrap(fake)
-    await cache.introspect(fake, TOKEN)
-    await cache.introspect(fake, "other-token")
+    await _ask(cache, fake, TOKEN)
+    await _ask(cache, fake, "other-token")
     assert await cache.evict_token(token=TOKEN) == 1
     assert await cache.evict_token(token=TOKEN) == 0
-    await cache.introspect(fake, TOKEN)
-    await cache.introspect(fake, "other-token")
+    await _ask(cache, fake, TOKEN)
+    await _ask(cache, fake, "other-token")
     assert fake.calls == [TOKEN, "other-token", TOKEN]
 
 
@@ -571,11 +576,11 @@ async def test_evict_by_token_reaches_every_authorization_server() -> None:
     two = FakeUpstream(clock, "two", "https://two.example/i")
     cache.wrap(one)
     cache.wrap(two)
-    await cache.introspect(one, TOKEN)
-    await cache.introspect(two, TOKEN)
+    await _ask(cache, one, TOKEN)
+    await _ask(cache, two, TOKEN)
     assert await cache.evict_token(token=TOKEN) == 2
-    await cache.introspect(one, TOKEN)
-    await cache.introspect(two, TOKEN)
+    await _ask(cache, one, TOKEN)
+    await _ask(cache, two, TOKEN)
     assert len(one.calls) == len(two.calls) == 2
 
 
@@ -584,11 +589,11 @@ async def test_evict_by_logged_token_id() -> None:
     cache = _cache(clock)
     fake = FakeUpstream(clock)
     cache.wrap(fake)
-    await cache.introspect(fake, TOKEN)
-    await cache.introspect(fake, "other-token")
+    await _ask(cache, fake, TOKEN)
+    await _ask(cache, fake, "other-token")
     assert await cache.evict_token(short_id=token_id(TOKEN)) == 1
-    await cache.introspect(fake, TOKEN)
-    await cache.introspect(fake, "other-token")
+    await _ask(cache, fake, TOKEN)
+    await _ask(cache, fake, "other-token")
     assert fake.calls == [TOKEN, "other-token", TOKEN]
 
 
@@ -598,10 +603,10 @@ async def test_evict_by_token_id_removes_a_negative_entry() -> None:
     fake = FakeUpstream(clock)
     cache.wrap(fake)
     fake.returns(Introspection(active=False))
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     assert await cache.evict_token(short_id=token_id(TOKEN)) == 1
     fake.returns(fake.active())  # e.g. the operator fixed the client; the token is good now
-    assert (await cache.introspect(fake, TOKEN)).active
+    assert (await _ask(cache, fake, TOKEN)).active
     assert len(fake.calls) == 2
 
 
@@ -611,15 +616,15 @@ async def test_evict_subject_removes_every_token_of_that_subject_only() -> None:
     fake = FakeUpstream(clock)
     cache.wrap(fake)
     fake.returns(fake.active(sub="alice"))
-    await cache.introspect(fake, "alice-1")
-    await cache.introspect(fake, "alice-2")
+    await _ask(cache, fake, "alice-1")
+    await _ask(cache, fake, "alice-2")
     fake.returns(fake.active(sub="bob"))
-    await cache.introspect(fake, "bob-1")
+    await _ask(cache, fake, "bob-1")
     assert await cache.evict_subject("alice") == 2
     assert await cache.evict_subject("nobody") == 0
-    await cache.introspect(fake, "alice-1")
-    await cache.introspect(fake, "alice-2")
-    await cache.introspect(fake, "bob-1")
+    await _ask(cache, fake, "alice-1")
+    await _ask(cache, fake, "alice-2")
+    await _ask(cache, fake, "bob-1")
     assert fake.calls == ["alice-1", "alice-2", "bob-1", "alice-1", "alice-2"]
 
 
@@ -628,14 +633,14 @@ async def test_purge_removes_positive_and_negative_entries() -> None:
     cache = _cache(clock)
     fake = FakeUpstream(clock)
     cache.wrap(fake)
-    await cache.introspect(fake, "good")
+    await _ask(cache, fake, "good")
     fake.returns(Introspection(active=False))
-    await cache.introspect(fake, "junk")
+    await _ask(cache, fake, "junk")
     assert await cache.purge() == 2
     assert len(cache.positive) == len(cache.negative) == 0
     assert cache.positive.bytes == 0
-    await cache.introspect(fake, "good")
-    await cache.introspect(fake, "junk")
+    await _ask(cache, fake, "good")
+    await _ask(cache, fake, "junk")
     assert fake.calls == ["good", "junk", "good", "junk"]
 
 
@@ -646,7 +651,7 @@ async def _in_flight(cache: IntrospectionCache, fake: FakeUpstream, token: str =
     """A lookup whose AS call has started and waits on the (closed) gate."""
     fake.gate = asyncio.Event()
     calls = len(fake.calls)
-    task = asyncio.ensure_future(cache.introspect(fake, token))
+    task = asyncio.ensure_future(_ask(cache, fake, token))
     await _until(lambda: len(fake.calls) > calls)
     return task
 
@@ -667,7 +672,7 @@ async def test_item13_answer_in_flight_at_eviction_is_not_cached(how: str) -> No
     assert len(cache.positive) == 0
     fake.gate = None
     fake.returns(Introspection(active=False))  # revoked at the AS meanwhile
-    assert not (await cache.introspect(fake, TOKEN)).active
+    assert not (await _ask(cache, fake, TOKEN)).active
     assert len(fake.calls) == 2
 
 
@@ -678,14 +683,14 @@ async def test_item13_a_request_after_eviction_does_not_join_the_load_started_be
     cache.wrap(fake)
     before = await _in_flight(cache, fake)
     await cache.evict_token(token=TOKEN)
-    after = asyncio.ensure_future(cache.introspect(fake, TOKEN))
+    after = asyncio.ensure_future(_ask(cache, fake, TOKEN))
     await _until(lambda: len(fake.calls) == 2)  # its own AS call, asked after the eviction
     assert fake.gate is not None
     fake.gate.set()
     await asyncio.gather(before, after)
     assert len(cache.positive) == 1  # the load started after the eviction is cached
     fake.gate = None
-    await cache.introspect(fake, TOKEN)
+    await _ask(cache, fake, TOKEN)
     assert len(fake.calls) == 2
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from authz.config import load_config
 from authz.errors import AuthzError
 from authz.http_request import HttpCheckTranslator
-from authz.models import Allow, Identity, Introspection, RequestInfo
+from authz.models import Allow, Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.stage import PolicyStage
@@ -46,16 +46,16 @@ class Authority:
     """The stand-in AS: each token has one verified identity (cached answers hand back the same objects)."""
 
     def __init__(self) -> None:
-        self.answers = {token: Introspection(active=True, jwt=i.jwt, claims=i.claims)
+        self.answers = {token: Answer(Introspection(active=True, jwt=i.jwt, claims=i.claims))
                         for token, i in IDENTITIES.items()}
         self.calls = 0
 
-    async def introspect(self, token: str) -> Introspection:
+    async def answer(self, token: str) -> Answer:
         self.calls += 1
         return self.answers[token]
 
-    def identity(self, answer: Introspection) -> Identity:
-        return next(i for i in IDENTITIES.values() if i.jwt == answer.jwt)
+    def identity(self, answer: Answer) -> Identity:
+        return next(i for i in IDENTITIES.values() if i.jwt == answer.introspection.jwt)
 
 
 class Gateway:

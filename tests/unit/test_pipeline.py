@@ -27,7 +27,7 @@ from authz.errors import (
     UpstreamMisbehaved,
     UpstreamUnavailable,
 )
-from authz.models import Identity, Introspection, RequestInfo
+from authz.models import Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 
 OPAQUE = "opaque-token-1234567890"
@@ -54,20 +54,20 @@ def _claims_only(**claims: Any) -> Introspection:
 
 class FakeAuthority:
     def __init__(self, answer: Introspection | Exception, issuer: str | None = ISSUER) -> None:
-        self.answer = answer
+        self.result = answer
         self.calls: list[str] = []
         self._checker = ClaimsChecker(issuer, (), 30.0)
 
-    async def introspect(self, token: str) -> Introspection:
+    async def answer(self, token: str) -> Answer:
         self.calls.append(token)
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
+        if isinstance(self.result, Exception):
+            raise self.result
+        return Answer(self.result)
 
-    def identity(self, answer: Introspection) -> Identity:
-        if not answer.active:
+    def identity(self, answer: Answer) -> Identity:
+        if not answer.introspection.active:
             raise InvalidToken("authorization server says the token is not active")
-        return self._checker.identity(answer.claims, answer.jwt)
+        return self._checker.identity_of(answer)
 
 
 SERVER = {"introspection_endpoint": "https://as.example/i", "client_id": "gw", "client_secret_env": "S",
@@ -427,7 +427,7 @@ class _RecordingPolicy:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    async def decide(self, path: str, request: RequestInfo, identity: Identity | None) -> Any:
+    async def decide(self, path: str, request: RequestInfo, identity: Identity | None, answer: Any = None) -> Any:
         self.seen.append(request.method)
         raise InsufficientScope(("policy",), ("policy",))
 

@@ -19,8 +19,9 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from authz.config import Config, load_config
 from authz.config_policy import PolicyConfig
 from authz.config_section import ConfigError
-from authz.models import Identity
-from authz.policy.decision_cache import DEFAULT_MAX_BYTES, MAX_ENTRY_BYTES, DecisionCache, footprint
+from authz.models import Answer, Identity, Introspection
+from authz.policy.decision import PolicyDecision, decision_from_result
+from authz.policy.decision_cache import DEFAULT_MAX_BYTES, MAX_ENTRY_BYTES, Decided, DecisionCache, footprint
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.stage import PolicyStage
 from authz.request import request_info
@@ -103,14 +104,15 @@ async def test_item04_byte_bound_holds_with_keys_under_the_entry_limit() -> None
 def test_item04_entries_over_the_entry_limit_are_not_stored_and_the_count_includes_key_and_value() -> None:
     cache = DecisionCache(1000, 64 * 1024)  # entry limit: 4 KiB
     assert cache.entry_limit == 4 * 1024
-    cache.put(("p", "x" * 5000), True)
+    cache.put(("p", "x" * 5000), Decided(True))
     assert len(cache) == 0 and cache.bytes == 0  # a 5 KB key is never kept
-    cache.put(("p", "small"), {"allowed": True, "body": "y" * 5000})
+    cache.put(("p", "small"), Decided({"allowed": True, "body": "y" * 5000}))
     assert len(cache) == 0  # nor a small key with a big value
     for n in range(200):
-        cache.put(("p", str(n), "z" * 2000), {"allowed": True})
+        cache.put(("p", str(n), "z" * 2000), Decided({"allowed": True}))
         assert cache.bytes <= 64 * 1024
-    assert 0 < len(cache) < 200 and cache.get(("p", "199", "z" * 2000)) == {"allowed": True}
+    held = cache.get(("p", "199", "z" * 2000))
+    assert 0 < len(cache) < 200 and held is not None and held.result == {"allowed": True}
     one = footprint(("p", "199", "z" * 2000), 10**9) + footprint({"allowed": True}, 10**9)
     assert cache.bytes >= len(cache) * one  # both key and value are charged
 
@@ -120,7 +122,7 @@ def test_item04_unknown_key_types_count_as_over_the_limit() -> None:
         pass
 
     cache = DecisionCache(10, DEFAULT_MAX_BYTES)
-    cache.put(("p", Opaque()), True)
+    cache.put(("p", Opaque()), Decided(True))
     assert len(cache) == 0
     assert footprint(b"x" * (MAX_ENTRY_BYTES + 1), MAX_ENTRY_BYTES) > MAX_ENTRY_BYTES
 
@@ -128,7 +130,7 @@ def test_item04_unknown_key_types_count_as_over_the_limit() -> None:
 @pytest.mark.parametrize("max_bytes", [0])
 def test_item04_a_zero_byte_bound_turns_reuse_off(max_bytes: int) -> None:
     cache = DecisionCache(10, max_bytes)
-    cache.put(("p", "k"), True)
+    cache.put(("p", "k"), Decided(True))
     assert not cache.enabled and len(cache) == 0
 
 
@@ -149,3 +151,25 @@ def test_item04_decision_cache_max_bytes_is_read_from_the_config(tmp_path: Path)
     for bad in (-1, 1.5, "16M"):
         with pytest.raises(ConfigError, match=r"policy\.decision_cache_max_bytes"):
             load({"decision_cache_max_bytes": bad})
+
+
+async def test_a_reused_decision_carries_its_checked_policy_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The result is checked against the contract once; the decision cache's entry keeps the PolicyDecision, so
+    another stage over the same engine (nothing memoised of its own) gets it without checking again."""
+    stage, engine = _stage()
+    checked: list[object] = []
+
+    def counted(result: object) -> PolicyDecision:
+        checked.append(result)
+        return decision_from_result(result)
+
+    monkeypatch.setattr("authz.policy.stage.decision_from_result", counted)
+    answer = Answer(Introspection(active=True, jwt=CAROL.jwt, claims=CAROL.claims))
+    outcomes = [await stage.decide("records/decision", request_info(_approval(1, 200)), CAROL, answer)
+                for _ in range(3)]
+    config = PolicyConfig(engine="embedded", paths=(POLICIES,), watch_interval_seconds=0, decision_log="off")
+    other = await PolicyStage(config, engine).decide("records/decision", request_info(_approval(1, 200)), CAROL)
+    assert len(checked) == 1 and engine.cached_decisions == 2  # filed under the input's and the request's key
+    assert all(o.decision is outcomes[0].decision for o in [*outcomes, other])
+    part = answer.policy_key  # the token's part of the reuse key, kept on its answer
+    assert part is not None and '"sub": "carol"' in part

@@ -20,7 +20,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from authz.config import Config, load_config
 from authz.config_policy import DEFAULT_MASK, PolicyConfig
 from authz.errors import InsufficientScope, MalformedRequest, PolicyDenied, PolicyFailed, RouteMisconfigured
-from authz.models import Allow, Identity, Introspection, RequestInfo
+from authz.models import Allow, Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 from authz.policy.decision import HeaderMutation, PolicyDecision
 from authz.policy.engine import Evaluation, PolicyEvaluationError
@@ -40,11 +40,11 @@ class FakeAuthority:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def introspect(self, token: str) -> Introspection:
+    async def answer(self, token: str) -> Answer:
         self.calls.append(token)
-        return Introspection(active=True, jwt=JWT, claims=CLAIMS)
+        return Answer(Introspection(active=True, jwt=JWT, claims=CLAIMS))
 
-    def identity(self, answer: Introspection) -> Identity:
+    def identity(self, answer: Answer) -> Identity:
         return IDENTITY
 
 

@@ -26,7 +26,7 @@ from authz.errors import InvalidToken
 from authz.introspection import Authority
 from authz.logs import token_id
 from authz.metrics import Metrics
-from authz.models import Identity, Introspection
+from authz.models import Answer, Identity, Introspection
 from devtools.processes import free_port
 from tests.redis_server import RedisServer, redis_available
 
@@ -86,7 +86,7 @@ class FakeUpstream:
             return answer
         return Introspection(active=True, jwt=answer.jwt, claims={**answer.claims, "verified_by": self.sidecar})
 
-    def identity(self, answer: Introspection) -> Identity:
+    def identity(self, answer: Answer) -> Identity:
         raise NotImplementedError
 
 
@@ -103,7 +103,7 @@ class Sidecar:
         self.cache.wrap(self.upstream)
 
     async def lookup(self, token: str = TOKEN) -> Introspection:
-        return await self.cache.introspect(self.upstream, token)
+        return (await self.cache.introspect(self.upstream, token)).introspection
 
     def count(self, result: str) -> float:
         value = self.metrics.registry.get_sample_value("phantom_authz_cache_lookups_total", {"result": result})
