@@ -17,22 +17,22 @@ that repeats a key, ``//`` right after the prefix or the settings (Envoy's ``pat
 original path whose first segment reads as route settings (what the old ``/phantom-authz/<settings>`` form makes:
 those settings would otherwise be lost).
 
-For policies, the request's plain fields (``HttpFields``) find a reused decision, and an equivalent CheckRequest is
-built only when the policy input must be: method, path, host, scheme, headers (with Envoy's pseudo-headers), body,
-request id, time and the settings as ``context_extensions``. What HTTP mode cannot see (peer addresses and
-certificates, TLS session, metadata) stays empty; see ``authz.http_gaps``.
+For policies, the request's view (``authz.policy.view.RequestView``, made on a policy route only) holds what gRPC mode
+would carry: method, path, host, scheme, headers (with Envoy's pseudo-headers), body, request id, time and the
+settings as ``context_extensions``. What HTTP mode cannot see (peer addresses and certificates, TLS session,
+metadata) stays empty; see ``authz.http_gaps``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
 from urllib.parse import parse_qsl
 
-from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
-
 from authz.errors import MalformedCredential, RouteMisconfigured
-from authz.models import HttpFields, RequestInfo
+from authz.models import RequestInfo
+from authz.policy.view import RequestView
 from authz.request import authorization_values, header_text
 from authz.routes import KNOWN_KEYS, SettingsMemo
 
@@ -78,7 +78,7 @@ class HttpCheckTranslator:
             headers=headers,
             authorization=authorization_values(tuple(authorization)),
             context_extensions=extensions,
-            http=_PolicyView(method, path, host, headers, body, extensions),
+            make_view=partial(_view, method, path, host, headers, body, extensions),
         )
 
     def _split(self, raw_path: str) -> tuple[str, dict[str, str]]:
@@ -128,49 +128,18 @@ def _parse_settings(segment: str) -> dict[str, str]:
     return settings
 
 
-class _PolicyView:
-    """What a policy can read of one HTTP-mode request (``authz.models.HttpSource``): its ``HttpFields`` (enough for
-    a reused decision's key) and, only when the input must be built, the CheckRequest gRPC mode would have sent, as
-    far as HTTP mode can tell. Each is made once."""
-
-    __slots__ = ("_body", "_check", "_extensions", "_fields", "_headers", "_host", "_method", "_path")
-
-    def __init__(self, method: str, path: str, host: str, headers: dict[str, str], body: bytes,
-                 extensions: dict[str, str]) -> None:
-        self._method, self._path, self._host, self._headers = method, path, host, headers
-        self._body, self._extensions = body, extensions
-        self._fields: HttpFields | None = None
-        self._check: CheckRequest | None = None
-
-    def fields(self) -> HttpFields:
-        if self._fields is None:
-            method, path, host, body = self._method, self._path, self._host, self._body
-            scheme = self._headers.get("x-forwarded-proto", "http")
-            headers = {**self._headers, ":authority": host, ":method": method, ":path": path, ":scheme": scheme}
-            headers.pop("host", None)  # gRPC mode carries it as :authority only
-            text, raw = "", b""
-            if body:
-                try:
-                    text = body.decode("utf-8")
-                except UnicodeDecodeError:
-                    raw = body
-            self._fields = HttpFields(method=method, path=path, host=host, scheme=scheme,
-                                      id=self._headers.get("x-request-id", ""), headers=headers, body=text,
-                                      raw_body=raw, size=len(body))
-        return self._fields
-
-    def check_request(self) -> CheckRequest:
-        if self._check is None:
-            fields = self.fields()
-            request = CheckRequest()
-            attributes = request.attributes
-            for key, value in self._extensions.items():
-                attributes.context_extensions[key] = value
-            attributes.request.time.FromNanoseconds(time.time_ns())
-            http = attributes.request.http
-            http.method, http.path, http.host, http.scheme, http.id = (fields.method, fields.path, fields.host,
-                                                                       fields.scheme, fields.id)
-            http.headers.update(fields.headers)
-            http.body, http.raw_body, http.size = fields.body, fields.raw_body, fields.size
-            self._check = request
-        return self._check
+def _view(method: str, path: str, host: str, headers: dict[str, str], body: bytes,
+          extensions: dict[str, str]) -> RequestView:
+    """What a policy reads of an HTTP-mode check: the request gRPC mode would have carried, as far as HTTP mode
+    can tell."""
+    scheme = headers.get("x-forwarded-proto", "http")
+    grpc_headers = {**headers, ":authority": host, ":method": method, ":path": path, ":scheme": scheme}
+    grpc_headers.pop("host", None)  # gRPC mode carries it as :authority only
+    text, raw = "", b""
+    if body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = body
+    return RequestView(method, path, host, scheme, headers.get("x-request-id", ""), grpc_headers, text, raw,
+                       len(body), context_extensions=extensions, time_ns=time.time_ns())

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
-__all__ = ["Allow", "Answer", "HttpFields", "HttpSource", "Identity", "Introspection", "Replies", "RequestInfo",
-           "RouteSettings"]
+    from authz.policy.view import RequestView
+
+__all__ = ["Allow", "Answer", "Identity", "Introspection", "Replies", "RequestInfo", "RouteSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,39 +24,7 @@ class RequestInfo:
     headers: Mapping[str, str]  # lower-case names; duplicate headers merged as Envoy merges them
     authorization: tuple[str, ...]  # every Authorization header value as received
     context_extensions: Mapping[str, str]
-    source: Any = None  # the CheckRequest (gRPC), for building the policy input
-    http: HttpSource | None = None  # HTTP transport: what a policy can read, made on first need
-
-    def check_request(self) -> Any:
-        """The CheckRequest the policy input is made from (built on first need by the HTTP transport)."""
-        return self.source if self.http is None else self.http.check_request()
-
-
-class HttpSource(Protocol):
-    """The HTTP transport's request as a policy sees it, each part made once, on first need."""
-
-    def fields(self) -> HttpFields: ...
-
-    def check_request(self) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class HttpFields:
-    """``attributes.request.http`` of the CheckRequest gRPC mode would carry, as plain values: the same attribute
-    names as Envoy's ``AttributeContext.HttpRequest``, so what reads one (the policy decision key) reads either."""
-
-    method: str
-    path: str
-    host: str
-    scheme: str
-    id: str
-    headers: Mapping[str, str]  # as gRPC mode carries them: with Envoy's pseudo-headers, host as :authority
-    body: str = ""
-    raw_body: bytes = b""  # a body that is not UTF-8
-    size: int = 0
-    query: str = ""
-    fragment: str = ""
-    protocol: str = ""
+    make_view: Callable[[], RequestView] | None = None  # what a policy reads of it; the transport makes it on need
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +94,12 @@ class Answer:
     """One AS answer as the pipeline reads it, with what is derived from it filled in on first need: the identity
     (its static claim checks done; ``not_before`` kept for the time checks every request still makes), the Allow
     (``kept_allow``: for routes that keep the client's Authorization), which carries its own ``Replies``, and the
-    token's part of a policy decision key. The cache hands back its entry's Answer on every hit, so each of these is
-    worked out once per cached answer and goes with the entry; an answer it does not keep is a fresh Answer per
-    call. Nothing here refers back to the Answer: evicting the entry frees it all without the cycle collector."""
+    token's leaf of the policy input (with its canonical form, its part of a reuse key). The cache hands back its
+    entry's Answer on every hit, so each of these is worked out once per cached answer and goes with the entry; an
+    answer it does not keep is a fresh Answer per call. Nothing here refers back to the Answer: evicting the entry
+    frees it all without the cycle collector."""
 
-    __slots__ = ("allow", "identity", "introspection", "kept_allow", "not_before", "policy_key")
+    __slots__ = ("allow", "identity", "introspection", "kept_allow", "not_before", "policy_token")
 
     def __init__(self, introspection: Introspection) -> None:
         self.introspection = introspection
@@ -137,4 +107,4 @@ class Answer:
         self.not_before: float | None = None
         self.allow: Allow | None = None
         self.kept_allow: Allow | None = None
-        self.policy_key: str | None = None
+        self.policy_token: tuple[Any, Any] | None = None  # (projection, the token's leaf: authz.policy.projection)

@@ -12,11 +12,13 @@ HTTP mode's header bytes all decide alike. An ``Authorization`` value that is no
 from __future__ import annotations
 
 import codecs
+from functools import partial
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.errors import MalformedCredential
 from authz.models import RequestInfo
+from authz.policy.view import RequestView
 
 __all__ = ["MAX_HEADER_BYTES", "authorization_values", "header_text", "request_info"]
 
@@ -93,5 +95,5 @@ def request_info(request: CheckRequest) -> RequestInfo:
         headers=headers,
         authorization=authorization,
         context_extensions=dict(attributes.context_extensions),
-        source=request,
+        make_view=partial(RequestView.of_check, request),
     )

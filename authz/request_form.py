@@ -25,11 +25,10 @@ opa-envoy-plugin fails such requests — instead of a ``parsed_body: null`` a po
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from authz.errors import MalformedRequest
-from authz.models import RequestInfo
-from authz.policy.input import PolicyInputError, check_parsable
+from authz.policy.parse import PolicyInputError
+from authz.policy.view import RequestView, check_parsable
 
 __all__ = ["check_path", "check_policy_request", "path_problem"]
 
@@ -116,23 +115,11 @@ def _double_encoded(decoded: bytearray) -> bool:
     return False
 
 
-def check_policy_request(request: RequestInfo) -> None:
+def check_policy_request(view: RequestView) -> None:
     """On a route that names a policy: raise ``MalformedRequest`` when the policy input cannot be built from the
-    request's query or body (opa-envoy-plugin's request parse errors). Runs before any decision is reused."""
-    http = _http(request)
-    if http is None:
-        return
+    request's query or body (opa-envoy-plugin's request parse errors). Runs before any decision is reused; what it
+    parses stays on ``view`` for the policy input."""
     try:
-        check_parsable(http)
+        check_parsable(view)
     except PolicyInputError as exc:
         raise MalformedRequest(str(exc)) from None
-
-
-def _http(request: RequestInfo) -> Any:
-    """The request's ``attributes.request.http`` (gRPC CheckRequest) or the HTTP transport's ``HttpFields``."""
-    if request.http is not None:
-        return request.http.fields()
-    source = request.source
-    if source is None or not source.HasField("attributes"):
-        return None
-    return source.attributes.request.http

@@ -1,11 +1,11 @@
 """Decisions of deterministic embedded policies, reused for equal inputs.
 
 A policy whose sources use no clock, randomness, network or output builtins (``InputNeeds.deterministic``) gives
-the same result for the same input and data. The input is already narrowed to what the policies read, so requests
-that differ only in what the policy ignores (request id, time, other headers, the client's port) have equal inputs.
-The key is the canonical JSON of that input and the decision path; data changes only by a reload, which starts an
-empty cache. Errors and undefined decisions are never stored: they are evaluated again each time. A decision is also
-filed under its ``RequestKeyer`` key, so an equal request finds it before its input is even built.
+the same result for the same input and data. The input holds only what the policies read, so requests that differ
+only in what the policy ignores (request id, time, other headers, the client's port) have equal inputs. The key is
+the decision path and the canonical form of that input's values (``authz.policy.projection``: equal keys, equal
+inputs), found before the input is built; data changes only by a reload, which starts an empty cache. Errors and
+undefined decisions are never stored: they are evaluated again each time.
 
 An entry is a ``Decided``: the result, and the ``PolicyDecision`` the policy stage checked it into, kept on it once
 made, so a reused decision carries its parsed form (and what the replies keep for it) with it.
@@ -19,7 +19,6 @@ time), and a put that would pass either bound empties the cache first.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Hashable
 from typing import Any
@@ -73,7 +72,7 @@ class DecisionCache:
         self._size = size if max_bytes > 0 else 0  # 0: off
         self._max_bytes = max_bytes
         self._entry_limit = min(MAX_ENTRY_BYTES, max_bytes // 16)
-        self._entries: dict[Hashable, Decided] = {}  # canonical-JSON keys and request keys
+        self._entries: dict[Hashable, Decided] = {}  # by Projection.key
         self._bytes = 0  # what the entries' keys and values hold, as footprint() counts it
 
     def renewed(self, deterministic: bool) -> DecisionCache:
@@ -96,16 +95,6 @@ class DecisionCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def key(self, decision_path: str, policy_input: dict[str, Any]) -> str | None:
-        if not self._size:
-            return None
-        try:
-            text = json.dumps(policy_input, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False)
-        except (TypeError, ValueError):
-            return None
-        return None if len(text) > self._entry_limit else decision_path + "\n" + text
 
     def get(self, key: Hashable | None) -> Decided | None:
         return None if key is None else self._entries.get(key)

@@ -29,12 +29,11 @@ import yaml
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
-from authz.models import Answer, Identity, RequestInfo
 from authz.policy.decision_cache import DEFAULT_MAX_BYTES, Decided, DecisionCache
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, new_decision_id, rego_ref
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
-from authz.policy.request_key import RequestKeyer, http_fields
+from authz.policy.projection import Projection
 
 __all__ = ["EmbeddedEngine"]
 
@@ -66,7 +65,7 @@ class EmbeddedEngine:
         self._engine, self.needs = self._compile()  # raises PolicyLoadError: start-up fails with file and line
         self._decisions = DecisionCache(decision_cache_size if self.needs.deterministic else 0,
                                         decision_cache_max_bytes)
-        self._keyer = RequestKeyer(self.needs)
+        self.projection = Projection(self.needs)  # what the policies read of a request: their input and reuse keys
         # set by a transport that cannot provide every input field: raises PolicyLoadError to refuse a reload
         self.needs_check: Callable[[InputNeeds], None] | None = None
         self._query_paths: set[str] = set()  # decision paths eval_rule cannot take (partial rules): use eval_query
@@ -141,7 +140,7 @@ class EmbeddedEngine:
             return False
         self._engine, self.needs, self._signature = engine, needs, signature
         self._decisions = self._decisions.renewed(needs.deterministic)  # decisions of the old policies are gone
-        self._keyer = RequestKeyer(needs)
+        self.projection = Projection(needs)
         self._query_paths = set()
         self.generation += 1
         log.info("policies reloaded (generation %d, %d files)", self.generation, len(signature))
@@ -166,29 +165,23 @@ class EmbeddedEngine:
         """The bytes the held decisions' keys and values hold (at most ``decision_cache_max_bytes``)."""
         return self._decisions.bytes
 
-    def request_key(self, decision_path: str, request: RequestInfo, identity: Identity | None,
-                    answer: Answer | None) -> Hashable | None:
-        """The key of this request's reusable decision (None: not reusable, or no key for this policy's reads)."""
-        if not self._decisions.enabled:
-            return None
-        return self._keyer.key(decision_path, http_fields(request), identity, answer)
+    @property
+    def reuses_decisions(self) -> bool:
+        """Whether decisions are reused (deterministic policies, a decision cache configured)."""
+        return self._decisions.enabled
 
-    def reused(self, key: Hashable | None) -> Evaluation | None:
+    def reused(self, key: Hashable) -> Evaluation | None:
+        """The decision kept under ``key`` (``Projection.key``), with a decision id of its own."""
         decided = self._decisions.get(key)
         return None if decided is None else Evaluation(decided.result, new_decision_id(), decided)
 
-    def remember(self, key: Hashable | None, evaluation: Evaluation) -> None:
+    def remember(self, key: Hashable, evaluation: Evaluation) -> None:
         if evaluation.decided is not None:
             self._decisions.put(key, evaluation.decided)
 
     async def evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Evaluation:
-        decisions = self._decisions
-        key = decisions.key(decision_path, policy_input)
-        decided = decisions.get(key)
-        if decided is None:
-            decided = Decided(self._evaluate(decision_path, policy_input))
-            decisions.put(key, decided)
-        return Evaluation(decided.result, new_decision_id(), decided)
+        result = self._evaluate(decision_path, policy_input)
+        return Evaluation(result, new_decision_id(), Decided(result))
 
     def _evaluate(self, decision_path: str, policy_input: dict[str, Any]) -> Any:
         engine = self._engine

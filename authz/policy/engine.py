@@ -9,7 +9,6 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from authz.models import Answer, Identity, RequestInfo
 from authz.policy.decision_cache import Decided
 
 __all__ = ["DECISION_PATH", "Evaluation", "PolicyEngine", "PolicyEvaluationError", "PolicyLoadError", "ReusingEngine",
@@ -43,14 +42,17 @@ class PolicyEngine(Protocol):
 
 @runtime_checkable
 class ReusingEngine(Protocol):
-    """An engine that can find a reused decision from the request itself, before the input is built."""
+    """An engine that knows what its policies read (``projection``: ``authz.policy.projection.Projection``) and
+    reuses their decisions under the projection's keys, found before the input is built."""
 
-    def request_key(self, decision_path: str, request: RequestInfo, identity: Identity | None,
-                    answer: Answer | None) -> Hashable | None: ...
+    projection: Any
 
-    def reused(self, key: Hashable | None) -> Evaluation | None: ...
+    @property
+    def reuses_decisions(self) -> bool: ...
 
-    def remember(self, key: Hashable | None, evaluation: Evaluation) -> None: ...
+    def reused(self, key: Hashable) -> Evaluation | None: ...
+
+    def remember(self, key: Hashable, evaluation: Evaluation) -> None: ...
 
 
 def rego_ref(decision_path: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ALL_INPUT", "InputNeeds", "Tree", "input_needs"]
+__all__ = ["ALL_INPUT", "InputNeeds", "Tree", "input_needs", "prune"]
 
 # A node of the tree of read paths: a dict of child names, or None for "the whole subtree".
 Tree = dict[str, Any] | None
@@ -33,29 +33,22 @@ _IMPURE = re.compile(r"(?<![\w.])(?:time\.now_ns|rand\.|uuid\.|http\.send|opa\.r
 
 @dataclass(frozen=True, slots=True)
 class InputNeeds:
-    keys: frozenset[str] | None = None  # top-level keys the policies read; None: all
-    attributes: frozenset[str] | None = None  # keys of input.attributes they read; None: all
     tree: Tree = None  # every path they read (see the module docstring); None: all
     deterministic: bool = False  # decisions depend only on input and data
 
-    def wants(self, key: str) -> bool:
-        return self.keys is None or key in self.keys
-
-    def wants_attribute(self, key: str) -> bool:
-        return self.attributes is None or key in self.attributes
-
     def prune(self, document: dict[str, Any]) -> dict[str, Any]:
         """The document without what no loaded policy can read (a new dict; ``document`` is not changed)."""
-        return _prune(document, self.tree)  # type: ignore[no-any-return]
+        return prune(document, self.tree)  # type: ignore[no-any-return]
 
 
 ALL_INPUT = InputNeeds()
 
 
-def _prune(value: Any, node: Tree) -> Any:
+def prune(value: Any, node: Tree) -> Any:
+    """``value`` without what is not under the read paths ``node`` (new dicts; leaves are shared)."""
     if node is None or not isinstance(value, dict):
         return value
-    return {key: _prune(value[key], child) for key, child in node.items() if key in value}
+    return {key: prune(value[key], child) for key, child in node.items() if key in value}
 
 
 def _code_and_strings(text: str) -> tuple[str, list[str]]:
@@ -99,5 +92,4 @@ def input_needs(sources: Iterable[str]) -> InputNeeds:
             if not path:
                 return InputNeeds(deterministic=False)  # input on its own, indexed by a variable, or passed whole
             _insert(root, path)
-    attributes = root.get("attributes")
-    return InputNeeds(frozenset(root), None if attributes is None else frozenset(attributes), root, deterministic)
+    return InputNeeds(root, deterministic)

@@ -1,6 +1,7 @@
 """EmbeddedEngine: Rego v1 evaluated in process by regorus, loaded from files and directories, reloaded and watched.
 
-Every test writes its own policies to ``tmp_path``; evaluation goes through the engine's public ``evaluate``.
+Every test writes its own policies to ``tmp_path``; evaluation goes through the engine's public ``evaluate`` (decision
+reuse, which the policy stage keys, through ``PolicyStage``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
+from authz.config import PolicyConfig
+from authz.errors import PolicyDenied, PolicyFailed
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError
+from authz.policy.stage import PolicyStage
+from authz.request import request_info
 
 ALLOW_ADMIN = """package app
 import rego.v1
@@ -399,7 +405,7 @@ async def test_watch_does_not_count_a_broken_edit_as_a_generation(tmp_path: Path
             await task
 
 
-# --- reusing decisions of deterministic policies ---------------------------------------------------------------------
+# --- reusing decisions of deterministic policies (through the policy stage, which keys them) --------------------
 
 HEADER_RULE = """package p
 import rego.v1
@@ -410,63 +416,82 @@ allow if input.attributes.request.http.headers["x-team"] == data.team
 """
 
 
+def _header(name: str) -> str:
+    return f'to_number(input.attributes.request.http.headers["{name}"])'
+
+
+async def _decide(engine: EmbeddedEngine, path: str, **headers: str) -> tuple[bool, str]:
+    """(allowed, decision id) of one gRPC request carrying ``headers`` (``x_team`` is ``x-team``)."""
+    check = CheckRequest()
+    http = check.attributes.request.http
+    http.method, http.path, http.host = "GET", "/x", "api.example"
+    http.headers.update({k.replace("_", "-"): v for k, v in headers.items()})
+    # the stage reads the decision log, dry-run and failure settings of its config, not the paths
+    config = PolicyConfig(engine="embedded", paths=("unused",), watch_interval_seconds=0, decision_log="off")
+    try:
+        outcome = await PolicyStage(config, engine).decide(path, request_info(check), None)
+    except PolicyDenied:
+        return False, ""
+    return True, outcome.decision_id
+
+
 async def test_equal_inputs_reuse_the_decision_until_a_reload(tmp_path: Path) -> None:
     _write(tmp_path / "p.rego", HEADER_RULE)
     data = _write(tmp_path / "data.json", json.dumps({"team": "blue"}))
     engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
-    blue = {"attributes": {"request": {"http": {"headers": {"x-team": "blue"}}}}}
-    red = {"attributes": {"request": {"http": {"headers": {"x-team": "red"}}}}}
-    first = await engine.evaluate("p/allow", blue)
-    second = await engine.evaluate("p/allow", blue)
-    assert first.result is True and second.result is True and engine.cached_decisions == 1
-    assert first.decision_id != second.decision_id  # every request still gets its own decision id
-    assert await _result(engine, "p/allow", red) is False and engine.cached_decisions == 2
+    first = await _decide(engine, "p/allow", x_team="blue", x_request_id="1")
+    second = await _decide(engine, "p/allow", x_team="blue", x_request_id="2")  # a header the policy ignores
+    assert first[0] is True and second[0] is True and engine.cached_decisions == 1
+    assert first[1] != second[1]  # every request still gets its own decision id
+    assert (await _decide(engine, "p/allow", x_team="red"))[0] is False and engine.cached_decisions == 2
     _write(data, json.dumps({"team": "red"}))
     assert engine.reload()
     assert engine.cached_decisions == 0  # decisions made with the old data are gone
-    assert await _result(engine, "p/allow", blue) is False
-    assert await _result(engine, "p/allow", red) is True
+    assert (await _decide(engine, "p/allow", x_team="blue"))[0] is False
+    assert (await _decide(engine, "p/allow", x_team="red"))[0] is True
 
 
 async def test_errors_and_undefined_decisions_are_not_reused(tmp_path: Path) -> None:
-    _write(tmp_path / "p.rego", "package p\nimport rego.v1\n\nratio := 1 / input.z\nallow if input.ok\n")
+    _write(tmp_path / "p.rego", f"package p\nimport rego.v1\n\nratio := 1 / {_header('x-z')}\n"
+                                f"allow if {_header('x-ok')} == 1\n")
     engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
     for _ in range(2):
-        with pytest.raises(PolicyEvaluationError):
-            await engine.evaluate("p/ratio", {"z": 0})
-        with pytest.raises(PolicyEvaluationError, match="undefined"):
-            await engine.evaluate("p/allow", {"ok": False})
+        with pytest.raises(PolicyFailed):
+            await _decide(engine, "p/ratio", x_z="0")
+        with pytest.raises(PolicyFailed, match="undefined"):
+            await _decide(engine, "p/allow", x_ok="0")
     assert engine.cached_decisions == 0
 
 
-@pytest.mark.parametrize("rule", ["allow if time.now_ns() > input.after", "allow if rand.intn(\"k\", 2) == input.n"])
+@pytest.mark.parametrize("rule", [f"allow if time.now_ns() > {_header('x-after')}",
+                                  f"allow if rand.intn(\"k\", 2) == {_header('x-n')}"])
 async def test_policies_reading_the_clock_or_randomness_are_evaluated_every_time(tmp_path: Path, rule: str) -> None:
     _write(tmp_path / "p.rego", f"package p\nimport rego.v1\n\ndefault allow := false\n\n{rule}\n")
     engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
     for _ in range(3):
-        await engine.evaluate("p/allow", {"after": 0, "n": 0})
+        await _decide(engine, "p/allow", x_after="0", x_n="0")
     assert engine.cached_decisions == 0
 
 
 async def test_a_clock_reading_policy_added_by_reload_turns_reuse_off(tmp_path: Path) -> None:
-    policy = _write(tmp_path / "p.rego", "package p\nimport rego.v1\n\nallow if input.ok\n")
+    policy = _write(tmp_path / "p.rego", f"package p\nimport rego.v1\n\nallow if {_header('x-ok')} == 1\n")
     engine = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0)
-    assert await _result(engine, "p/allow", {"ok": True}) is True and engine.cached_decisions == 1
-    _write(policy, "package p\nimport rego.v1\n\nallow if time.now_ns() > input.after\n")
+    assert (await _decide(engine, "p/allow", x_ok="1"))[0] is True and engine.cached_decisions == 1
+    _write(policy, f"package p\nimport rego.v1\n\nallow if time.now_ns() > {_header('x-after')}\n")
     assert engine.reload()
     for _ in range(2):
-        assert await _result(engine, "p/allow", {"after": 0}) is True
+        assert (await _decide(engine, "p/allow", x_after="0"))[0] is True
     assert engine.cached_decisions == 0
 
 
 async def test_decision_cache_size_bounds_the_entries_and_zero_turns_it_off(tmp_path: Path) -> None:
-    _write(tmp_path / "p.rego", "package p\nimport rego.v1\n\nallow if input.n >= 0\n")
+    _write(tmp_path / "p.rego", f"package p\nimport rego.v1\n\nallow if {_header('x-n')} >= 0\n")
     bounded = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0, decision_cache_size=3)
     off = EmbeddedEngine((str(tmp_path),), timeout_seconds=5.0, decision_cache_size=0)
     for n in range(10):
-        assert await _result(bounded, "p/allow", {"n": n}) is True
-        assert await _result(off, "p/allow", {"n": n}) is True
-        assert bounded.cached_decisions <= 3
+        assert (await _decide(bounded, "p/allow", x_n=str(n)))[0] is True
+        assert (await _decide(off, "p/allow", x_n=str(n)))[0] is True
+        assert 0 < bounded.cached_decisions <= 3
     assert off.cached_decisions == 0
 
 

@@ -3,6 +3,8 @@ start-up refusal of policies that need what HTTP mode does not send. Pure functi
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption, QueryParameter
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
@@ -12,7 +14,9 @@ from authz.errors import MalformedCredential, RouteMisconfigured
 from authz.http_gaps import http_gap
 from authz.http_request import HttpCheckTranslator
 from authz.http_response import http_answer
+from authz.models import RequestInfo
 from authz.policy.input_needs import input_needs
+from authz.policy.projection import build_input
 
 T = HttpCheckTranslator("/phantom-authz", 64 * 1024)
 
@@ -26,7 +30,7 @@ def test_settings_segment_becomes_the_context_extensions_and_the_rest_the_origin
                           headers(Host="api.example", Authorization="Bearer x", X_Request_Id="r1"), b"")
     assert info.context_extensions == {"required_scopes": "read write", "policy": "records/decision"}
     assert (info.method, info.path, info.host) == ("POST", "/r/a%2Fb?q=1", "api.example")
-    assert info.http is not None and info.http.fields().id == "r1"
+    assert info.make_view is not None and info.make_view().id == "r1"
     assert info.authorization == ("Bearer x",) and info.headers["authorization"] == "Bearer x"
 
 
@@ -56,22 +60,32 @@ def test_oversized_header_block_is_a_malformed_request() -> None:
         small.request_info("GET", "/phantom-authz/x", [(b"x-big", b"a" * 200)], b"")
 
 
-def test_the_policy_sees_a_check_request_like_grpc_modes() -> None:
+def _input(info: RequestInfo) -> dict[str, Any]:
+    assert info.make_view is not None
+    return build_input(info.make_view(), None)
+
+
+def test_the_policy_sees_the_input_grpc_mode_would_give() -> None:
     info = T.request_info("POST", "/phantom-authz;policy=p%2Fq/r?x=1",
                           headers(Host="api.example", X_Forwarded_Proto="https", X_Request_Id="r1",
                                   X_Envoy_Expected_Rq_Timeout_Ms="5000", X_Envoy_Internal="true",
                                   Content_Type="application/json"),
                           b'{"a": 1}')
-    http = info.check_request().attributes.request.http
-    assert (http.method, http.path, http.host, http.scheme, http.id) == ("POST", "/r?x=1", "api.example", "https", "r1")
-    assert http.headers[":authority"] == "api.example" and http.headers[":path"] == "/r?x=1"
-    assert http.headers[":method"] == "POST" and http.headers[":scheme"] == "https"
-    assert "host" not in http.headers and "x-envoy-expected-rq-timeout-ms" not in http.headers
-    assert "x-envoy-internal" not in http.headers
-    assert http.body == '{"a": 1}' and http.size == 8
-    assert dict(info.check_request().attributes.context_extensions) == {"policy": "p/q"}
-    binary = T.request_info("POST", "/phantom-authz/r", [], b"\xff\xfe").check_request().attributes.request.http
-    assert binary.raw_body == b"\xff\xfe" and binary.body == ""
+    document = _input(info)
+    http = document["attributes"]["request"]["http"]
+    assert (http["method"], http["path"], http["host"], http["scheme"], http["id"]) == (
+        "POST", "/r?x=1", "api.example", "https", "r1")
+    assert http["headers"][":authority"] == "api.example" and http["headers"][":path"] == "/r?x=1"
+    assert http["headers"][":method"] == "POST" and http["headers"][":scheme"] == "https"
+    assert "host" not in http["headers"] and "x-envoy-expected-rq-timeout-ms" not in http["headers"]
+    assert "x-envoy-internal" not in http["headers"]
+    assert http["body"] == '{"a": 1}' and http["size"] == "8" and document["parsed_body"] == {"a": 1}
+    assert document["attributes"]["contextExtensions"] == {"policy": "p/q"}
+    assert document["attributes"]["request"]["time"].endswith("Z")
+    assert (document["parsed_path"], document["parsed_query"]) == (["r"], {"x": ["1"]})
+    assert not {"source", "destination", "tlsSession", "metadataContext"} & set(document["attributes"])
+    binary = _input(T.request_info("POST", "/phantom-authz/r", [], b"\xff\xfe"))["attributes"]["request"]["http"]
+    assert binary["rawBody"] == "//4=" and "body" not in binary
 
 
 def _option(key: str, value: str) -> HeaderValueOption:

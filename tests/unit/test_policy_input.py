@@ -18,9 +18,11 @@ from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.json_format import MessageToDict
 
 from authz.models import Identity
-from authz.policy import input as policy_input
+from authz.policy import protojson as policy_input
 from authz.policy.engine import PolicyEvaluationError
-from authz.policy.input import PolicyInputError, build_input, check_parsable
+from authz.policy.parse import PolicyInputError
+from authz.policy.projection import build_input
+from authz.policy.view import RequestView, check_parsable
 
 OPAQUE = "opaque-7f3c9a1e5b-DO-NOT-LEAK"
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
@@ -531,7 +533,7 @@ def test_item20_unparseable_body_fails_the_input(headers: dict[str, str], body: 
     with pytest.raises(PolicyInputError, match="request body"):
         _parsed(_with_body(headers, body))
     with pytest.raises(PolicyInputError, match="request body"):
-        check_parsable(_with_body(headers, body).attributes.request.http)
+        check_parsable(RequestView.of_check(_with_body(headers, body)))
 
 
 @pytest.mark.parametrize(("headers", "body"), [

@@ -7,16 +7,14 @@ from pathlib import Path
 import pytest
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
-from authz.policy.input import build_input
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
+from authz.policy.projection import build_input
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quickstart_policy_reads_only_what_it_names() -> None:
     needs = input_needs([(ROOT / "deploy" / "policies" / "records.rego").read_text()])
-    assert needs.keys == frozenset({"attributes", "parsed_path", "parsed_body", "token"})
-    assert needs.attributes == frozenset({"request"})
     assert needs.tree == {
         "attributes": {"request": {"http": {"method": None, "headers": {"x-transaction-creator": None}}}},
         "parsed_path": None,
@@ -36,30 +34,29 @@ def test_quickstart_policy_reads_only_what_it_names() -> None:
 ])
 def test_any_loose_use_of_input_means_everything(source: str) -> None:
     needs = input_needs(["package p\n" + source])
-    assert needs.keys is None and needs.tree is None and not needs.deterministic
+    assert needs.tree is None and not needs.deterministic
     assert needs.prune({"a": 1, "b": {"c": 2}}) == {"a": 1, "b": {"c": 2}}
     assert ALL_INPUT.tree is None
 
 
 def test_attributes_on_their_own_mean_all_attributes() -> None:
     needs = input_needs(["package p\nx := input.attributes\ny := input.token.sub"])
-    assert needs.keys == frozenset({"attributes", "token"}) and needs.attributes is None
+    assert needs.tree == {"attributes": None, "token": {"sub": None}}
 
 
 def test_comments_and_strings_do_not_widen() -> None:
     needs = input_needs(['package p\n# reads the whole input\nmsg := "input here"\nx := input.token.sub'])
-    assert needs.keys == frozenset({"token"}) and needs.tree == {"token": {"sub": None}}
+    assert needs.tree == {"token": {"sub": None}}
 
 
 def test_import_of_a_subtree_narrows() -> None:
     needs = input_needs(["package p\nimport input.attributes.request.http as h\nx := h.method"])
-    assert needs.keys == frozenset({"attributes"}) and needs.attributes == frozenset({"request"})
     assert needs.tree == {"attributes": {"request": {"http": None}}}  # all of http: h.<anything> is possible
 
 
 def test_union_over_all_policy_files() -> None:
     needs = input_needs(["x := input.token.sub", "y := input.attributes.source.address"])
-    assert needs.keys == frozenset({"token", "attributes"}) and needs.attributes == frozenset({"source"})
+    assert needs.tree == {"token": {"sub": None}, "attributes": {"source": {"address": None}}}
 
 
 @pytest.mark.parametrize(("source", "tree"), [
@@ -98,8 +95,7 @@ def test_build_input_leaves_out_what_no_policy_reads() -> None:
     request.attributes.request.http.headers["content-type"] = "application/json"
     request.attributes.request.http.body = '{"k": 1}'
     full = build_input(request, None)
-    narrow = build_input(request, None, needs=InputNeeds(frozenset({"attributes", "parsed_path"}),
-                                                         frozenset({"request"})))
+    narrow = build_input(request, None, needs=InputNeeds({"attributes": {"request": None}, "parsed_path": None}))
     assert "source" in full["attributes"] and "source" not in narrow["attributes"]
     assert narrow["attributes"]["request"] == full["attributes"]["request"]
     assert narrow["parsed_path"] == full["parsed_path"] == ["a", "b"]

@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from authz.errors import MalformedRequest
-from authz.policy.input import build_input
+from authz.policy.projection import build_input
 from authz.request_form import check_path, path_problem
 
 PCHAR = set(string.ascii_letters + string.digits + "-._~" + "!$&'()*+,;=" + ":@")
