@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 
-from authz.config import ConfigError, load_config
+from authz.config import ConfigError, config_schema, load_config
 
 __all__ = ["main"]
 
@@ -22,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="YAML configuration file (default: $AUTHZ_CONFIG)")
         cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT); overrides "
                                                      "server.workers")
+    sub.add_parser("config-schema", help="print the configuration file's JSON Schema")
     sub.add_parser("health", help="probe a running service's grpc.health.v1 (exit 0 when SERVING)", add_help=False)
     sub.add_parser("bench-check", help="fire N Check calls at a running service and print latency", add_help=False)
     return parser
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(delegated[argv[0]])
         return int(module.main(argv[1:]))
     args = _parser().parse_args(argv)
+    if args.command == "config-schema":
+        print(json.dumps(config_schema(), indent=2))
+        return 0
     return _serve(args)
 
 

@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion10, HttpVersion11, RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
 
-from authz.config_http import HttpTransportConfig
+from authz.config import HttpTransportConfig
 from authz.decider import Decider
 from authz.errors import MalformedRequest, RequestTooLarge
 from authz.http_body import read_at_most

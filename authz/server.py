@@ -81,8 +81,8 @@ class Server:
         if not settings.enabled:
             return dict(authorities)
         redis = None
-        if settings.redis_url is not None:
-            redis = RedisTier(settings.redis_url, settings.redis_timeout_seconds, settings.redis_key_prefix,
+        if settings.redis.url is not None:
+            redis = RedisTier(settings.redis.url, settings.redis.timeout_seconds, settings.redis.key_prefix,
                               self.metrics)
         # the workers of one sidecar share one origin: they relay evictions to each other over the admin API
         self.cache = IntrospectionCache(settings, self.metrics, redis, origin=os.environ.get(SIDECAR_ENV))
@@ -146,9 +146,9 @@ class Server:
                 self._watcher = asyncio.ensure_future(engine.watch(settings.watch_interval_seconds))
             return PolicyStage(settings, engine)
         if settings.engine == "remote":
-            assert settings.remote_url is not None
-            return PolicyStage(settings, RemoteEngine(settings.remote_url, settings.timeout_seconds,
-                                                      settings.remote_token, session))
+            assert settings.remote.url is not None
+            return PolicyStage(settings, RemoteEngine(settings.remote.url, settings.timeout_seconds,
+                                                      settings.remote.token, session))
         return None
 
     def reload_policies(self) -> None:

@@ -658,7 +658,8 @@ def http_listen_key() -> str | None:
         from authz.config import ServerConfig
     except ImportError:
         return None
-    names = {f.name for f in dataclasses.fields(ServerConfig)}
+    fields = getattr(ServerConfig, "model_fields", None)  # pydantic models since issue 13; dataclasses before
+    names = set(fields) if fields is not None else {f.name for f in dataclasses.fields(ServerConfig)}
     return "http.listen" if "http" in names else "http_listen" if "http_listen" in names else None
 
 

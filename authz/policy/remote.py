@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from authz.config_section import Secret
+from authz.config import Secret
 from authz.http_body import read_at_most
 from authz.json_body import parse_json_object
 from authz.policy.engine import Evaluation, PolicyEvaluationError, new_decision_id

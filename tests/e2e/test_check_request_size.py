@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from authz.config import DEFAULT_MAX_RECEIVE_BYTES
-from authz.config_http import HttpTransportConfig
+from authz.config import DEFAULT_MAX_RECEIVE_BYTES, HttpTransportConfig
 from tests.harness import ROOT, Stack, ext_authz_filter, hcm
 
 ENVOY_DEFAULT_HEADERS_KB = 60  # max_request_headers_kb when a config does not set it

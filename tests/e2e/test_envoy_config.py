@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from authz.config_http import HttpTransportConfig
+from authz.config import HttpTransportConfig
 from devtools.envoy_config import HTTP_TEMPLATE, TEMPLATE, TEMPLATES, http_path_prefix, render_envoy_config
 from devtools.processes import envoy_binary
 from tests.harness import EXT_AUTHZ, ext_authz_filter, hcm, route_settings, routes

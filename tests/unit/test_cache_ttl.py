@@ -80,7 +80,7 @@ def test_entry_build_returns_none_when_ttl_is_not_positive(exp_in: int | None, m
 
 
 def test_zero_configured_max_disables_caching() -> None:
-    assert Entry.build(_answer(), NOW, CacheConfig(max_ttl_seconds=0), "abc") is None
+    assert Entry.build(_answer(), NOW, CacheConfig.model_construct(max_ttl_seconds=0), "abc") is None
 
 
 @pytest.mark.parametrize("exp_in", [6, 30, 100, 301, 340, 365, 400, 10_000])

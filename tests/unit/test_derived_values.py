@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +123,16 @@ def test_every_setting_of_an_authorization_server_is_in_its_cache_identity() -> 
         "leeway_seconds": 5.0, "jwks_cache_seconds": 60.0, "jwks_min_refresh_seconds": 1.0, "jwt_field": "jwt",
         "claims_forwarding": "header", "claims_header": "x-claims",
     }
-    settings = {f.name for f in fields(AuthorizationServerConfig)}
-    assert settings - set(changed) == {"client_secret"}  # a new setting must be added here (and so to the key)
+    settings = set(AuthorizationServerConfig.model_fields)
+    # a new setting must be added here (and so to the key); the secret and its sources are no part of it
+    assert settings - set(changed) == {"client_secret", "client_secret_file", "client_secret_env"}
     identity = configuration_hash(base)
     for name, value in changed.items():
-        assert configuration_hash(replace(base, **{name: value})) != identity, name
+        assert configuration_hash(base.model_copy(update={name: value})) != identity, name
     # a secret is no part of it: a rotated secret keeps the cache, and no secret reaches a key
-    assert configuration_hash(replace(base, client_secret=Secret("sekrit-2"))) == identity
+    for secret in ({"client_secret": Secret("sekrit-2")}, {"client_secret_file": "/run/secrets/gw"},
+                   {"client_secret_env": "GW_SECRET"}):
+        assert configuration_hash(base.model_copy(update=secret)) == identity
     assert "sekrit" not in repr(base)
 
 

@@ -71,6 +71,8 @@ def _introspector(url: str, session: aiohttp.ClientSession, **overrides: Any) ->
         "introspection_endpoint": url,
         "client_id": CLIENT_ID,
         "client_secret": Secret(CLIENT_SECRET),
+        "issuer": "https://as.example",
+        "jwks_uri": "https://as.example/jwks",
         "timeout_seconds": 2.0,
         "max_response_bytes": 1024,
         "retry_after_seconds": 5,

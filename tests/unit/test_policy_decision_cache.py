@@ -16,9 +16,7 @@ import pytest
 import yaml
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
-from authz.config import Config, load_config
-from authz.config_policy import PolicyConfig
-from authz.config_section import ConfigError
+from authz.config import Config, ConfigError, PolicyConfig, load_config
 from authz.models import Answer, Identity, Introspection
 from authz.policy.decision import PolicyDecision, decision_from_result
 from authz.policy.decision_cache import DEFAULT_MAX_BYTES, MAX_ENTRY_BYTES, Decided, DecisionCache, footprint
@@ -169,7 +167,7 @@ async def test_a_reused_decision_carries_its_checked_policy_decision(monkeypatch
                 for _ in range(3)]
     config = PolicyConfig(engine="embedded", paths=(POLICIES,), watch_interval_seconds=0, decision_log="off")
     other = await PolicyStage(config, engine).decide("records/decision", request_info(_approval(1, 200)), CAROL)
-    assert len(checked) == 1 and engine.cached_decisions == 1  # one key: the projection's
+    assert len(checked) == 1 and engine.cached_decisions == 2  # filed under the input's and the request's key
     assert all(o.decision is outcomes[0].decision for o in [*outcomes, other])
-    kept = answer.policy_token  # the token's part of the input (and of the reuse key), kept on its answer
-    assert kept is not None and kept[0] is engine.projection and kept[1].value["subject"] == "carol"
+    part = answer.policy_key  # the token's part of the reuse key, kept on its answer
+    assert part is not None and '"sub": "carol"' in part

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
-from authz.config_policy import DEFAULT_MASK, PolicyConfig
+from authz.config import DEFAULT_MASK, PolicyConfig
 from authz.models import Identity
 from authz.policy.decision_log import CREDENTIAL_HEADERS, DecisionLogger, erase_credentials
 from authz.policy.embedded import EmbeddedEngine

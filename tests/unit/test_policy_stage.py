@@ -17,8 +17,7 @@ import pytest
 import yaml
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
-from authz.config import Config, load_config
-from authz.config_policy import DEFAULT_MASK, PolicyConfig
+from authz.config import DEFAULT_MASK, Config, PolicyConfig, load_config
 from authz.errors import InsufficientScope, MalformedRequest, PolicyDenied, PolicyFailed, RouteMisconfigured
 from authz.models import Allow, Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer

@@ -10,7 +10,6 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +92,8 @@ class FakeUpstream:
 class Sidecar:
     def __init__(self, url: str, clock: Clock, name: str, timeout: float, **config: Any) -> None:
         settings: dict[str, Any] = {"max_ttl_seconds": 300.0, "expiry_skew_seconds": 5.0,
-                                    "negative_ttl_seconds": 5.0, "redis_url": url,
-                                    "redis_timeout_seconds": timeout, "redis_key_prefix": PREFIX}
+                                    "negative_ttl_seconds": 5.0,
+                                    "redis": {"url": url, "timeout_seconds": timeout, "key_prefix": PREFIX}}
         settings.update(config)
         self.metrics = Metrics()
         self.tier = RedisTier(url, timeout, PREFIX, self.metrics)
@@ -598,7 +597,7 @@ async def test_item03_authority_says_which_dialects_always_return_a_jwt(dialect:
         authority = Authority(config, session)
         assert authority.returns_jwt is returns_jwt
         # the answer's shape is part of the AS identity: rfc7662 with and without jwt_field share no key
-        other = Authority(replace(config, jwt_field=None if jwt_field else "jwt"), session)
+        other = Authority(config.model_copy(update={"jwt_field": None if jwt_field else "jwt"}), session)
         assert other.cache_identity != authority.cache_identity
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from authz.config_section import Secret
+from authz.config import Secret
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.engine import Evaluation, PolicyEvaluationError
 from authz.policy.remote import RemoteEngine

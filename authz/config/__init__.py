@@ -1,0 +1,52 @@
+"""Typed, validated configuration, declared as frozen pydantic models: one YAML file plus ``AUTHZ__``-prefixed
+environment overrides (``loader``), one model per section (``server``, ``authorization_servers``, ``cache``,
+``policy``; the whole in ``models``), built from the value types in ``types``.
+
+Every default is written once, on its model's field; choices are ``Literal``s; secrets are ``Secret`` (masked in
+``repr``); cross-field rules are model validators. Every error names the key it is about
+(``authorization_servers.curity.timeout_seconds: must be > 0, got -1``), and unknown keys are errors. Secrets never
+sit inline in the file (``authorization_servers``' docstring says where they come from). ``config_schema()`` is the
+file's JSON Schema (``authz config-schema``).
+"""
+
+from authz.config.authorization_servers import (
+    ASYMMETRIC_ALGORITHMS,
+    DEFAULT_ALGORITHMS,
+    AuthorizationServerConfig,
+    PrivateKeyJwtConfig,
+)
+from authz.config.cache import CacheConfig, RedisConfig
+from authz.config.loader import ENV_PREFIX, config_schema, load_config
+from authz.config.models import Config
+from authz.config.policy import DEFAULT_MASK, PolicyConfig, RemoteOpaConfig
+from authz.config.server import (
+    DEFAULT_MAX_RECEIVE_BYTES,
+    CredentialConfig,
+    HttpTransportConfig,
+    RouteDefaults,
+    ServerConfig,
+)
+from authz.config.types import ConfigError, Secret
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "DEFAULT_ALGORITHMS",
+    "DEFAULT_MASK",
+    "DEFAULT_MAX_RECEIVE_BYTES",
+    "ENV_PREFIX",
+    "AuthorizationServerConfig",
+    "CacheConfig",
+    "Config",
+    "ConfigError",
+    "CredentialConfig",
+    "HttpTransportConfig",
+    "PolicyConfig",
+    "PrivateKeyJwtConfig",
+    "RedisConfig",
+    "RemoteOpaConfig",
+    "RouteDefaults",
+    "Secret",
+    "ServerConfig",
+    "config_schema",
+    "load_config",
+]

@@ -1,0 +1,162 @@
+"""``authorization_servers.<name>``: where to introspect, how to authenticate there, how to verify the answer.
+
+Secrets never sit inline in the file: a client secret comes from a file (``client_secret_file``), a named environment
+variable (``client_secret_env``), or the override variable ``AUTHZ__AUTHORIZATION_SERVERS__<NAME>__CLIENT_SECRET``
+(which wins over the file's source, unread). ``private_key_jwt.key_file`` is read and checked against its algorithm.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self, get_args
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from pydantic import ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from authz.config.types import (
+    ConfigError,
+    HttpUrl,
+    Model,
+    Number,
+    Secret,
+    Text,
+    Words,
+    loading,
+    read_file,
+    secret_from,
+)
+
+__all__ = ["ASYMMETRIC_ALGORITHMS", "DEFAULT_ALGORITHMS", "DEFAULT_CLOCK_SKEW_SECONDS", "AuthorizationServerConfig",
+           "PrivateKeyJwtConfig"]
+
+Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+ASYMMETRIC_ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+DEFAULT_CLOCK_SKEW_SECONDS = 30.0  # clock_skew_seconds, the default of every server's leeway_seconds
+MISSING_SECRET = "is required (set client_secret_file or client_secret_env)"
+_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
+_ALGORITHM = re.compile("^(" + "|".join(ASYMMETRIC_ALGORITHMS) + ")$")
+
+
+class PrivateKeyJwtConfig(Model):
+    """RFC 7523 client authentication: an assertion signed with our private key, fresh per request."""
+
+    model_config = ConfigDict(json_schema_extra={"required": ["key_file"]})
+
+    key_file: Annotated[str, Text()] | None = Field(None, repr=False)  # an unencrypted PEM private key
+    key_pem: SkipJsonSchema[Secret]  # what key_file holds, read by load_config
+    algorithm: Algorithm = "RS256"
+    kid: Annotated[str, Text()] | None = None
+    audience: Annotated[str, Text()] | None = None  # default: the AS issuer, else the introspection endpoint
+    lifetime_seconds: Annotated[int, Number(gt=0, integer=True)] = 60
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_key_file(cls, data: Any, info: ValidationInfo) -> Any:
+        if loading(info) is None or not isinstance(data, Mapping):
+            return data
+        if "key_pem" in data:
+            raise ConfigError("key_pem", "unknown key")
+        pem = read_file(data.get("key_file"), "key_file")
+        try:
+            key = serialization.load_pem_private_key(pem.reveal().encode(), password=None)
+        except (ValueError, TypeError):
+            raise ConfigError("key_file", "is not an unencrypted PEM private key") from None
+        algorithm = data.get("algorithm", cls.model_fields["algorithm"].default)
+        if algorithm in ASYMMETRIC_ALGORITHMS:  # the key must be able to sign with it (an EC key cannot do RS256)
+            try:
+                jwt.encode({"probe": True}, key, algorithm=algorithm)  # type: ignore[arg-type]
+            except (TypeError, ValueError, NotImplementedError, jwt.PyJWTError) as exc:
+                raise ConfigError("algorithm", f"{algorithm} cannot sign with the key in key_file "
+                                               f"({type(exc).__name__})") from None
+        return {**data, "key_pem": pem}
+
+
+class AuthorizationServerConfig(Model):
+    name: SkipJsonSchema[str]  # the key under authorization_servers
+    introspection_endpoint: Annotated[str, HttpUrl]
+    client_id: Annotated[str, Text()]
+    # only from AUTHZ__AUTHORIZATION_SERVERS__<NAME>__CLIENT_SECRET; else read from client_secret_file or _env
+    client_secret: SkipJsonSchema[Secret | None] = None
+    client_secret_file: Annotated[str, Text()] | None = Field(None, repr=False)
+    client_secret_env: Annotated[str, Text()] | None = Field(None, repr=False)
+    dialect: Literal["phantom", "rfc7662", "rfc9701"] = "phantom"
+    client_auth_method: Literal["client_secret_basic", "client_secret_post", "private_key_jwt"] = "client_secret_basic"
+    private_key_jwt: PrivateKeyJwtConfig | None = None
+    timeout_seconds: Annotated[float, Number(gt=0)] = 2.0
+    max_response_bytes: Annotated[int, Number(gt=255, integer=True)] = 64 * 1024
+    retry_after_seconds: Annotated[int, Number(gt=0, integer=True)] = 5
+    verify_tls: StrictBool = True
+    allow_insecure_http: StrictBool = False  # let key discovery use plain http (metadata, discovered jwks_uri): dev
+    # verification of what the AS returns
+    issuer: Annotated[str, Text()] | None = None
+    jwks_uri: Annotated[str, HttpUrl] | None = None
+    metadata_url: Annotated[str, HttpUrl] | None = None  # default: RFC 8414 then OIDC discovery under the issuer
+    # the token's aud must hold one of these; empty = no aud check
+    audiences: Annotated[tuple[str, ...], Words(re.compile(r"^\S+$"), "audience")] = ()
+    algorithms: Annotated[tuple[str, ...], Words(_ALGORITHM, "asymmetric JWS algorithm (none and HS* are never "
+                                                             "accepted)", lambda v: v or DEFAULT_ALGORITHMS)] = \
+        DEFAULT_ALGORITHMS
+    leeway_seconds: Annotated[float, Number(ge=0)] = DEFAULT_CLOCK_SKEW_SECONDS  # default: clock_skew_seconds
+    jwks_cache_seconds: Annotated[float, Number(gt=0)] = 300.0
+    jwks_min_refresh_seconds: Annotated[float, Number(ge=0)] = 5.0
+    # rfc7662: name of a JSON field carrying a JWT (Keycloak ``jwt``, a Curity token-procedure field)
+    jwt_field: Annotated[str, Text()] | None = None
+    # when the AS gives claims but no JWT: forward nothing, or the claims as base64url JSON in a header
+    claims_forwarding: Literal["none", "header"] = "none"
+    claims_header: Annotated[str, Text(lower=True)] = "x-token-claims"
+
+    @property
+    def verifies_jwts(self) -> bool:
+        return self.dialect in ("phantom", "rfc9701") or self.jwt_field is not None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_secret(cls, data: Any, info: ValidationInfo) -> Any:
+        """Reads the secret from its source; refuses one inline in the file."""
+        context = loading(info)
+        if context is None or not isinstance(data, Mapping) or data.get("client_auth_method") == "private_key_jwt":
+            return data
+        if "client_secret" in data:  # the override variable wins over the file's secret source, left unread
+            if data.get("name") in context.inline_secrets:
+                raise ConfigError("client_secret", "must not be inline in the config file; use client_secret_file, "
+                                                   "client_secret_env or the AUTHZ__..._CLIENT_SECRET environment "
+                                                   "variable")
+            return data
+        secret = secret_from(data, "client_secret_file", "client_secret_env", context.environ)
+        if secret is None:
+            raise ConfigError("client_secret", MISSING_SECRET)
+        return {**data, "client_secret": secret}
+
+    @field_validator("claims_header")
+    @classmethod
+    def _can_carry_claims(cls, value: str) -> str:
+        if value in ("authorization", "host", "cookie") or not _HEADER.match(value):
+            raise ValueError(f"{value!r} cannot carry the claims")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        private_key = self.client_auth_method == "private_key_jwt"
+        if private_key and self.private_key_jwt is None:
+            raise ConfigError("private_key_jwt.key_file", "is required")
+        if not private_key and self.private_key_jwt is not None:
+            raise ConfigError("private_key_jwt", "applies only with client_auth_method: private_key_jwt")
+        for name in ("client_secret", "client_secret_file", "client_secret_env"):
+            if private_key and getattr(self, name) is not None:
+                raise ConfigError(name, "is not used with client_auth_method: private_key_jwt")
+        if not private_key and self.client_secret is None:
+            raise ConfigError("client_secret", MISSING_SECRET)
+        if self.verifies_jwts and self.issuer is None:
+            raise ConfigError("issuer", f"is required to verify the JWTs of dialect {self.dialect!r}")
+        discovery_from = self.metadata_url or self.issuer
+        if (self.verifies_jwts and self.jwks_uri is None and discovery_from is not None
+                and not discovery_from.startswith("https://") and not self.allow_insecure_http):
+            raise ConfigError("metadata_url" if self.metadata_url else "issuer", "key discovery needs https (or set "
+                              "jwks_uri, or allow_insecure_http: true for development)")
+        if self.jwt_field is not None and self.dialect != "rfc7662":
+            raise ConfigError("jwt_field", "applies to the rfc7662 dialect only")
+        return self

@@ -1,0 +1,88 @@
+"""The whole configuration (``Config``): top-level keys and the sections, with the rules that join them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, StrictBool, field_validator, model_validator
+
+from authz.config.authorization_servers import DEFAULT_CLOCK_SKEW_SECONDS, AuthorizationServerConfig
+from authz.config.cache import CacheConfig
+from authz.config.policy import PolicyConfig
+from authz.config.server import CredentialConfig, RouteDefaults, ServerConfig
+from authz.config.types import HEADER_NAME, ConfigError, Listen, Model, Number, Text, Words
+
+__all__ = ["Config"]
+
+NO_SERVERS = "must map at least one name to an authorization server"
+
+
+def _header_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    lowered = tuple(h.lower() for h in names)
+    if "authorization" in lowered:
+        raise ValueError("must not list authorization (it carries the JWT upstream)")
+    return lowered
+
+
+class Config(Model):
+    server: ServerConfig = ServerConfig()
+    realm: Annotated[str, Text(re.compile(r'^[^"\\]*$'), "must not contain quotes or backslashes")] = "api"
+    credential: CredentialConfig = CredentialConfig()
+    routes: RouteDefaults = RouteDefaults()
+    # client-sent headers removed before the request goes upstream (so upstreams cannot be spoofed)
+    headers_to_remove: Annotated[tuple[str, ...], Words(HEADER_NAME, "header name", _header_names)] = ()
+    cors_preflight: Literal["authenticate", "allow"] = "authenticate"
+    cors_preflight_on_policy_routes: StrictBool = False  # with cors_preflight: allow, also skip routes naming a policy
+    # the default leeway_seconds of every authorization server
+    clock_skew_seconds: Annotated[float, Number(ge=0)] = DEFAULT_CLOCK_SKEW_SECONDS
+    authorization_servers: Mapping[str, AuthorizationServerConfig]
+    # set by _name_the_servers when absent (a factory: the schema shows no default)
+    default_authorization_server: Annotated[str, Text()] = Field(
+        default_factory=str, description="default: the first of authorization_servers")
+    cache: CacheConfig = CacheConfig()
+    # the cache admin gRPC API; loopback or unix socket only; empty: off
+    admin_listen: Annotated[str | None, Listen(optional=True, loopback=True)] = "127.0.0.1:9002"
+    metrics_listen: Annotated[str | None, Listen(optional=True)] = "127.0.0.1:9102"  # Prometheus /metrics; empty: off
+    policy: PolicyConfig = PolicyConfig()
+
+    @property
+    def default_as(self) -> AuthorizationServerConfig:
+        return self.authorization_servers[self.default_authorization_server]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_servers(cls, data: Any) -> Any:
+        """Each server learns its name and its default leeway (``clock_skew_seconds``); the first is the default."""
+        if not isinstance(data, Mapping):
+            return data
+        servers = data.get("authorization_servers")
+        if not isinstance(servers, Mapping) or not servers:
+            return data
+        skew = data.get("clock_skew_seconds", DEFAULT_CLOCK_SKEW_SECONDS)
+        named: dict[str, Any] = {}
+        for name, entry in servers.items():
+            if entry is None or isinstance(entry, Mapping):
+                entry = dict(entry or {})
+                if "name" in entry:
+                    raise ConfigError(f"authorization_servers.{name}.name", "unknown key")
+                entry = {"name": str(name), "leeway_seconds": skew, **entry}
+            named[str(name)] = entry
+        return {"default_authorization_server": next(iter(named)), **data, "authorization_servers": named}
+
+    @field_validator("authorization_servers", mode="before")
+    @classmethod
+    def _some_servers(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or not value:
+            raise ValueError(NO_SERVERS)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.default_authorization_server not in self.authorization_servers:
+            raise ConfigError("default_authorization_server",
+                              f"{self.default_authorization_server!r} is not in authorization_servers")
+        if self.cors_preflight_on_policy_routes and self.cors_preflight != "allow":
+            raise ConfigError("cors_preflight_on_policy_routes", "applies only with cors_preflight: allow")
+        return self
