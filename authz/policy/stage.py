@@ -16,11 +16,13 @@ from authz.models import Answer, Identity, RequestInfo
 from authz.policy.decision import PolicyDecision, PolicyResultError, decision_from_result
 from authz.policy.decision_log import DecisionLogger
 from authz.policy.engine import Evaluation, PolicyEngine, PolicyEvaluationError, ReusingEngine
-from authz.policy.input import build_input
-from authz.policy.input_needs import ALL_INPUT
+from authz.policy.projection import Projection
+from authz.policy.view import RequestView
 from authz.request_form import check_policy_request
 
 __all__ = ["PolicyOutcome", "PolicyStage"]
+
+_EVERYTHING = Projection()  # a remote OPA's policies are unknown: the whole input
 
 
 class PolicyOutcome:
@@ -44,21 +46,25 @@ class PolicyStage:
 
     async def decide(self, path: str, request: RequestInfo, identity: Identity | None,
                      answer: Answer | None = None) -> PolicyOutcome:
-        """``answer``: the AS answer ``identity`` comes from, which keeps the token's part of a reuse key."""
-        check_policy_request(request)  # a query or body the input cannot hold: 400, before any decision is reused
+        """``answer``: the AS answer ``identity`` comes from, which keeps the token's part of the input."""
+        view = request.make_view() if request.make_view is not None else RequestView(
+            request.method, request.path, request.host, headers=request.headers,
+            context_extensions=request.context_extensions)
+        check_policy_request(view)  # a query or body the input cannot hold: 400, before any decision is reused
         started = time.perf_counter()
         decision_id = ""
         policy_input: dict[str, Any] = {}
         try:
-            # only what the loaded policies can read (embedded engine); a remote OPA's policies are unknown: all of it
-            needs = getattr(self.engine, "needs", ALL_INPUT)
+            # only what the loaded policies can read (embedded engine); the reuse key and the input from one reading
+            projection: Projection = getattr(self.engine, "projection", _EVERYTHING)
+            values = projection.values(view, identity, answer)  # PolicyInputError: a path the input cannot hold
             reuse = self._reuse
-            key = reuse.request_key(path, request, identity, answer) if reuse is not None else None
-            evaluation = reuse.reused(key) if reuse is not None else None
-            if evaluation is None:  # the CheckRequest (HTTP mode: built now) -> the input; PolicyInputError: bad path
-                policy_input = build_input(request.check_request(), identity, needs=needs)
+            key = projection.key(path, values) if reuse is not None and reuse.reuses_decisions else None
+            evaluation = reuse.reused(key) if reuse is not None and key is not None else None
+            if evaluation is None:
+                policy_input = projection.document(values)
                 evaluation = await self.engine.evaluate(path, policy_input)
-                if reuse is not None:
+                if reuse is not None and key is not None:
                     reuse.remember(key, evaluation)
             decision_id = evaluation.decision_id
             decision = self._checked(evaluation)
