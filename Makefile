@@ -29,8 +29,11 @@ $(INTEROP_STAMP): $(INTEROP_DIR)/package-lock.json
 
 interop-deps: $(INTEROP_STAMP)
 
+# Independent tests run side by side: TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0 runs them one by one),
+# each test module on one worker (--dist loadscope) so a module's shared stack starts once.
+TEST_WORKERS ?= 2
 test: $(STAMP) interop-deps redis-server
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

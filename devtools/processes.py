@@ -1,11 +1,14 @@
 """Start, await and stop the quickstart's processes (also used by the test suite and the benchmark).
 
 A ``Process`` is ready when its TCP port accepts connections (or its unix socket exists); stopping sends SIGTERM,
-waits, then SIGKILLs. ``free_port()`` asks the kernel for an unused loopback port.
+waits, then SIGKILLs. ``free_port()`` asks the kernel for an unused loopback port; a port handed out is not bound
+until its process starts, so ``free_port`` never hands out a recent one again, and processes that pick ports side by
+side (the test suite's parallel workers) each take their own share (``share_ports``).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -17,13 +20,32 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["Process", "envoy_binary", "free_port", "wait_for_port"]
+__all__ = ["Process", "envoy_binary", "free_port", "share_ports", "wait_for_port"]
+
+_recent: collections.deque[int] = collections.deque(maxlen=1024)  # handed out, maybe not bound yet
+_share = (0, 1)  # (index, count): this process takes ports p with (p // 2) % count == index
+
+
+def share_ports(index: int, count: int) -> None:
+    """Be one of ``count`` processes picking ports at the same time, number ``index``: no two pick the same port.
+    Shares split ``p // 2`` because the kernel gives ``bind`` ports of one parity (Linux: odd)."""
+    if not 0 <= index < count:
+        raise ValueError(f"share {index} of {count}")
+    global _share
+    _share = (index, count)
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """An unused loopback port of this process's share, not one it handed out lately."""
+    index, count = _share
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if (port // 2) % count == index and port not in _recent:
+            _recent.append(port)
+            return port
+    raise RuntimeError("no free loopback port")
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -62,9 +84,20 @@ class Process:
         self.cwd: Path | None = None  # where the process runs (None: here)
 
     def start(self, timeout: float = 20.0) -> Process:
+        return self.spawn().await_ready(timeout)
+
+    def spawn(self) -> Process:
+        """Start the process without waiting for its port (``await_ready`` waits); spawn several, then await each,
+        to start them side by side. Spawn from a thread that outlives the child: Envoy 1.40 gets SIGTERM when the
+        thread that spawned it ends, so spawning from a short-lived worker thread would not last."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+        return self
+
+    def await_ready(self, timeout: float = 20.0) -> Process:
+        """Wait until the process listens; if it exits or times out first, stop it and raise with its log's tail."""
+        assert self.proc is not None, "spawn() first"
         try:
             wait_for_port(self.port, timeout, self.proc)
         except (RuntimeError, TimeoutError) as exc:

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devtools.processes import share_ports
 from tests.harness import Stack
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if "PYTEST_XDIST_WORKER" in os.environ:  # pytest-xdist's worker gwN of PYTEST_XDIST_WORKER_COUNT: own ports
+        share_ports(int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")),
+                    int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     config.addinivalue_line("markers", "grpc_only(reason): run this Envoy test in gRPC ext_authz mode only")
     config.addinivalue_line("markers", "http_only(reason): run this Envoy test in HTTP ext_authz mode only")
 

@@ -3,18 +3,22 @@
 A ``Stack`` runs in one of Envoy's two ext_authz modes: ``grpc`` (``envoy/envoy.yaml``, route settings as
 ``context_extensions``) or ``http`` (``envoy/envoy-http.yaml``, phantom-authz's ``server.http.listen`` on a free
 port, route settings in the check path's prefix). End-to-end tests run in both (``parametrize_modes``); the
-helpers below say, per mode, what a client sees where the two differ.
+helpers below say, per mode, what a client sees where the two differ. ``full()`` and a ``with stack.together():``
+block start their processes side by side; ``wait_until`` polls for a state instead of sleeping.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
+import signal
 import socket
 import sys
+import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,15 @@ def http_request(method: str, port: int, path: str, headers: dict[str, str] | No
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` (every 20 ms) until it holds, instead of sleeping a fixed time; fail saying ``what`` was
+    awaited once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
+        time.sleep(0.02)
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -94,10 +107,29 @@ class Stack:
         self.dev_as: Process | None = None
         self.admin_port = free_port()  # phantom-authz's cache admin API; the dev AS's revocation hook calls it
         self.metrics_port = free_port()
+        self._starting: list[Process] | None = None  # inside ``together()``: spawned, not yet awaited
 
     def _start(self, proc: Process) -> Process:
         self.procs.append(proc)
-        return proc.start()
+        if self._starting is None:
+            return proc.start()
+        self._starting.append(proc.spawn())
+        return proc
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[Stack]:
+        """Start what the block starts side by side: each ``start_*`` in it spawns its process, and the block's end
+        waits until every one listens. None needs another up to start: ports are chosen at spawn, and
+        phantom-authz reaches the AS (JWKS, metadata) only when a check needs it."""
+        self._starting = []
+        try:
+            yield self
+            for proc in self._starting:
+                proc.await_ready()
+        finally:
+            started, self._starting = self._starting, None
+        if self.authz in started:
+            self._await_http_transport()
 
     def start_dev_as(self, *args: str) -> Process:
         self.as_port = free_port()
@@ -153,12 +185,17 @@ class Stack:
         self.authz = self._start(Process(
             "authz", [sys.executable, "-m", "authz", "serve", "--config", str(path)], self.authz_port, self.dir,
             env={"TEST_GATEWAY_SECRET": secret, **(env or {})}))
+        if self._starting is None:
+            self._await_http_transport()
+        return self.authz
+
+    def _await_http_transport(self) -> None:
         if self.mode == "http":
+            assert self.authz is not None
             try:
                 wait_for_port(self.http_port, 10.0, self.authz.proc)
             except (RuntimeError, TimeoutError) as exc:
                 raise RuntimeError(f"authz HTTP transport did not start: {exc}\n{self.authz.log_tail()}") from None
-        return self.authz
 
     def start_workers(self, server: dict[str, Any], **overrides: Any) -> Process:
         """``authz serve`` with ``server.workers`` > 1 (the supervising parent), once every worker is up: worker i
@@ -201,10 +238,12 @@ class Stack:
                       "--base-id", str(admin)], self.envoy_port, self.dir))
 
     def full(self, *as_args: str, **authz_overrides: Any) -> Stack:
-        self.start_dev_as(*as_args)
-        self.start_echo()
-        self.start_authz(**authz_overrides)
-        self.start_envoy()
+        """Dev AS, echo, phantom-authz and Envoy, started side by side."""
+        with self.together():
+            self.start_dev_as(*as_args)
+            self.start_echo()
+            self.start_authz(**authz_overrides)
+            self.start_envoy()
         return self
 
     def token(self, scope: str = "read", client: tuple[str, str] = ("demo-client", "demo-secret"),
@@ -240,6 +279,9 @@ class Stack:
         return http_request(method, self.envoy_port, path, all_headers, body)
 
     def stop(self) -> None:
+        """Stop every process, all at once (each gets SIGTERM, then its own grace before SIGKILL)."""
+        for proc in self.procs:
+            proc.signal(signal.SIGTERM)
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()

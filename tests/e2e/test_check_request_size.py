@@ -66,10 +66,11 @@ def _largest_request(config_path: Path) -> tuple[dict[str, str], bytes]:
 
 def _stack(stack_factory: type[Stack], mutate: Any = None) -> Stack:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz()
-    s.start_envoy(mutate=mutate)
+    with s.together():
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz()
+        s.start_envoy(mutate=mutate)
     return s
 
 

@@ -24,18 +24,18 @@ def upstream_headers(resp_json: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 def cors_stack(stack_factory: type[Stack]) -> Stack:
-    s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz(cors_preflight="allow")
-
     def mutate(config: dict[str, Any]) -> None:
         add_route("/kept/", {"disabled": "true", "keep_authorization": "true"})(config)
         add_route("/empty-policy/", {"required_scopes": "read", "policy": ""})(config)
         add_route("/empty-scopes/", {"required_scopes": ""})(config)
         add_route("/no-scope/", {"required_scopes": "-"})(config)
 
-    s.start_envoy(mutate)
+    s = stack_factory()
+    with s.together():
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz(cors_preflight="allow")
+        s.start_envoy(mutate)
     return s
 
 

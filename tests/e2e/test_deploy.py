@@ -65,8 +65,9 @@ def test_dockerfile_copies_only_what_exists() -> None:
 @pytest.mark.grpc_only("`authz health` probes the gRPC health service; no Envoy and no check transport involved")
 def test_health_probe_reports_serving_and_fails_when_down(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz()
+    with s.together():
+        s.start_dev_as()
+        s.start_authz()
     probe = [sys.executable, "-m", "authz", "health", "--target", f"127.0.0.1:{s.authz_port}"]
     up = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     assert up.returncode == 0 and "SERVING" in up.stdout

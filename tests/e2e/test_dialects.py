@@ -66,11 +66,12 @@ def test_key_rotation_at_the_as_is_followed(stack_factory: type[Stack]) -> None:
 
 def test_metadata_discovery_finds_the_jwks(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz(as_overrides={"jwks_uri": None, "allow_insecure_http": True,  # the dev AS is plain http
-                                "metadata_url": f"http://127.0.0.1:{s.as_port}/.well-known/oauth-authorization-server"})
-    s.start_envoy()
+    with s.together():
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz(as_overrides={"jwks_uri": None, "allow_insecure_http": True,  # the dev AS is plain http
+                                    "metadata_url": f"http://127.0.0.1:{s.as_port}/.well-known/oauth-authorization-server"})
+        s.start_envoy()
     assert s.get("/httpbin/get", s.token("read")).status == 200
 
 
@@ -84,13 +85,13 @@ def test_wrong_audience_is_401_invalid_token(stack_factory: type[Stack]) -> None
 def test_jwt_signed_by_foreign_keys_is_a_server_error(stack_factory: type[Stack], tmp_path: Any) -> None:
     """The JWKS we trust is not the AS's: signatures cannot verify, which is the AS's or our config's fault (502;
     HTTP mode: Envoy's bare 503)."""
-    foreign = stack_factory()
-    foreign.start_dev_as()
-    s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz(as_overrides={"jwks_uri": f"http://127.0.0.1:{foreign.as_port}/oauth/v2/oauth-anonymous/jwks"})
-    s.start_envoy()
+    foreign, s = stack_factory(), stack_factory()
+    with foreign.together(), s.together():
+        foreign.start_dev_as()
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz(as_overrides={"jwks_uri": f"http://127.0.0.1:{foreign.as_port}/oauth/v2/oauth-anonymous/jwks"})
+        s.start_envoy()
     resp = s.get("/httpbin/get", s.token("read"))
     assert_authz_error(resp, s.mode, 502)
     assert s.authz is not None and "no signing key with kid" in s.authz.log_tail()

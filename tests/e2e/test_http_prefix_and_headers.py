@@ -26,10 +26,11 @@ def _catch_all(path_prefix: str) -> Any:
 
 def _stack(stack_factory: type[Stack], mutate: Any) -> Stack:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz()
-    s.start_envoy(mutate=mutate)
+    with s.together():
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz()
+        s.start_envoy(mutate=mutate)
     return s
 
 

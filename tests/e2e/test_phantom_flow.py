@@ -151,10 +151,11 @@ def test_slow_authorization_server_times_out_with_503(stack_factory: type[Stack]
 def test_wrong_gateway_secret_is_a_server_error(stack_factory: type[Stack]) -> None:
     """gRPC mode: our 502 (the AS refused *us*, not the client); HTTP mode: Envoy's bare 503."""
     s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz(secret="not-" + GATEWAY_SECRET)
-    s.start_envoy()
+    with s.together():
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz(secret="not-" + GATEWAY_SECRET)
+        s.start_envoy()
     resp = s.get("/httpbin/get", s.token("read"))
     assert_authz_error(resp, s.mode, 502)
     assert s.authz is not None
@@ -170,10 +171,11 @@ def test_bad_route_setting_fails_that_route_closed(stack_factory: type[Stack], e
     """gRPC mode: a bad context extension, our 500; HTTP mode: the same setting in the route's path_prefix, Envoy's
     bare 503."""
     s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz()
-    s.start_envoy(mutate=lambda config: set_route_settings(config, 0, {**route_settings(config, 0), **extensions}))
+    with s.together():
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz()
+        s.start_envoy(mutate=lambda config: set_route_settings(config, 0, {**route_settings(config, 0), **extensions}))
     resp = s.get("/httpbin/get", s.token("read"))
     assert_authz_error(resp, s.mode, 500)
     assert s.get("/admin/get", s.token("admin")).status == 200  # other routes unaffected
@@ -191,10 +193,11 @@ def test_route_without_the_phantom_authz_path_prefix_fails_closed(stack_factory:
         check["http_service"]["path_prefix"] = prefix
 
     s = stack_factory()
-    s.start_dev_as()
-    s.start_echo()
-    s.start_authz()
-    s.start_envoy(mutate=mutate)
+    with s.together():
+        s.start_dev_as()
+        s.start_echo()
+        s.start_authz()
+        s.start_envoy(mutate=mutate)
     resp = s.get("/httpbin/get", s.token("read admin"))
     assert_authz_error(resp, s.mode, 500)
     assert s.get("/admin/get", s.token("admin")).status == 200  # other routes unaffected

@@ -39,15 +39,15 @@ def kinds_stack(stack_factory: type[Stack], fake_as: FakeAS) -> Stack:
                "claims_forwarding": "header"}
         for name, dialect in SERVERS.items()
     }
-    s = stack_factory()
-    s.start_echo()
-    s.start_authz(authorization_servers=servers, default_authorization_server="ok")
-
     def mutate(config: dict[str, Any]) -> None:
         for name in SERVERS:
             add_route(f"/kind/{name}/", {"as": name, "required_scopes": "read"})(config)
 
-    s.start_envoy(mutate)
+    s = stack_factory()
+    with s.together():
+        s.start_echo()
+        s.start_authz(authorization_servers=servers, default_authorization_server="ok")
+        s.start_envoy(mutate)
     return s
 
 

@@ -55,10 +55,11 @@ def stack_for(factory: Any, provider: OidcProvider, tmp_path: Path, **server: An
     }
     entry = {k: v for k, v in entry.items() if v is not None}
     s: Stack = factory()
-    s.start_echo()
-    s.start_authz(secret=GATEWAY_CLIENT[1] if entry["client_id"] != GATEWAY_POST[0] else GATEWAY_POST[1],
-                  authorization_servers={"oidc": entry}, cache={"max_ttl_seconds": CACHE_TTL})
-    s.start_envoy()
+    with s.together():
+        s.start_echo()
+        s.start_authz(secret=GATEWAY_CLIENT[1] if entry["client_id"] != GATEWAY_POST[0] else GATEWAY_POST[1],
+                      authorization_servers={"oidc": entry}, cache={"max_ttl_seconds": CACHE_TTL})
+        s.start_envoy()
     return s
 
 
@@ -110,9 +111,10 @@ def test_wrong_gateway_secret_at_oidc_provider_is_a_server_error(stack_factory: 
                                                                   tmp_path: Path) -> None:
     """Our 502; in HTTP mode Envoy's bare status_on_error 503."""
     s: Stack = stack_factory()
-    s.start_echo()
-    s.start_authz(secret="wrong", authorization_servers={"oidc": {
-        "dialect": "rfc7662", "introspection_endpoint": provider.introspection_endpoint,
-        "client_id": GATEWAY_CLIENT[0], "client_secret_env": "TEST_GATEWAY_SECRET"}})
-    s.start_envoy()
+    with s.together():
+        s.start_echo()
+        s.start_authz(secret="wrong", authorization_servers={"oidc": {
+            "dialect": "rfc7662", "introspection_endpoint": provider.introspection_endpoint,
+            "client_id": GATEWAY_CLIENT[0], "client_secret_env": "TEST_GATEWAY_SECRET"}})
+        s.start_envoy()
     assert_authz_error(s.get("/httpbin/get", provider.token("read")), s.mode, 502)

@@ -34,8 +34,9 @@ def admin(s: Stack) -> Any:
 
 def test_cached_token_reaches_the_as_once_and_scopes_run_every_time(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz()
+    with s.together():
+        s.start_dev_as()
+        s.start_authz()
     token = s.token("read")
     for _ in range(20):
         assert call(target(s), check_request(f"Bearer {token}", required_scopes="read")).status.code == 0
@@ -46,8 +47,9 @@ def test_cached_token_reaches_the_as_once_and_scopes_run_every_time(stack_factor
 
 def test_concurrent_checks_of_a_fresh_token_share_one_as_call(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as("--latency-ms", "200")
-    s.start_authz()
+    with s.together():
+        s.start_dev_as("--latency-ms", "200")
+        s.start_authz()
     token = s.token("read")
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(lambda _: call(target(s), check_request(f"Bearer {token}")), range(50)))
@@ -57,8 +59,9 @@ def test_concurrent_checks_of_a_fresh_token_share_one_as_call(stack_factory: typ
 
 def test_junk_tokens_are_negatively_cached(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz()
+    with s.together():
+        s.start_dev_as()
+        s.start_authz()
     for _ in range(5):
         assert call(target(s), check_request("Bearer junk-token-1")).denied_response.status.code == 401
     assert introspections(s) == 1
@@ -66,8 +69,9 @@ def test_junk_tokens_are_negatively_cached(stack_factory: type[Stack]) -> None:
 
 def test_revocation_at_the_dev_as_evicts_at_once_through_the_admin_api(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz()
+    with s.together():
+        s.start_dev_as()
+        s.start_authz()
     token = s.token("read")
     assert call(target(s), check_request(f"Bearer {token}")).status.code == 0
     http_request("POST", s.as_port, "/oauth/v2/oauth-revoke", {
@@ -78,8 +82,9 @@ def test_revocation_at_the_dev_as_evicts_at_once_through_the_admin_api(stack_fac
 
 def test_admin_api_evicts_by_logged_token_id_and_reports_stats(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz()
+    with s.together():
+        s.start_dev_as()
+        s.start_authz()
     token = s.token("read")
     for _ in range(3):
         call(target(s), check_request(f"Bearer {token}"))
@@ -95,8 +100,9 @@ def test_admin_api_evicts_by_logged_token_id_and_reports_stats(stack_factory: ty
 
 def test_stale_answer_is_served_while_the_as_is_down(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz(cache={"max_ttl_seconds": 0.3, "stale_if_error_seconds": 30})
+    with s.together():
+        s.start_dev_as()
+        s.start_authz(cache={"max_ttl_seconds": 0.3, "stale_if_error_seconds": 30})
     cached, other = s.token("read"), s.token("read")
     assert call(target(s), check_request(f"Bearer {cached}")).status.code == 0
     assert s.dev_as is not None
@@ -110,8 +116,9 @@ def test_stale_answer_is_served_while_the_as_is_down(stack_factory: type[Stack])
 
 def test_metrics_endpoint_counts_checks_cache_and_as_calls(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz()
+    with s.together():
+        s.start_dev_as()
+        s.start_authz()
     token = s.token("read")
     for _ in range(3):
         call(target(s), check_request(f"Bearer {token}"))
@@ -153,8 +160,9 @@ def test_two_sidecars_share_one_as_budget_through_redis(stack_factory: type[Stac
 
 def test_sigterm_still_drains_with_cache_and_admin_servers(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz()
+    with s.together():
+        s.start_dev_as()
+        s.start_authz()
     assert s.authz is not None
     s.authz.signal(signal.SIGTERM)
     assert s.authz.wait(10) == 0

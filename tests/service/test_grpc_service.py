@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devtools.processes import free_port
-from tests.harness import GATEWAY_SECRET, Stack
+from tests.harness import GATEWAY_SECRET, Stack, wait_until
 
 
 def check_request(authorization: str | None = None, path: str = "/get", **extensions: str) -> CheckRequest:
@@ -45,8 +44,9 @@ def denied_status(response: CheckResponse) -> int:
 def grpc_stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     s = Stack(tmp_path_factory.mktemp("grpc"))
     try:
-        s.start_dev_as()
-        s.start_authz()
+        with s.together():
+            s.start_dev_as()
+            s.start_authz()
         yield s  # type: ignore[misc]
     finally:
         s.stop()
@@ -142,13 +142,14 @@ def test_listens_on_a_unix_socket(stack_factory: type[Stack], tmp_path: Path) ->
 
 def test_sigterm_finishes_in_flight_checks_then_exits_zero(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as("--latency-ms", "700")
-    s.start_authz()
+    with s.together():
+        s.start_dev_as("--latency-ms", "700")
+        s.start_authz()
     token = s.token("read")
     assert s.authz is not None
     with ThreadPoolExecutor(2) as pool:
         in_flight = pool.submit(call, target(s), check_request(f"Bearer {token}"))
-        time.sleep(0.3)  # the check is now waiting on the slow AS
+        wait_until(lambda: s.as_stats()["introspections"] == 1, "the check waits on the slow AS")
         s.authz.signal(signal.SIGTERM)
         response = in_flight.result(timeout=10)
     assert response.status.code == 0, "the in-flight check must complete with its real answer"

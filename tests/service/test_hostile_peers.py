@@ -358,11 +358,18 @@ def test_hostile_as_every_answer_shape_is_denied(as_stack: tuple[Stack, Checker]
     assert response.status.code != 0, f"{name}/{fault.name}={param!r} was allowed"
 
 
+def _hostile_together(faults: list[Fault]) -> bool:
+    """Truncating a padded (huge) body may cut off only the padding: a well-formed answer, rightly allowed."""
+    names = [f.name for f in faults]
+    return not ("huge_body" in names and "truncated_body" in names[names.index("huge_body"):])
+
+
 @st.composite
 def hostile_answers(draw: st.DrawFn) -> tuple[str, list[tuple[Fault, Any]]]:
     name = draw(st.sampled_from(NAMES))
     applicable = [f for f in FAULTS if name in f.names]
-    chosen = draw(st.lists(st.sampled_from(applicable), min_size=1, max_size=3, unique_by=lambda f: f.name))
+    chosen = draw(st.lists(st.sampled_from(applicable), min_size=1, max_size=3, unique_by=lambda f: f.name)
+                  .filter(_hostile_together))
     faults = []
     for fault in chosen:
         param = draw(fault.params.filter(lambda p, f=fault: _usable(f, name, p)))

@@ -21,7 +21,7 @@ import yaml
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
 from devtools.processes import free_port
-from tests.harness import GATEWAY_SECRET, Stack
+from tests.harness import GATEWAY_SECRET, Stack, wait_until
 from tests.service.test_grpc_service import call, check_request
 
 PREFIX = "/phantom-authz"
@@ -69,8 +69,10 @@ def start(s: Stack, **env: str) -> int:
 def http_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, int]]:
     s = Stack(tmp_path_factory.mktemp("http"))
     try:
-        s.start_dev_as()
-        port = start(s, AUTHZ__SERVER__HTTP__REQUEST_TIMEOUT_SECONDS="1", AUTHZ__SERVER__HTTP__MAX_BODY_BYTES="1000")
+        with s.together():
+            s.start_dev_as()
+            port = start(s, AUTHZ__SERVER__HTTP__REQUEST_TIMEOUT_SECONDS="1",
+                         AUTHZ__SERVER__HTTP__MAX_BODY_BYTES="1000")
         yield s, port
     finally:
         s.stop()
@@ -315,9 +317,10 @@ def test_many_connections_at_once_are_all_answered(http_stack: tuple[Stack, int]
 
 def test_unix_socket_listener(tmp_path: Path, stack_factory: Any) -> None:
     s: Stack = stack_factory()
-    s.start_dev_as()
     path = tmp_path / "authz-http.sock"
-    s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"unix:{path}"})
+    with s.together():
+        s.start_dev_as()
+        s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"unix:{path}"})
     conn = http.client.HTTPConnection("localhost", timeout=5)
     conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.sock.connect(str(path))
@@ -329,13 +332,14 @@ def test_unix_socket_listener(tmp_path: Path, stack_factory: Any) -> None:
 
 def test_sigterm_lets_an_in_flight_check_finish(stack_factory: Any) -> None:
     s: Stack = stack_factory()
-    s.start_dev_as("--latency-ms", "800")
-    port = start(s)
+    with s.together():
+        s.start_dev_as("--latency-ms", "800")
+        port = start(s)
     assert s.authz is not None
     headers = bearer(s)
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(send, port, f"{PREFIX};required_scopes=read/get", headers)
-        time.sleep(0.3)
+        wait_until(lambda: s.as_stats()["introspections"] == 1, "the check waits on the slow AS")
         s.authz.signal(signal.SIGTERM)
         assert pending.result(timeout=10).status == 200
     assert s.authz.wait(timeout=10) == 0
@@ -420,8 +424,9 @@ def test_item17_malformed_header_lines_never_put_their_token_in_the_log(stack_fa
     """aiohttp's parser quotes a bad header line in its error; its logger printed that (token included) in a
     traceback, and its 400 body echoed it. Only our one line naming the error's type may be logged."""
     s: Stack = stack_factory()
-    s.start_dev_as()
-    port = start(s)
+    with s.together():
+        s.start_dev_as()
+        port = start(s)
     token = s.token("read")
     secret = token.encode()
     for request in (

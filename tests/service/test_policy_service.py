@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from devtools.processes import Process, free_port
-from tests.harness import Stack
+from tests.harness import Stack, wait_until
 from tests.service.test_grpc_service import call, check_request, target
 
 ALLOW_GET = """package demo
@@ -32,8 +32,9 @@ allow if count([x | some x in numbers.range(1, 3000000); x % 7 == 0]) > 0
 
 def policy_stack(factory: type[Stack], policy_dir: Path, **policy: object) -> Stack:
     s = factory()
-    s.start_dev_as()
-    s.start_authz(policy={"paths": [str(policy_dir)], "watch_interval_seconds": 0, **policy})
+    with s.together():
+        s.start_dev_as()
+        s.start_authz(policy={"paths": [str(policy_dir)], "watch_interval_seconds": 0, **policy})
     return s
 
 
@@ -74,7 +75,8 @@ def test_sighup_reloads_and_a_broken_update_keeps_the_old_policy(stack_factory: 
         time.sleep(0.05)
     policy.write_text("package demo\nallow if {{{\n")
     s.authz.signal(signal.SIGHUP)
-    time.sleep(0.5)
+    authz = s.authz
+    wait_until(lambda: "policy reload failed" in authz.log_tail(50), "the broken reload is logged")
     assert decide(s, token) == 403  # the previous (valid) policy still decides
     assert "policy reload failed, keeping the policies loaded before" in s.authz.log_tail(50)
 
@@ -107,9 +109,10 @@ def test_slow_remote_opa_is_cut_off_by_the_timeout(stack_factory: type[Stack], t
     opa_port = free_port()
     s._start(Process("opa-double", [sys.executable, "-m", "tests.opa_double", "--port", str(opa_port),
                                     "--policies", str(tmp_path / "p"), "--latency-ms", "2000"], opa_port, s.dir))
-    s.start_dev_as()
-    s.start_authz(policy={"engine": "remote", "timeout_seconds": 0.2,
-                          "remote": {"url": f"http://127.0.0.1:{opa_port}"}})
+    with s.together():
+        s.start_dev_as()
+        s.start_authz(policy={"engine": "remote", "timeout_seconds": 0.2,
+                              "remote": {"url": f"http://127.0.0.1:{opa_port}"}})
     started = time.monotonic()
     assert decide(s, s.token("read")) == 503
     assert time.monotonic() - started < 1.5
@@ -117,8 +120,9 @@ def test_slow_remote_opa_is_cut_off_by_the_timeout(stack_factory: type[Stack], t
 
 def test_opa_down_is_the_failure_status_never_an_allow(stack_factory: type[Stack]) -> None:
     s = stack_factory()
-    s.start_dev_as()
-    s.start_authz(policy={"engine": "remote", "remote": {"url": f"http://127.0.0.1:{free_port()}"}})
+    with s.together():
+        s.start_dev_as()
+        s.start_authz(policy={"engine": "remote", "remote": {"url": f"http://127.0.0.1:{free_port()}"}})
     assert decide(s, s.token("read")) == 503
 
 
