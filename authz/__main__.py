@@ -25,16 +25,15 @@ def _parser() -> argparse.ArgumentParser:
                                                      "server.workers")
     sub.add_parser("config-schema", help="print the configuration file's JSON Schema")
     sub.add_parser("health", help="probe a running service's grpc.health.v1 (exit 0 when SERVING)", add_help=False)
-    sub.add_parser("bench-check", help="fire N Check calls at a running service and print latency", add_help=False)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from authz.http_gaps import refuse_http_gaps
+    from authz.app import Server, run
     from authz.logs import configure_logging
     from authz.policy.embedded import EmbeddedEngine
     from authz.policy.engine import PolicyLoadError
-    from authz.server import Server, run
+    from authz.transport.http_gaps import refuse_http_gaps
     from authz.workers import WORKER_ENV, supervise
 
     if args.workers is not None:
@@ -77,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    delegated = {"bench-check": "authz.bench_check", "health": "authz.health_probe"}
+    delegated = {"health": "authz.transport.health_probe"}
     if argv and argv[0] in delegated:
         import importlib
 

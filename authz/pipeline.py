@@ -1,4 +1,5 @@
-"""The pipeline: ``Authorizer.check(RequestInfo) -> Allow``, or a typed ``AuthzError``. Plain async Python.
+"""The pipeline: ``Authorizer.decide`` turns a transport's translated request into the one ``CheckResponse`` every
+transport answers from (``check`` is the decision itself: an ``Allow``, or a typed ``AuthzError``). Plain async Python.
 
 Stages, in order (see DESIGN.md): route settings -> request form (path normal form) -> credential -> introspection ->
 token -> scopes -> policy -> response.
@@ -11,21 +12,28 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
+
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
 from authz.config import Config
 from authz.credential import bearer_token
 from authz.errors import AuthzError
 from authz.logs import token_id
+from authz.metrics import Metrics
 from authz.models import Allow, Answer, Identity, Replies, RequestInfo, RouteSettings
 from authz.policy.stage import PolicyStage
 from authz.request_form import check_path
+from authz.response import allow_response, deny_response
 from authz.routes import RouteResolver
 from authz.scopes import require_scopes
 
 __all__ = ["AuthorityLike", "Authorizer"]
+
+log = logging.getLogger("authz.check")
 
 class AuthorityLike(Protocol):
     """What the pipeline needs of an authorization server (``authz.introspection.Authority``, or the cache's
@@ -38,8 +46,11 @@ class AuthorityLike(Protocol):
 
 class Authorizer:
     def __init__(self, config: Config, authorities: Mapping[str, AuthorityLike],
-                 policy: PolicyStage | None = None) -> None:
+                 policy: PolicyStage | None = None, metrics: Metrics | None = None) -> None:
         self.config = config
+        self._realm = config.realm
+        self._checks = (metrics or Metrics()).checks
+        self._allowed = self._checks.labels("allow", "200", "ok")
         self.routes = RouteResolver(config)
         self._authorities = authorities
         self._policy = policy
@@ -51,6 +62,57 @@ class Authorizer:
         # an allow that swaps in no JWT removes the client's Authorization (its opaque token) unless the route keeps it
         self._pass = Allow(headers_to_remove=self._remove_with_authorization, replies=Replies())
         self._pass_keeping_authorization = Allow(headers_to_remove=self._remove, replies=Replies())
+
+    async def decide(self, translate: Callable[[], RequestInfo], where: Callable[[], str]) -> CheckResponse:
+        """``translate`` builds the RequestInfo (and may raise ``AuthzError`` for a malformed request);
+        ``where`` describes the request for log lines (method, path, request id), called only when logging."""
+        try:
+            response = self._response_for(await self.check(translate()))
+            self._allowed.inc()
+            return response
+        except Exception as exc:
+            return self._denial(exc, where)
+
+    async def decide_kept(self, translate: Callable[[], RequestInfo],
+                          where: Callable[[], str]) -> tuple[CheckResponse, Replies | None]:
+        """``decide`` for a transport that keeps its own translation of an allow (Envoy's HTTP mode, which has no
+        dynamic metadata): the response without the policy's decision id, and the ``Replies`` holder (None for a
+        denial) where the transport may keep what it made of it, for as long as the cached answer lives."""
+        try:
+            allow = await self.check(translate())
+            replies = _replies(allow)
+            self._allowed.inc()
+            return _base_response(allow, replies), replies
+        except Exception as exc:
+            return self._denial(exc, where), None
+
+    def _denial(self, exc: Exception, where: Callable[[], str]) -> CheckResponse:
+        if isinstance(exc, AuthzError):
+            self.deny_log(exc, where)
+            return deny_response(exc, self._realm)
+        log.error("internal error while checking %s; denying with 500", where(), exc_info=exc)
+        self._checks.labels("deny", "500", "internal_error").inc()
+        return deny_response(AuthzError("internal error"), self._realm)
+
+    def deny_log(self, err: AuthzError, where: Callable[[], str]) -> None:
+        """Count a denial and log it (no token, only its short id)."""
+        self._checks.labels("deny", str(err.status), err.reason).inc()
+        level = logging.ERROR if err.status in (500, 502) else logging.WARNING if err.status >= 500 else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "deny status=%d reason=%s token=%s %s: %s", err.status, err.reason,
+                    err.token_id or "-", where(), err.detail)
+
+    @staticmethod
+    def _response_for(allow: Allow) -> CheckResponse:
+        """The allow's kept response; a policy's per-request decision_id is set on a copy."""
+        base = _base_response(allow, _replies(allow))
+        decision_id = allow.dynamic_metadata.get("decision_id")
+        if decision_id is None:
+            return base
+        response = CheckResponse()
+        response.CopyFrom(base)
+        response.dynamic_metadata.fields["decision_id"].string_value = decision_id
+        return response
 
     async def check(self, request: RequestInfo) -> Allow:
         route = self.routes.resolve(request.context_extensions)
@@ -130,3 +192,27 @@ def _metadata(identity: Identity) -> dict[str, str]:
     if identity.client_id is not None:
         meta["client_id"] = identity.client_id
     return meta
+
+
+def _replies(allow: Allow) -> Replies:
+    """Where the replies of ``allow`` are kept: its own ``Replies``, or for an allowing policy's decision the
+    ``for_policy`` one made for that decision (fresh ones for an Allow made for one request)."""
+    replies = allow.replies
+    if replies is None:
+        return Replies()
+    policy = allow.policy
+    if policy is None:
+        return replies
+    for_policy = replies.for_policy
+    if for_policy is None or for_policy.policy is not policy:  # the decision it holds, not another equal one
+        for_policy = replies.for_policy = Replies(policy)
+    return for_policy
+
+
+def _base_response(allow: Allow, replies: Replies) -> CheckResponse:
+    """The CheckResponse of ``allow`` without a decision id, made once per ``replies``."""
+    response = replies.response
+    if response is None:
+        metadata = {k: v for k, v in allow.dynamic_metadata.items() if k != "decision_id"}
+        response = replies.response = allow_response(replace(allow, dynamic_metadata=metadata))
+    return response

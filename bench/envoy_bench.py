@@ -16,7 +16,8 @@ AS across a network, 5 ms by default), phantom-authz (log level WARNING) and Env
   f   a cache miss on every request: pre-issued tokens, wrk's Lua script sends each once; also at -c1 (unloaded)
   g   1,000 concurrent requests carrying one fresh token: how many introspections reached the AS (goal 1)
 
-ch and dh need phantom-authz's HTTP transport (authz/http_server.py, server.http.listen) and envoy/envoy-http.yaml;
+ch and dh need phantom-authz's HTTP transport (authz/transport/http_server.py, server.http.listen) and
+envoy/envoy-http.yaml;
 without them they are skipped (logged and reported as such, the exit status is not affected).
 
 For each wrk scenario: requests/s, latency p50/p99/p99.9, non-2xx responses, the CPU time each process used, and
@@ -666,8 +667,8 @@ def http_listen_key() -> str | None:
 def http_mode_missing() -> list[str]:
     """What ch/dh need and is not there yet: phantom-authz's HTTP transport and Envoy's HTTP-mode config."""
     missing = []
-    if importlib.util.find_spec("authz.http_server") is None:
-        missing.append("authz/http_server.py")
+    if importlib.util.find_spec("authz.transport.http_server") is None:
+        missing.append("authz/transport/http_server.py")
     if http_listen_key() is None:
         missing.append("server.http.listen (or server.http_listen) in phantom-authz's configuration")
     if not ENVOY_HTTP.exists():

@@ -6,10 +6,10 @@ nothing else: no parsing, no cache, no I/O. What it costs is grpc.aio plus proto
 
 To be a fair floor it runs the way phantom-authz runs, decided when it starts (others edit authz/ meanwhile):
 
-- the server options: the keyword arguments of the first ``grpc.aio.server(...)`` call in ``authz/server.py``
+- the server options: the keyword arguments of the first ``grpc.aio.server(...)`` call in ``authz/app.py``
   (literals, or module-level names / ``self`` attributes bound to them; of a conditional expression, the ``else``
   branch: phantom-authz's single-process default), read with ``ast`` so nothing of phantom-authz is imported;
-- the event loop: uvloop if ``authz/server.py`` or ``authz/__main__.py`` import it, else asyncio's default.
+- the event loop: uvloop if ``authz/app.py`` or ``authz/__main__.py`` import it, else asyncio's default.
 
     python bench/noop_authz.py --port 9011
     python bench/noop_authz.py --describe      # print what it would use (JSON) and exit

@@ -2,7 +2,7 @@
 
 Starts the dev AS and phantom-authz twice on loopback — once with the embedded engine, once with the remote engine
 against the OPA Data API double (tests/opa_double.py, real Rego via regorus) — and fires N sequential Check calls
-over gRPC (authz bench-check's client) with one cached token on three simulated routes: no policy, and the
+over gRPC (devtools/bench_check.py's client) with one cached token on three simulated routes: no policy, and the
 quickstart's `records/decision` policy. The difference of medians is the latency the policy stage adds per Check.
 """
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import decision_cache_memory  # bench/, next to this script
 
-from authz.bench_check import _request, _run, percentile
+from devtools.bench_check import _request, _run, percentile
 from devtools.processes import Process, free_port
 from tests.harness import ROOT, Stack
 

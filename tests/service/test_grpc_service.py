@@ -176,13 +176,13 @@ def test_bad_config_exits_nonzero_with_one_line_naming_the_key(tmp_path: Path, c
 
 def test_bench_check_cli_reports_rate_and_percentiles(grpc_stack: Stack) -> None:
     token = grpc_stack.token("read")
-    done = subprocess.run([sys.executable, "-m", "authz", "bench-check", "--target", target(grpc_stack), "-n", "30",
+    done = subprocess.run([sys.executable, "-m", "devtools.bench_check", "--target", target(grpc_stack), "-n", "30",
                            "-c", "3", "--warmup", "2", "--ext", "required_scopes=read"],
                           env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "calls 30" in done.stdout and "outcomes {200: 30}" in done.stdout
     assert "median" in done.stdout and "p99" in done.stdout
-    denied = subprocess.run([sys.executable, "-m", "authz", "bench-check", "--target", target(grpc_stack), "-n", "5",
+    denied = subprocess.run([sys.executable, "-m", "devtools.bench_check", "--target", target(grpc_stack), "-n", "5",
                              "--warmup", "0", "--ext", "required_scopes=admin"],
                             env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
     assert "outcomes {403: 5}" in denied.stdout

@@ -19,7 +19,6 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
 from authz.cache import IntrospectionCache
 from authz.config import AuthorizationServerConfig, Config, PrivateKeyJwtConfig, Secret, load_config
-from authz.decider import Decider
 from authz.introspection import build_authorities
 from authz.introspection.authority import configuration_hash
 from authz.metrics import Metrics
@@ -71,16 +70,16 @@ def _request(**extensions: str) -> RequestInfo:
     return RequestInfo("GET", "/orders", "api.example", {}, (f"Bearer {TOKEN}",), extensions)
 
 
-def _decider(config: Config, session: aiohttp.ClientSession) -> tuple[Decider, IntrospectionCache | None]:
+def _decider(config: Config, session: aiohttp.ClientSession) -> tuple[Authorizer, IntrospectionCache | None]:
     authorities: dict[str, AuthorityLike] = dict(build_authorities(config, session))
     cache = None
     if config.cache.enabled:
         cache = IntrospectionCache(config.cache, Metrics())
         authorities = {name: cache.wrap(a) for name, a in authorities.items()}  # type: ignore[arg-type]
-    return Decider(Authorizer(config, authorities)), cache
+    return Authorizer(config, authorities), cache
 
 
-async def _check(decider: Decider, **extensions: str) -> CheckResponse:
+async def _check(decider: Authorizer, **extensions: str) -> CheckResponse:
     return await decider.decide(lambda: _request(**extensions), lambda: "GET /orders")
 
 

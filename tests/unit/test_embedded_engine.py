@@ -22,7 +22,7 @@ from authz.errors import PolicyDenied, PolicyFailed
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError
 from authz.policy.stage import PolicyStage
-from authz.request import request_info
+from authz.transport.grpc_request import request_info
 
 ALLOW_ADMIN = """package app
 import rego.v1

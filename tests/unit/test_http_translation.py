@@ -11,12 +11,12 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 from google.rpc import code_pb2
 
 from authz.errors import MalformedCredential, RouteMisconfigured
-from authz.http_gaps import http_gap
-from authz.http_request import HttpCheckTranslator
-from authz.http_response import http_answer
 from authz.models import RequestInfo
 from authz.policy.input_needs import input_needs
 from authz.policy.projection import build_input
+from authz.transport.http_gaps import http_gap
+from authz.transport.http_request import HttpCheckTranslator
+from authz.transport.http_response import http_answer
 
 T = HttpCheckTranslator("/phantom-authz", 64 * 1024)
 

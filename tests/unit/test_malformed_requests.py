@@ -3,8 +3,9 @@ normal form, a query or a body the policy input cannot hold are a 400 ``invalid_
 a reused decision (issue 12 items 2, 14 and 20); and, for random requests and every policy shape the tests and the
 quickstart ship, a reused decision always equals a fresh evaluation (a differential property test).
 
-Requests are built as both transports build them: a gRPC CheckRequest (``authz.request.request_info``) and the
-HTTP transport's check call (``HttpCheckTranslator``). Only the authorization server is a stand-in.
+Requests are built as both transports build them: a gRPC CheckRequest
+(``authz.transport.grpc_request.request_info``) and the HTTP transport's check call (``HttpCheckTranslator``).
+Only the authorization server is a stand-in.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from hypothesis import strategies as st
 
 from authz.config import load_config
 from authz.errors import AuthzError
-from authz.http_request import HttpCheckTranslator
 from authz.models import Allow, Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.stage import PolicyStage
-from authz.request import request_info
+from authz.transport.grpc_request import request_info
+from authz.transport.http_request import HttpCheckTranslator
 from devtools.envoy_config import HTTP_PATH_PREFIX, http_path_prefix
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from authz.policy.decision import PolicyDecision, decision_from_result
 from authz.policy.decision_cache import DEFAULT_MAX_BYTES, MAX_ENTRY_BYTES, Decided, DecisionCache, footprint
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.stage import PolicyStage
-from authz.request import request_info
+from authz.transport.grpc_request import request_info
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = str(ROOT / "deploy" / "policies")

@@ -22,7 +22,7 @@ from authz.models import Identity
 from authz.policy.decision_log import CREDENTIAL_HEADERS, DecisionLogger, erase_credentials
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.stage import PolicyStage
-from authz.request import request_info
+from authz.transport.grpc_request import request_info
 
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVzLWZvci1sb2c"
 OPAQUE = "opaque-5b0e6f2d4a-NEVER-LOGGED"

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
-from authz.http_request import HttpCheckTranslator
 from authz.models import Answer, Identity, Introspection
 from authz.policy.input_needs import input_needs
 from authz.policy.parse import PolicyInputError
 from authz.policy.projection import Projection, build_input, freeze
 from authz.policy.view import RequestView
+from authz.transport.http_request import HttpCheckTranslator
 
 ROOT = Path(__file__).resolve().parents[2]
 

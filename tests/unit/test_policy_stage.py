@@ -24,7 +24,7 @@ from authz.pipeline import Authorizer
 from authz.policy.decision import HeaderMutation, PolicyDecision
 from authz.policy.engine import Evaluation, PolicyEvaluationError
 from authz.policy.stage import PolicyStage
-from authz.request import request_info
+from authz.transport.grpc_request import request_info
 
 OPAQUE = "opaque-7f3c9a1e5b-DO-NOT-LEAK"
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz"

@@ -6,7 +6,7 @@ import pytest
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.errors import MalformedCredential
-from authz.request import MAX_HEADER_BYTES, request_info
+from authz.transport.grpc_request import MAX_HEADER_BYTES, request_info
 
 
 def _request(headers: dict[str, str] | None = None) -> CheckRequest:

@@ -12,9 +12,8 @@ refused with 413 before it is read; a request whose head and body have not arriv
 ``request_timeout_seconds`` of its first byte has its connection closed (slow senders cannot hold a check open, and
 never stall other connections: each connection is its own coroutine). That holds for each request on a kept-alive
 connection, pipelined ones included: bytes received past the end of the request just read start the next one's
-clock. ``GET /healthz`` answers 204 (a status Envoy
-would read as a denial, so a misrouted check can never be allowed by it). Every answer comes from the ``Decider``;
-an exception here is a 500, never an allow.
+clock. ``GET /healthz`` answers 204 (a status Envoy would read as a denial, so a misrouted check can never be
+allowed by it). Every answer comes from ``Authorizer.decide_kept``; an exception here is a 500, never an allow.
 """
 
 from __future__ import annotations
@@ -29,13 +28,13 @@ from aiohttp.http import HttpVersion10, HttpVersion11, RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
 
 from authz.config import HttpTransportConfig
-from authz.decider import Decider
 from authz.errors import MalformedRequest, RequestTooLarge
 from authz.http_body import read_at_most
-from authz.http_request import HttpCheckTranslator
-from authz.http_response import HttpAnswer, denial
 from authz.library_logs import describe_exception
 from authz.logs import loggable_path
+from authz.pipeline import Authorizer
+from authz.transport.http_request import HttpCheckTranslator
+from authz.transport.http_response import HttpAnswer, denial, http_answer
 
 __all__ = ["HttpTransport"]
 
@@ -132,10 +131,10 @@ class _Server(web.Server):
 
 
 class HttpTransport:
-    def __init__(self, decider: Decider, config: HttpTransportConfig, *, reuse_port: bool = False,
+    def __init__(self, authorizer: Authorizer, config: HttpTransportConfig, *, reuse_port: bool = False,
                  shutdown_grace_seconds: float = 10.0) -> None:
         assert config.listen is not None
-        self._decider = decider
+        self._authorizer = authorizer
         self._config = config
         self._reuse_port = reuse_port
         self._grace = shutdown_grace_seconds
@@ -196,9 +195,14 @@ class HttpTransport:
             return _response(_TOO_LARGE)
         protocol.request_read(body[-64:] if body and request.content_length is not None else _HEAD_END)
         method, raw_path, raw_headers = request.method, request.raw_path, request.raw_headers
-        return _response(await self._decider.decide_http(
+        response, replies = await self._authorizer.decide_kept(
             lambda: self._translator.request_info(method, raw_path, raw_headers, body),
-            lambda: f"{method} {loggable_path(raw_path)} request_id={request.headers.get('x-request-id', '-')}"))
+            lambda: f"{method} {loggable_path(raw_path)} request_id={request.headers.get('x-request-id', '-')}")
+        if replies is None:  # a denial
+            return _response(http_answer(response))
+        if replies.http_answer is None:  # an allow's HTTP answer is made once per kept reply (a cached answer's)
+            replies.http_answer = http_answer(response)
+        return _response(replies.http_answer)
 
 
 def _response(answer: HttpAnswer) -> web.Response:

@@ -1,4 +1,5 @@
-"""``authz bench-check``: fire N Check calls straight at a running phantom-authz (no Envoy) to size a deployment.
+"""``python -m devtools.bench_check`` (development tool, run from the checkout): fire N Check calls straight at a
+running phantom-authz (no Envoy) to size a deployment.
 
 Prints calls/s and latency percentiles. The token comes from ``--token`` or the environment variable named by
 ``--token-env`` (default ``AUTHZ_BENCH_TOKEN``), so it need not appear in shell history.
@@ -60,7 +61,7 @@ async def _run(target: str, request: CheckRequest, calls: int, concurrency: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="authz bench-check", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench_check", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:9001", help="HOST:PORT or unix:PATH of phantom-authz")
     parser.add_argument("-n", "--calls", type=int, default=1000)
     parser.add_argument("-c", "--concurrency", type=int, default=1, help="calls in flight at once (default 1)")
@@ -85,3 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency ms  median {statistics.median(ms):.3f}  p90 {percentile(ms, 90):.3f}  "
           f"p99 {percentile(ms, 99):.3f}  p99.9 {percentile(ms, 99.9):.3f}  max {ms[-1]:.3f}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

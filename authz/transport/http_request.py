@@ -20,7 +20,7 @@ those settings would otherwise be lost).
 For policies, the request's view (``authz.policy.view.RequestView``, made on a policy route only) holds what gRPC mode
 would carry: method, path, host, scheme, headers (with Envoy's pseudo-headers), body, request id, time and the
 settings as ``context_extensions``. What HTTP mode cannot see (peer addresses and certificates, TLS session,
-metadata) stays empty; see ``authz.http_gaps``.
+metadata) stays empty; see ``authz.transport.http_gaps``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from urllib.parse import parse_qsl
 from authz.errors import MalformedCredential, RouteMisconfigured
 from authz.models import RequestInfo
 from authz.policy.view import RequestView
-from authz.request import authorization_values, header_text
 from authz.routes import KNOWN_KEYS, SettingsMemo
+from authz.transport.grpc_request import authorization_values, header_text
 
 __all__ = ["HttpCheckTranslator"]
 

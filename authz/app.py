@@ -25,9 +25,6 @@ from authz.admin import CacheAdminService
 from authz.adminpb import admin_pb2_grpc
 from authz.cache import IntrospectionCache, RedisTier
 from authz.config import Config
-from authz.decider import Decider
-from authz.http_gaps import refuse_http_gaps
-from authz.http_server import HttpTransport
 from authz.introspection import build_authorities
 from authz.introspection.jwks import KeySet
 from authz.metrics import Metrics
@@ -36,12 +33,14 @@ from authz.policy.embedded import EmbeddedEngine
 from authz.policy.jwt_builtins import JwtBuiltins
 from authz.policy.remote import RemoteEngine
 from authz.policy.stage import PolicyStage
-from authz.service import AuthorizationService
+from authz.transport.grpc_service import AuthorizationService
+from authz.transport.http_gaps import refuse_http_gaps
+from authz.transport.http_server import HttpTransport
 from authz.workers import SIDECAR_ENV, WORKER_ENV, offset_address
 
 __all__ = ["AUTHORIZATION_SERVICE", "Server", "run"]
 
-log = logging.getLogger("authz.server")
+log = logging.getLogger("authz.app")
 
 AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization"
 
@@ -101,14 +100,15 @@ class Server:
 
     async def _start(self) -> None:
         assert self._session is not None
-        authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session))
+        authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session),
+                                self.metrics)
         server = grpc.aio.server(options=self._grpc_options)
         self._servers.append(server)
-        self.decider = Decider(authorizer, self.metrics)
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(self.decider), server)
+        self.authorizer = authorizer
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(authorizer), server)
         if self.config.server.http.enabled:
             refuse_http_gaps(self.config, self.policy_engine)
-            self.http = HttpTransport(self.decider, self.config.server.http, reuse_port=self.worker_index is not None,
+            self.http = HttpTransport(authorizer, self.config.server.http, reuse_port=self.worker_index is not None,
                                       shutdown_grace_seconds=self.config.server.shutdown_grace_seconds)
             await self.http.start()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
