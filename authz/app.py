@@ -17,9 +17,6 @@ from typing import Any
 import aiohttp
 import grpc
 from aiohttp import web
-from envoy.service.auth.v3 import external_auth_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 
 from authz.admin import CacheAdminService
 from authz.adminpb import admin_pb2_grpc
@@ -33,23 +30,15 @@ from authz.policy.embedded import EmbeddedEngine
 from authz.policy.jwt_builtins import JwtBuiltins
 from authz.policy.remote import RemoteEngine
 from authz.policy.stage import PolicyStage
-from authz.transport.grpc_service import AuthorizationService
+from authz.transport.grpc_server import AUTHORIZATION_SERVICE, GrpcTransport, bind
 from authz.transport.http_gaps import refuse_http_gaps
 from authz.transport.http_server import HttpTransport
 from authz.workers import SIDECAR_ENV, WORKER_ENV, offset_address
 
-__all__ = ["AUTHORIZATION_SERVICE", "Server", "run"]
+__all__ = ["Server", "run"]
 
 log = logging.getLogger("authz.app")
 
-AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization"
-
-
-def _bind(server: grpc.aio.Server, address: str) -> int:
-    try:
-        return int(server.add_insecure_port(address))
-    except RuntimeError as exc:
-        raise OSError(f"cannot listen on {address}: {exc}") from None
 
 
 class Server:
@@ -59,15 +48,13 @@ class Server:
         self.config = config
         index = os.environ.get(WORKER_ENV)
         self.worker_index = int(index) if index is not None and config.server.workers > 1 else None
-        self._grpc_options = [("grpc.so_reuseport", 1 if self.worker_index is not None else 0),
-                              ("grpc.max_receive_message_length", config.server.max_receive_bytes)]
         self.port: int | None = None
         self.metrics = Metrics()
         self.cache: IntrospectionCache | None = None
         self._servers: list[grpc.aio.Server] = []
         self._session: aiohttp.ClientSession | None = None
         self._metrics_runner: web.AppRunner | None = None
-        self._health = health_aio.HealthServicer()
+        self._grpc: GrpcTransport | None = None
         self._key_sets: list[KeySet] = []
         self.policy_engine: EmbeddedEngine | None = None
         self._watcher: asyncio.Future[None] | None = None
@@ -102,32 +89,30 @@ class Server:
         assert self._session is not None
         authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session),
                                 self.metrics)
-        server = grpc.aio.server(options=self._grpc_options)
-        self._servers.append(server)
         self.authorizer = authorizer
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(authorizer), server)
+        self._grpc = GrpcTransport(authorizer, self.config.server.listen, reuse_port=self.worker_index is not None,
+                                   max_receive_bytes=self.config.server.max_receive_bytes)
+        self._servers.append(self._grpc.server)
         if self.config.server.http.enabled:
             refuse_http_gaps(self.config, self.policy_engine)
             self.http = HttpTransport(authorizer, self.config.server.http, reuse_port=self.worker_index is not None,
                                       shutdown_grace_seconds=self.config.server.shutdown_grace_seconds)
             await self.http.start()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        self.port = _bind(server, self.config.server.listen)
+        self.port = self._grpc.port
         if self.config.admin_listen is not None and self.cache is not None:
             admin = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             self._servers.append(admin)
             siblings = [offset_address(self.config.admin_listen, i) for i in range(self.config.server.workers)
                         if self.worker_index is not None and i != self.worker_index]
             admin_pb2_grpc.add_CacheAdminServicer_to_server(CacheAdminService(self.cache, siblings), admin)
-            _bind(admin, self._own(self.config.admin_listen))
+            bind(admin, self._own(self.config.admin_listen))
         if self.cache is not None:
             self.cache.listen()  # evictions broadcast by other sidecars through Redis
         if self.config.metrics_listen is not None:
             await self._serve_metrics(self._own(self.config.metrics_listen))
         for s in self._servers:
             await s.start()
-        for service in ("", AUTHORIZATION_SERVICE):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await self._grpc.serving()
 
     def _own(self, address: str) -> str:
         """This worker's copy of a per-process address (admin, metrics)."""
@@ -175,7 +160,8 @@ class Server:
         await site.start()
 
     async def stop(self, grace: float | None = None) -> None:
-        await self._health.enter_graceful_shutdown()
+        if self._grpc is not None:
+            await self._grpc.draining()
         if self._watcher is not None:
             self._watcher.cancel()
         grace = self.config.server.shutdown_grace_seconds if grace is None else grace

@@ -37,7 +37,7 @@ from google.rpc import code_pb2, status_pb2
 __all__ = ["FIXED_JWT", "NoopAuthorization", "main", "phantom_runtime"]
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_PY = ROOT / "authz" / "app.py"
+SERVER_PY = ROOT / "authz" / "transport" / "grpc_server.py"
 MAIN_PY = ROOT / "authz" / "__main__.py"
 _SERVER_KWARGS = ("options", "maximum_concurrent_rpcs", "compression")  # grpc.aio.server keywords we copy
 

@@ -1,7 +1,8 @@
 """The transports: each translates its wire request into a ``RequestInfo`` and the pipeline's answer back.
 
 - gRPC (``envoy.service.auth.v3.Authorization``, the primary interface): ``grpc_request`` (CheckRequest ->
-  RequestInfo), ``grpc_service`` (the servicer), ``health_probe`` (the ``authz health`` client of grpc.health.v1).
+  RequestInfo), ``grpc_service`` (the servicer), ``grpc_server``
+  (the listener with grpc.health.v1), ``health_probe`` (the ``authz health`` client of grpc.health.v1).
 - Envoy's HTTP ext_authz mode: ``http_server`` (the server and its limits), ``http_request`` (check path and
   headers -> RequestInfo), ``http_response`` (CheckResponse -> HTTP answer),
   ``http_gaps`` (what HTTP mode cannot give a policy).
