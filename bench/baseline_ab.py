@@ -1,9 +1,10 @@
 """``bench/envoy_bench.py --baseline REF``: phantom-authz from another commit next to the current tree, in one run.
 
-The issue-12 budget ("nothing may cost the cache-hit path more than 5 %") is checked by an A/B: scenarios c and ch
-are measured with phantom-authz from the current tree ("new") and from REF ("old"), interleaved, with everything
-else (dev AS, echo upstream, Envoy and its config, the token, wrk) the same processes and files from the current
-tree. This module holds what that needs apart from the runner itself:
+The issue-12 budget ("nothing may cost the cache-hit path more than 5 %") is checked by an A/B: scenarios c, ch, d
+and dh (the cache hit, gRPC and HTTP mode, without and with the embedded Rego policy) are measured with phantom-authz
+from the current tree ("new") and from REF ("old"), interleaved, with everything else (dev AS, echo upstream, Envoy
+and its config, the policies, the tokens, wrk) the same processes and files from the current tree. This module
+holds what that needs apart from the runner itself:
 
 - ``worktree()``: a temporary ``git worktree`` of REF, removed at the end;
 - ``SourceTree``: one side of the A/B. Its phantom-authz runs with cwd and PYTHONPATH at the tree, so

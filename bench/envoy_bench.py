@@ -28,13 +28,14 @@ Writes bench/results/<timestamp>.json and .md (and .png when matplotlib is impor
     python bench/envoy_bench.py --quick         # smoke run, under a minute
     python bench/envoy_bench.py --scenarios c,d --duration 20 --connections 32
     python bench/envoy_bench.py --scenarios j,ch,dh      # HTTP mode against Envoy's jwt_authn
-    python bench/envoy_bench.py --scenarios c,ch --baseline b4206c0   # A/B: c and ch, this tree vs that commit
+    python bench/envoy_bench.py --scenarios c,ch,d,dh --baseline b4206c0   # A/B: c, ch, d, dh vs that commit
 
-With --baseline REF, c and ch are measured as an A/B (bench/baseline_ab.py): phantom-authz from the current tree
-(new) and from a temporary git worktree of REF (old), interleaved over --ab-rounds rounds (old/new order flipped
-each round), against the same dev AS, echo upstream, Envoy config (REF's own, said so, when REF's service does not
-work behind the current one) and token; the table gives new/old for req/s and phantom-authz CPU per request and
-whether issue 12's 5 % budget holds. Other scenarios run as without it.
+With --baseline REF, c, ch, d and dh (those selected) are measured as an A/B (bench/baseline_ab.py): phantom-authz
+from the current tree (new) and from a temporary git worktree of REF (old), interleaved over --ab-rounds rounds
+(old/new order flipped each round), against the same dev AS, echo upstream, Envoy config (REF's own, said so, when
+REF's service does not work behind the current one), policies and tokens (d and dh: subject alice); the table
+gives new/old for req/s and phantom-authz CPU per request and whether issue 12's 5 % budget holds.
+Other scenarios run as without it.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ SCENARIOS: dict[str, str] = {
 WRK_SCENARIOS = ("a", "j", "b", "h", "c", "c1", "ch", "d", "dh", "e", "f", "f1")
 ROWS: dict[str, str] = {**SCENARIOS, "c1": "c at 1 connection (unloaded)", "f1": "f at 1 connection (unloaded)"}
 HTTP_MODE = ("ch", "dh")
+AB_SCENARIOS = ("c", "ch", "d", "dh")  # what --baseline measures as an A/B, in this order within a round
+POLICY_SCENARIOS = ("d", "dh")  # the embedded Rego policy: RECORDS_PATH with a token of subject alice
 NOT_PHANTOM = ("a", "j", "b", "h")  # no phantom-authz in these: no RSS figure
 OTHER_LOAD_WARNING = 0.5  # cores used outside the benchmark during a run, on average, that make a warning
 
@@ -145,7 +148,7 @@ class Settings:
     decision_log: str
     wrk: str
     out: Path
-    baseline: str | None = None  # --baseline REF: c and ch as an A/B against phantom-authz from REF
+    baseline: str | None = None  # --baseline REF: c, ch, d, dh as an A/B against phantom-authz from REF
     ab_rounds: int = DEFAULT_ROUNDS
 
 
@@ -171,8 +174,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results directory")
     parser.add_argument("--baseline", metavar="REF",
-                        help="git commit/ref: measure c and ch with phantom-authz from REF (a temporary worktree) "
-                             "and from this tree, interleaved, and report new/old against the 5 %% budget")
+                        help="git commit/ref: measure c, ch, d and dh with phantom-authz from REF (a temporary "
+                             "worktree) and from this tree, interleaved, and report new/old against the 5 %% budget")
     parser.add_argument("--ab-rounds", type=int, default=DEFAULT_ROUNDS,
                         help="with --baseline: rounds of each side per scenario (default %(default)s, at least 2)")
     args = parser.parse_args(argv)
@@ -194,8 +197,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         parser.error("--max-tokens must be 100..500000")
     if not 2 <= args.ab_rounds <= 20:
         parser.error("--ab-rounds must be 2..20")
-    if args.baseline is not None and not {"c", "ch"} & set(scenarios):
-        parser.error("--baseline measures c and ch: select at least one of them with --scenarios")
+    if args.baseline is not None and not set(AB_SCENARIOS) & set(scenarios):
+        parser.error(f"--baseline measures {','.join(AB_SCENARIOS)}: select at least one of them with --scenarios")
     return Settings(quick=args.quick, scenarios=scenarios, duration=duration, warmup=warmup, threads=args.threads,
                     connections=args.connections, latency_ms=args.as_latency_ms, max_tokens=max_tokens,
                     burst=args.burst, workers=args.workers, envoy_concurrency=args.envoy_concurrency,
@@ -699,8 +702,8 @@ class Runner:
         self.stack = stack
         self.settings = settings
         self.dir = workdir
-        self.checkout = checkout  # --baseline: c and ch are measured by ab_phase() instead
-        self.ab_keys = tuple(k for k in ("c", "ch") if k in settings.scenarios) if checkout is not None else ()
+        self.checkout = checkout  # --baseline: c, ch, d and dh are measured by ab_phase() instead
+        self.ab_keys = tuple(k for k in AB_SCENARIOS if k in settings.scenarios) if checkout is not None else ()
         self.ab: dict[str, Any] = {}
         self.results: dict[str, WrkResult] = {}
         self.errors: dict[str, str] = {}
@@ -813,16 +816,24 @@ class Runner:
             self.ab_phase(read_token, static)
 
     def ab_phase(self, token: str, token_file: Path) -> None:
-        """--baseline: c and ch with phantom-authz from the current tree (new) and from the baseline's worktree
-        (old), one slot at a time (a fresh phantom-authz and Envoy, the cache warmed, wrk's warm-up, the measured
-        run), in rounds whose order flips (new then old, then old then new, ...) so that drift on the machine falls
-        on both sides alike. The pooled new figures are also c's and ch's rows of the main table."""
+        """--baseline: c, ch, d and dh (those selected) with phantom-authz from the current tree (new) and from the
+        baseline's worktree (old), one slot at a time (a fresh phantom-authz and Envoy, the cache warmed, wrk's
+        warm-up, the measured run), in rounds whose order flips (new then old, then old then new, ...) so that drift
+        on the machine falls on both sides alike. d and dh request RECORDS_PATH with one token of subject alice
+        (as policy() does without --baseline), the same token on both sides. The pooled new figures are also the
+        scenarios' rows of the main table."""
         assert self.checkout is not None
         checkout, rounds = self.checkout, self.settings.ab_rounds
         keys = list(self.ab_keys)
-        if "ch" in keys and (missing := http_mode_missing()):
-            self.skipped["ch"] = "not there yet: " + ", ".join(missing)
-            keys.remove("ch")
+        if (missing := http_mode_missing()):
+            for key in (k for k in HTTP_MODE if k in keys):
+                self.skipped[key] = "not there yet: " + ", ".join(missing)
+                keys.remove(key)
+        routes = {key: (HTTPBIN_PATH, token, token_file) for key in keys}  # key -> (path, token, wrk's token file)
+        if set(POLICY_SCENARIOS) & set(keys):
+            alice = self.stack.token("read", subject="alice")
+            alice_file = self.token_file("alice-ab", [alice])
+            routes.update({key: (RECORDS_PATH, alice, alice_file) for key in POLICY_SCENARIOS if key in keys})
         commit, dirty = tree_state(ROOT)
         new = SourceTree("new", ROOT, commit, validate=False)
         old = SourceTree("old", checkout.path, checkout.commit, validate=True)
@@ -840,7 +851,7 @@ class Runner:
                     if key in failed:
                         break
                     try:
-                        result = self.ab_slot(key, tree, index + 1, token, token_file)
+                        result = self.ab_slot(key, tree, index + 1, *routes[key])
                     except (ScenarioError, OSError, RuntimeError, TimeoutError) as exc:
                         failed[key] = self.errors[key] = f"A/B, {tree.label} side: {exc}"
                         self.log(f"  [{key} {tree.label}] A/B FAILED:\n{exc}")
@@ -864,25 +875,26 @@ class Runner:
                            "worktree": str(checkout.path), "dropped": old.dropped, "own_envoy": old.own_envoy},
                    "sides": sides}
 
-    def ab_envoy(self, key: str, template: Path, http_port: int | None, token: str) -> None:
-        """Envoy from ``template`` in front of the phantom-authz just started; one request checked (it warms the
-        cache): 200, and for ch the upstream got phantom-authz's JWT."""
+    def ab_envoy(self, key: str, template: Path, http_port: int | None, path: str, token: str) -> None:
+        """Envoy from ``template`` in front of the phantom-authz just started; one request to ``path`` checked (it
+        warms the cache): 200, and in HTTP mode (ch, dh) the upstream got phantom-authz's JWT."""
         s = self.stack
         if http_port is None:
             s.start_bench_envoy("envoy-ab", template=template)
-            check_route(s, HTTPBIN_PATH, token)
+            check_route(s, path, token)
             return
         s.start_bench_envoy("envoy-http-ab", template=template,
                             clusters={"phantom_authz_http": http_port, "echo": s.echo_port})
-        seen = upstream_authorization(check_route(s, HTTPBIN_PATH, token))
+        seen = upstream_authorization(check_route(s, path, token))
         if seen is None or seen == f"Bearer {token}":
             raise ScenarioError(f"{key}: the upstream did not receive phantom-authz's JWT in place of the opaque token")
 
-    def ab_slot(self, key: str, tree: SourceTree, round_no: int, token: str, token_file: Path) -> WrkResult:
-        """One measured run of c or ch with phantom-authz from ``tree``."""
+    def ab_slot(self, key: str, tree: SourceTree, round_no: int, path: str, token: str, token_file: Path
+                ) -> WrkResult:
+        """One measured run of c, ch, d or dh (``path`` with ``token``) with phantom-authz from ``tree``."""
         s = self.stack
         name = f"phantom-authz-{tree.label}-{key}"
-        http_port = free_port() if key == "ch" else None
+        http_port = free_port() if key in HTTP_MODE else None
         try:
             s.start_phantom(name, {"paths": [str(POLICIES)], "watch_interval_seconds": 0}, http_port=http_port,
                             tree=tree)
@@ -895,7 +907,7 @@ class Runner:
         current = ENVOY_HTTP if http_port is not None else ENVOY_GRPC
         own = tree.path / "envoy" / current.name  # this tree's own Envoy config
         try:
-            self.ab_envoy(key, own if key in tree.own_envoy else current, http_port, token)
+            self.ab_envoy(key, own if key in tree.own_envoy else current, http_port, path, token)
         except ScenarioError as exc:
             # The Envoy <-> service contract may differ between the commits (e.g. HTTP mode's settings prefix):
             # the baseline then runs behind its own Envoy config, and the report says so.
@@ -904,10 +916,10 @@ class Runner:
             s.stop_role("envoy")
             self.log(f"  [{key} old] behind the current {_relative(str(current))}: {exc}; retrying behind the "
                      f"baseline's own envoy/{current.name}")
-            self.ab_envoy(key, own, http_port, token)
+            self.ab_envoy(key, own, http_port, path, token)
             tree.own_envoy[key] = f"behind the current {_relative(str(current))}: {str(exc)[:200]}"
-        warm_up(self.settings, self.url(HTTPBIN_PATH), token_file)
-        argv = wrk_argv(self.settings, self.url(HTTPBIN_PATH), STATIC_LUA, [str(token_file)], self.settings.duration)
+        warm_up(self.settings, self.url(path), token_file)
+        argv = wrk_argv(self.settings, self.url(path), STATIC_LUA, [str(token_file)], self.settings.duration)
         result = run_wrk(s, argv, self.settings.duration)
         if s.authz.proc is not None:
             result.rss_mib = round(memory_kib(s.authz.proc.pid)["VmRSS"] / 1024, 1)
@@ -1401,7 +1413,7 @@ def run_bench(settings: Settings, raw_argv: list[str], checkout: Checkout | None
         "skipped": runner.skipped,
         "ratios": ratio_figures,
         "goals": goals(ratio_figures),
-        "baseline": runner.ab or None,  # --baseline: the A/B of c and ch (bench/baseline_ab.py)
+        "baseline": runner.ab or None,  # --baseline: the A/B of c, ch, d, dh (bench/baseline_ab.py)
         "miss": miss_breakdown(runner.results, runner.extra, settings.latency_ms),
         "extra": runner.extra,
         "rss": {"after_scenario_mib": {k: v.rss_mib for k, v in runner.results.items() if v.rss_mib is not None},
