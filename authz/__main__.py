@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
                                                      "server.workers")
     sub.add_parser("config-schema", help="print the configuration file's JSON Schema")
     sub.add_parser("health", help="probe a running service's grpc.health.v1 (exit 0 when SERVING)", add_help=False)
+    sub.add_parser("routes", help="explain which route rule a request matches (authz routes explain --help)",
+                   add_help=False)
     return parser
 
 
@@ -76,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    delegated = {"health": "authz.transport.health_probe"}
+    delegated = {"health": "authz.transport.health_probe", "routes": "authz.route_rules.explain"}
     if argv and argv[0] in delegated:
         import importlib
 

@@ -10,6 +10,7 @@ Each error carries a stable snake_case ``reason`` (used in logs, metrics and the
     ├── MalformedRequest               400  invalid_request: path not in normal form, unparsable query or body
     ├── InvalidToken                   401  invalid_token: inactive, expired, wrong audience/issuer
     ├── InsufficientScope              403  insufficient_scope: a required scope is missing
+    ├── NoRouteRule                    403  route rules are configured, none matches, and routes.default is deny
     ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
     ├── UpstreamUnavailable            503  AS unreachable, timeout, 5xx, 429 (carries Retry-After)
     ├── UpstreamMisbehaved             502  AS rejects our client credentials, answers outside its dialect
@@ -31,6 +32,7 @@ __all__ = [
     "MalformedCredential",
     "MalformedRequest",
     "MissingCredential",
+    "NoRouteRule",
     "PolicyDenied",
     "PolicyFailed",
     "RequestTooLarge",
@@ -101,6 +103,12 @@ class InsufficientScope(AuthzError):
         super().__init__(f"missing scopes: {' '.join(missing)}")
         self.required = required
         self.missing = missing
+
+
+class NoRouteRule(AuthzError):
+    status = 403
+    reason = "no_route_rule"
+    description = "no route rule allows this request"
 
 
 class RouteMisconfigured(AuthzError):

@@ -25,6 +25,9 @@ class RequestInfo:
     authorization: tuple[str, ...]  # every Authorization header value as received
     context_extensions: Mapping[str, str]
     make_view: Callable[[], RequestView] | None = None  # what a policy reads of it; the transport makes it on need
+    # the mTLS peer's and the local workload's SPIFFE ids ("" when none); None: the transport does not carry them
+    source_principal: str | None = None
+    destination_principal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class RouteSettings:
     policy: str | None = None  # OPA decision path, e.g. envoy/authz/allow; None: no policy for this route
     keep_authorization: bool = False  # an allow forwarding no JWT keeps the client's Authorization (else removed)
     allow_encoded_slashes: bool = False  # the path may hold %2F inside a segment (authz.request_form)
+    rule: str | None = None  # the name of the route rule these settings come from (None: no rule matched)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The pipeline: ``Authorizer.decide`` turns a transport's translated request into the one ``CheckResponse`` every
 transport answers from (``check`` is the decision itself: an ``Allow``, or a typed ``AuthzError``). Plain async Python.
 
-Stages, in order (see DESIGN.md): route settings -> request form (path normal form) -> credential -> introspection ->
-token -> scopes -> policy -> response.
+Stages, in order (see DESIGN.md): request form (path normal form) -> route settings (context_extensions, route
+rules) -> credential -> introspection -> token -> scopes -> policy -> response.
 
 The AS's answer comes as an ``Answer`` (the cache entry's on a hit): its identity and Allow are made once per answer
 and kept on it; scopes, times and the policy are checked on every request.
@@ -115,13 +115,16 @@ class Authorizer:
         return response
 
     async def check(self, request: RequestInfo) -> Allow:
-        route = self.routes.resolve(request.context_extensions)
-        check_path(request.path, allow_encoded_slashes=route.allow_encoded_slashes)  # before anything path-based
+        path = request.path
+        check_path(path, allow_encoded_slashes=True)  # stage 0, before anything reads the path (route rules too)
+        route, params = self.routes.resolve(request)
+        if not route.allow_encoded_slashes and ("%2F" in path or "%2f" in path):
+            check_path(path)  # 400 unless the route allows an encoded slash
         passed = self._pass_keeping_authorization if route.keep_authorization else self._pass
         if self._is_preflight(request, route):
             return passed
         if route.disabled:
-            return await self._with_policy(passed, route, request, None)
+            return await self._with_policy(passed, route, request, None, params=params)
         token = bearer_token(request.authorization, self.config.credential.max_token_length)
         authority = self._authorities[route.authorization_server]
         try:
@@ -129,17 +132,19 @@ class Authorizer:
             identity = authority.identity(answer)  # the times checked on every request, the rest once per answer
             require_scopes(identity.scopes, route.required_scopes)
             return await self._with_policy(self._allow_for(answer, identity, route), route, request, identity,
-                                           answer)
+                                           answer, params)
         except AuthzError as exc:
             exc.token_id = token_id(token)
             raise
 
     async def _with_policy(self, allow: Allow, route: RouteSettings, request: RequestInfo,
-                           identity: Identity | None, answer: Answer | None = None) -> Allow:
+                           identity: Identity | None, answer: Answer | None = None,
+                           params: Mapping[str, str] | None = None) -> Allow:
         if route.policy is None:
             return allow
         assert self._policy is not None, "routes naming a policy are refused when no engine is configured"
-        outcome = await self._policy.decide(route.policy, request, identity, answer)
+        matched = None if route.rule is None else {"name": route.rule, "params": dict(params or {})}
+        outcome = await self._policy.decide(route.policy, request, identity, answer, matched)
         return replace(allow, policy=outcome.decision,
                        dynamic_metadata={**allow.dynamic_metadata, "decision_id": outcome.decision_id})
 

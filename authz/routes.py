@@ -1,6 +1,10 @@
-"""Stage 1: the route's effective settings = service defaults overridden by Envoy ``context_extensions``.
+"""Stage 1: the route's effective settings, per key: Envoy's ``context_extensions`` (or HTTP mode's check-path
+settings) > the route rule the request matches (``routes.rules``, compiled in ``authz.route_rules``) > the service
+defaults (``routes.required_scopes``, ``routes.disabled``, ``default_authorization_server``). With rules configured, a
+request that matches none is denied (403 ``no_route_rule``) unless ``routes.default: defaults``.
 
-Keys (all strings, as Envoy's per-route ``check_settings.context_extensions`` carries them):
+Keys (all strings, as Envoy's per-route ``check_settings.context_extensions`` carries them; a rule has the same keys,
+typed):
 
 ``required_scopes``    scopes separated by SP (RFC 6749 §3.3), all of which the token must hold (replaces the default
                        list); ``-``: a token is needed, but no scope
@@ -13,8 +17,8 @@ Keys (all strings, as Envoy's per-route ``check_settings.context_extensions`` ca
                        (``authz.request_form``; ``parsed_path`` keeps it in its segment)
 
 Unknown keys, empty values and bad values are a misconfiguration: the route fails closed with a 500 and one error
-log line per distinct bad setting. Parsed settings are memoised per distinct extension map (routes are few;
-requests many).
+log line per distinct bad setting. Parsed settings are memoised per matched rule and distinct extension map (routes
+are few; requests many).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
-from authz.config import Config
-from authz.errors import RouteMisconfigured
-from authz.models import RouteSettings
+from authz.config import Config, RouteRule
+from authz.errors import NoRouteRule, RouteMisconfigured
+from authz.models import RequestInfo, RouteSettings
 from authz.policy.engine import DECISION_PATH
+from authz.route_rules.table import Facts
 from authz.scopes import NO_SCOPES, ScopeSyntaxError, required_scopes
 
 __all__ = ["KNOWN_KEYS", "RouteResolver", "SettingsMemo"]
@@ -35,6 +40,7 @@ log = logging.getLogger("authz.routes")
 
 KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy", "keep_authorization", "allow_encoded_slashes"})
 _MAX_MEMO = 4096
+_NO_PARAMS: Mapping[str, str] = {}
 
 K = TypeVar("K", bound=Hashable)
 A = TypeVar("A")
@@ -67,28 +73,60 @@ class SettingsMemo(Generic[K, V]):
 
 
 class RouteResolver:
+    """A request's effective settings, per key: ``context_extensions`` > the matched route rule > the defaults."""
+
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._memo: SettingsMemo[frozenset[tuple[str, str]], RouteSettings] = SettingsMemo()
+        routes = config.routes
+        self._memo: SettingsMemo[tuple[int, frozenset[tuple[str, str]]], RouteSettings] = SettingsMemo()
         self._default = RouteSettings(
-            required_scopes=config.routes.required_scopes,
-            disabled=config.routes.disabled,
+            required_scopes=routes.required_scopes,
+            disabled=routes.disabled,
             authorization_server=config.default_authorization_server,
         )
+        self._table = routes.table
+        self._unmatched = None if self._table is None or routes.default == "defaults" else NoRouteRule()
+        self._rules = tuple(self._for_rule(rule) for rule in routes.rules)
 
-    def resolve(self, extensions: Mapping[str, str]) -> RouteSettings:
-        if not extensions:
-            return self._default
-        return self._memo.get(frozenset(extensions.items()), self._parse_logged, extensions)
+    def _for_rule(self, rule: RouteRule) -> RouteSettings:
+        base = self._default
+        return RouteSettings(
+            required_scopes=base.required_scopes if rule.required_scopes is None else rule.required_scopes,
+            disabled=base.disabled if rule.disabled is None else rule.disabled,
+            authorization_server=rule.authorization_server or base.authorization_server,
+            policy=rule.policy,
+            keep_authorization=bool(rule.keep_authorization),
+            allow_encoded_slashes=bool(rule.allow_encoded_slashes),
+            rule=rule.name,
+        )
 
-    def _parse_logged(self, ext: Mapping[str, str]) -> RouteSettings:
+    def resolve(self, request: RequestInfo) -> tuple[RouteSettings, Mapping[str, str]]:
+        """The settings and the matched rule's path parameters. Raises ``NoRouteRule`` (no rule matches, default
+        deny) or ``RouteMisconfigured`` (bad context_extensions). The path must be in normal form already."""
+        settings, params, rule = self._default, _NO_PARAMS, -1
+        if self._table is not None:
+            found = self._table.match(Facts(request.method, request.host, request.path.partition("?")[0],
+                                            request.headers, request.source_principal,
+                                            request.destination_principal))
+            if found is not None:
+                rule, params = found.rule, found.params
+                settings = self._rules[rule]
+            elif self._unmatched is not None:
+                raise NoRouteRule(f"no route rule matches (host {request.host[:100]!r})")
+        extensions = request.context_extensions
+        if extensions:
+            settings = self._memo.get((rule, frozenset(extensions.items())), self._parse_logged,
+                                      (settings, extensions))
+        return settings, params
+
+    def _parse_logged(self, arg: tuple[RouteSettings, Mapping[str, str]]) -> RouteSettings:
         try:
-            return self._parse(ext)
+            return self._parse(*arg)
         except RouteMisconfigured as exc:
-            log.error("route misconfigured: %s (context_extensions keys: %s)", exc.detail, ", ".join(sorted(ext)))
+            log.error("route misconfigured: %s (context_extensions keys: %s)", exc.detail, ", ".join(sorted(arg[1])))
             raise
 
-    def _parse(self, ext: Mapping[str, str]) -> RouteSettings:
+    def _parse(self, settings: RouteSettings, ext: Mapping[str, str]) -> RouteSettings:
         unknown = sorted(set(ext) - KNOWN_KEYS)
         if unknown:
             raise RouteMisconfigured(f"unknown context_extensions key {unknown[0]!r}")
@@ -96,7 +134,6 @@ class RouteResolver:
         if empty:  # an empty value never means "none" or "off": that would fail open
             raise RouteMisconfigured(f"{empty[0]}: empty value (write the setting out, e.g. required_scopes: "
                                      f"{NO_SCOPES!r} for a route that needs a token but no scope)")
-        settings = self._default
         scopes = settings.required_scopes
         if "required_scopes" in ext:
             try:
@@ -106,16 +143,19 @@ class RouteResolver:
         server = ext.get("as", settings.authorization_server)
         if server not in self._config.authorization_servers:
             raise RouteMisconfigured(f"as: no authorization server named {server!r}")
-        policy = ext.get("policy")
-        if policy is not None:
+        policy = settings.policy
+        if "policy" in ext:
+            policy = ext["policy"]
             if not DECISION_PATH.match(policy):
                 raise RouteMisconfigured(f"policy: {policy[:100]!r} is not a decision path like envoy/authz/allow")
             if not self._config.policy.enabled:
                 raise RouteMisconfigured(f"policy: route names {policy!r} but no policy engine is configured")
         return RouteSettings(required_scopes=scopes, disabled=_flag(ext, "disabled", settings.disabled),
                              authorization_server=server, policy=policy,
-                             keep_authorization=_flag(ext, "keep_authorization", False),
-                             allow_encoded_slashes=_flag(ext, "allow_encoded_slashes", False))
+                             keep_authorization=_flag(ext, "keep_authorization", settings.keep_authorization),
+                             allow_encoded_slashes=_flag(ext, "allow_encoded_slashes",
+                                                         settings.allow_encoded_slashes),
+                             rule=settings.rule)
 
 
 def _flag(ext: Mapping[str, str], key: str, default: bool) -> bool:

@@ -1,6 +1,6 @@
 """Typed, validated configuration, declared as frozen pydantic models: one YAML file plus ``AUTHZ__``-prefixed
 environment overrides (``loader``), one model per section (``server``, ``authorization_servers``, ``cache``,
-``policy``; the whole in ``models``), built from the value types in ``types``.
+``policy``, ``routes``; the whole in ``models``), built from the value types in ``types``.
 
 Every default is written once, on its model's field; choices are ``Literal``s; secrets are ``Secret`` (masked in
 ``repr``); cross-field rules are model validators. Every error names the key it is about
@@ -19,11 +19,11 @@ from authz.config.cache import CacheConfig, RedisConfig
 from authz.config.loader import ENV_PREFIX, config_schema, load_config
 from authz.config.models import Config
 from authz.config.policy import DEFAULT_MASK, PolicyConfig, RemoteOpaConfig
+from authz.config.routes import HeaderCondition, RouteRule, RoutesConfig, RuleMatch
 from authz.config.server import (
     DEFAULT_MAX_RECEIVE_BYTES,
     CredentialConfig,
     HttpTransportConfig,
-    RouteDefaults,
     ServerConfig,
 )
 from authz.config.types import ConfigError, Secret
@@ -39,12 +39,15 @@ __all__ = [
     "Config",
     "ConfigError",
     "CredentialConfig",
+    "HeaderCondition",
     "HttpTransportConfig",
     "PolicyConfig",
     "PrivateKeyJwtConfig",
     "RedisConfig",
     "RemoteOpaConfig",
-    "RouteDefaults",
+    "RouteRule",
+    "RoutesConfig",
+    "RuleMatch",
     "Secret",
     "ServerConfig",
     "config_schema",

@@ -46,7 +46,7 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str] 
     try:
         return Config.model_validate(data, context=LoadContext(env, inline))
     except ValidationError as exc:
-        raise _config_error(exc) from None
+        raise _config_error(exc, data) from None
 
 
 def config_schema() -> dict[str, Any]:
@@ -95,10 +95,10 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             raise ConfigError(".".join(parts), f"{name} is not a valid YAML value") from None
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
+def _config_error(exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
     """The first problem as one line: the dotted key (the model's path, then a validator's own key) and why."""
     error = exc.errors(include_url=False)[0]
-    key = ".".join(str(part) for part in error["loc"])
+    key = _dotted(error["loc"], data)
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):
         return ConfigError(".".join(k for k in (key, cause.key) if k), cause.why)
@@ -110,3 +110,13 @@ def _config_error(exc: ValidationError) -> ConfigError:
         expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
         return ConfigError(key, f"must be one of {expected}, got {error['input']!r}")
     return ConfigError(key, _MESSAGES.get(error["type"], error["msg"]))
+
+
+def _dotted(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """``routes.rules[2] (records-read).match`` for a location in a route rule, else the location dotted."""
+    if loc[:2] == ("routes", "rules") and len(loc) > 2 and isinstance(loc[2], int):
+        rules = data["routes"]["rules"]
+        name = rules[loc[2]].get("name") if isinstance(rules[loc[2]], Mapping) else None
+        rule = f"rules[{loc[2]}]" + (f" ({name})" if isinstance(name, str) else "")
+        return ".".join(str(part) for part in ("routes", rule, *loc[3:]))
+    return ".".join(str(part) for part in loc)

@@ -11,7 +11,8 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 from authz.config.authorization_servers import DEFAULT_CLOCK_SKEW_SECONDS, AuthorizationServerConfig
 from authz.config.cache import CacheConfig
 from authz.config.policy import PolicyConfig
-from authz.config.server import CredentialConfig, RouteDefaults, ServerConfig
+from authz.config.routes import RoutesConfig, rule_key
+from authz.config.server import CredentialConfig, ServerConfig
 from authz.config.types import HEADER_NAME, ConfigError, Listen, Model, Number, Text, Words
 
 __all__ = ["Config"]
@@ -30,7 +31,7 @@ class Config(Model):
     server: ServerConfig = ServerConfig()
     realm: Annotated[str, Text(re.compile(r'^[^"\\]*$'), "must not contain quotes or backslashes")] = "api"
     credential: CredentialConfig = CredentialConfig()
-    routes: RouteDefaults = RouteDefaults()
+    routes: RoutesConfig = RoutesConfig()
     # client-sent headers removed before the request goes upstream (so upstreams cannot be spoofed)
     headers_to_remove: Annotated[tuple[str, ...], Words(HEADER_NAME, "header name", _header_names)] = ()
     cors_preflight: Literal["authenticate", "allow"] = "authenticate"
@@ -85,4 +86,21 @@ class Config(Model):
                               f"{self.default_authorization_server!r} is not in authorization_servers")
         if self.cors_preflight_on_policy_routes and self.cors_preflight != "allow":
             raise ConfigError("cors_preflight_on_policy_routes", "applies only with cors_preflight: allow")
+        self._check_rules()
         return self
+
+    def _check_rules(self) -> None:
+        """What a rule names exists; principal conditions only where the transport carries principals."""
+        for index, rule in enumerate(self.routes.rules):
+            server = rule.authorization_server
+            if server is not None and server not in self.authorization_servers:
+                raise ConfigError("routes." + rule_key(self.routes, index, "as"),
+                                  f"no authorization server named {server!r}")
+            if rule.policy is not None and not self.policy.enabled:
+                raise ConfigError("routes." + rule_key(self.routes, index, "policy"),
+                                  f"names {rule.policy!r} but no policy engine is configured (policy.paths or "
+                                  "policy.remote)")
+            if rule.match.principals and self.server.http.enabled:
+                raise ConfigError("routes." + rule_key(self.routes, index, "match"),
+                                  "matches on principals, which Envoy's HTTP ext_authz does not send; with "
+                                  "server.http.listen set, match on hosts, paths, methods and headers only")

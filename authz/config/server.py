@@ -1,17 +1,16 @@
 """The ``server:`` section (gRPC listener, process, and ``server.http``: Envoy's HTTP ext_authz transport), plus the
-small ``credential:`` and ``routes:`` sections."""
+small ``credential:`` section."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, StrictBool, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from authz.config.types import ConfigError, Listen, Marker, Number, Section, Text
-from authz.scopes import ScopeSyntaxError, required_scopes
+from authz.config.types import ConfigError, Listen, Number, Section, Text
 
-__all__ = ["DEFAULT_MAX_RECEIVE_BYTES", "CredentialConfig", "HttpTransportConfig", "RouteDefaults", "ServerConfig"]
+__all__ = ["DEFAULT_MAX_RECEIVE_BYTES", "CredentialConfig", "HttpTransportConfig", "ServerConfig"]
 
 DEFAULT_MAX_RECEIVE_BYTES = 32 * 1024 * 1024
 ENVOY_MAX_HEADER_BYTES = 8192 * 1024  # Envoy's cap on max_request_headers_kb: its largest possible header block
@@ -83,27 +82,3 @@ class ServerConfig(Section):
 
 class CredentialConfig(Section):
     max_token_length: Annotated[int, Number(gt=15, integer=True)] = 4096
-
-
-class _Scopes(Marker):
-    """``routes.required_scopes``: a list of scope tokens or an SP-separated string, with the grammar of
-    ``authz.scopes``; absent: none; empty: an error (``"-"`` says none explicitly)."""
-
-    def check(self, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, (str, list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ValueError("must be a list of scopes or a space-separated string")
-        try:
-            return required_scopes(value if isinstance(value, str) else list(value))
-        except ScopeSyntaxError as exc:
-            raise ValueError(str(exc)) from None
-
-    def schema(self) -> dict[str, Any]:
-        return {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 1},
-                          {"type": "string", "minLength": 1, "description": "space-separated; '-': no scope"}]}
-
-
-class RouteDefaults(Section):
-    """Defaults for every route; Envoy's per-route context_extensions override them."""
-
-    required_scopes: Annotated[tuple[str, ...], _Scopes()] = ()
-    disabled: StrictBool = False

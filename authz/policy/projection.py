@@ -49,7 +49,7 @@ ABSENT: Any = _Absent()  # a leaf the document does not have
 _ABSENT_KEY = ("-",)  # its canonical form (every other non-string form is a 2-tuple)
 _VERSION = {"ext_authz": "v3", "encoding": "protojson"}
 _FULL: dict[str, Any] = dict.fromkeys(("attributes", "version", "parsed_path", "parsed_query", "parsed_body",
-                                       "truncated_body", "source_principal", "token"))
+                                       "truncated_body", "source_principal", "token", "route"))
 _HTTP = ("attributes", "request", "http")
 _DEPTHS = ("0", "1", "2", "3")
 
@@ -117,6 +117,8 @@ class Projection:
             self._leaf((name,), lambda v, i, a: prune({**_VERSION}, node))
         elif name == "source_principal":
             self._leaf((name,), lambda v, i, a: v.source_principal() or ABSENT)
+        elif name == "route":  # the matched route rule: {"name": ..., "params": {...}}; absent when none matched
+            self._leaf((name,), lambda v, i, a: ABSENT if v.route is None else prune(v.route, node))
         elif name == "token":
             self._token_node = node
             self._leaf((name,), self._token)

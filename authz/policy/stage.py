@@ -8,6 +8,7 @@ with the configured OPA-failure status. In dry-run mode the decision is made and
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from authz.config import PolicyConfig
@@ -45,11 +46,13 @@ class PolicyStage:
         self._reuse = engine if isinstance(engine, ReusingEngine) and config.decision_log != "full" else None
 
     async def decide(self, path: str, request: RequestInfo, identity: Identity | None,
-                     answer: Answer | None = None) -> PolicyOutcome:
-        """``answer``: the AS answer ``identity`` comes from, which keeps the token's part of the input."""
+                     answer: Answer | None = None, route: Mapping[str, Any] | None = None) -> PolicyOutcome:
+        """``answer``: the AS answer ``identity`` comes from, which keeps the token's part of the input; ``route``:
+        the matched route rule (``input.route``)."""
         view = request.make_view() if request.make_view is not None else RequestView(
             request.method, request.path, request.host, headers=request.headers,
             context_extensions=request.context_extensions)
+        view.route = route
         check_policy_request(view)  # a query or body the input cannot hold: 400, before any decision is reused
         started = time.perf_counter()
         decision_id = ""

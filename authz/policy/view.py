@@ -28,7 +28,8 @@ class RequestView:
     """Read-only once made; only its memo slots (``_parsed``, ``_body``, ``_containers``) fill in."""
 
     __slots__ = ("_body", "_containers", "_parsed", "body", "check", "context_extensions", "fragment", "headers",
-                 "host", "id", "method", "path", "protocol", "query", "raw_body", "scheme", "size", "time_ns")
+                 "host", "id", "method", "path", "protocol", "query", "raw_body", "route", "scheme", "size",
+                 "time_ns")
 
     def __init__(self, method: str = "", path: str = "", host: str = "", scheme: str = "", id: str = "",
                  headers: Mapping[str, str] | None = None, body: str = "", raw_body: bytes = b"", size: int = 0, *,
@@ -42,6 +43,7 @@ class RequestView:
         self.context_extensions: Mapping[str, str] = {} if context_extensions is None else context_extensions
         self.time_ns = time_ns  # HTTP mode: when the check arrived (gRPC mode: the CheckRequest's time)
         self.check = check  # gRPC mode: the CheckRequest, for what HTTP mode cannot see
+        self.route: Mapping[str, Any] | None = None  # input.route: the matched route rule's name and params
         self._parsed: tuple[list[str], dict[str, list[str]]] | None = None
         self._body: tuple[Any, bool] | None = None
         self._containers: tuple[bool, bool, bool] | None = None
@@ -54,7 +56,7 @@ class RequestView:
         http = check.attributes.request.http
         view.method, view.path, view.headers, view.body, view.raw_body = (http.method, http.path, http.headers,
                                                                           http.body, http.raw_body)
-        view.check, view.time_ns = check, None
+        view.check, view.time_ns, view.route = check, None, None
         view._parsed = view._body = view._containers = None
         return view
 

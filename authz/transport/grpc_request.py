@@ -96,4 +96,6 @@ def request_info(request: CheckRequest) -> RequestInfo:
         authorization=authorization,
         context_extensions=dict(attributes.context_extensions),
         make_view=partial(RequestView.of_check, request),
+        source_principal=attributes.source.principal,
+        destination_principal=attributes.destination.principal,
     )

@@ -427,7 +427,8 @@ class _RecordingPolicy:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    async def decide(self, path: str, request: RequestInfo, identity: Identity | None, answer: Any = None) -> Any:
+    async def decide(self, path: str, request: RequestInfo, identity: Identity | None, answer: Any = None,
+                     route: Any = None) -> Any:
         self.seen.append(request.method)
         raise InsufficientScope(("policy",), ("policy",))
 

@@ -1,0 +1,162 @@
+"""The ``routes:`` section: the service defaults every route starts from, and ``routes.rules``, the service's own route
+rules (for control planes that send no per-route settings, such as Istio).
+
+A rule names itself, says what it ``match``es (hosts, paths, methods, principals, headers) and carries the same
+settings as Envoy's ``context_extensions``, typed. Rules are compiled here, once per load (``RoutesConfig.table``), so
+a bad pattern or two overlapping rules are refused with the configuration, one line naming the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, PrivateAttr, StrictBool, StrictStr, field_validator, model_validator
+
+from authz.config.types import HEADER_NAME, ConfigError, Marker, Model, Section, Text
+from authz.policy.engine import DECISION_PATH
+from authz.route_rules.patterns import HostPattern, PathPattern, PatternError, PrincipalGlob
+from authz.route_rules.table import RuleError, RuleSpec, RuleTable
+from authz.scopes import ScopeSyntaxError, required_scopes
+
+__all__ = ["HeaderCondition", "RouteRule", "RoutesConfig", "RuleMatch"]
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}\Z")
+_METHOD = re.compile(r"^[A-Z]{1,32}\Z")
+
+
+class _Scopes(Marker):
+    """Required scopes: a list of scope tokens or an SP-separated string, with the grammar of ``authz.scopes``;
+    empty is an error (``"-"`` says none explicitly)."""
+
+    def check(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (str, list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of scopes or a space-separated string")
+        try:
+            return required_scopes(value if isinstance(value, str) else list(value))
+        except ScopeSyntaxError as exc:
+            raise ValueError(str(exc)) from None
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 1},
+                          {"type": "string", "minLength": 1, "description": "space-separated; '-': no scope"}]}
+
+
+def _each(parse: Callable[[str], object]) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    def check(values: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(values)) != len(values):
+            raise ValueError("lists a value twice")
+        for value in values:
+            try:
+                parse(value)
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
+        return values
+    return check
+
+
+def _method(value: str) -> None:
+    if not _METHOD.match(value):
+        raise PatternError(f"method {value!r} must be upper-case letters (GET, POST, ...)")
+
+
+class HeaderCondition(Model):
+    """A request header that must be present (``present: true``) or hold exactly ``exact``."""
+
+    name: Annotated[str, Text(HEADER_NAME, "must be a header name", lower=True)]
+    exact: StrictStr | None = None
+    present: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Self:
+        if (self.exact is None) == (self.present is None):
+            raise ConfigError("", "give exactly one of exact: VALUE or present: true")
+        return self
+
+
+class RuleMatch(Model):
+    """Every condition given must hold; a list's values are alternatives. None given: every request matches."""
+
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    destination_principals: tuple[str, ...] = ()
+    source_principals: tuple[str, ...] = ()
+    headers: tuple[HeaderCondition, ...] = ()
+
+    _hosts = field_validator("hosts")(_each(HostPattern.parse))
+    _paths = field_validator("paths")(_each(PathPattern.parse))
+    _methods = field_validator("methods")(_each(_method))
+    _destinations = field_validator("destination_principals")(_each(PrincipalGlob.parse))
+    _sources = field_validator("source_principals")(_each(PrincipalGlob.parse))
+
+    @property
+    def principals(self) -> bool:
+        return bool(self.destination_principals or self.source_principals)
+
+
+class RouteRule(Model):
+    """One rule: its name, what it matches, and the settings it gives the requests it wins (unset: the defaults)."""
+
+    name: Annotated[str, Text(_NAME, "must be 1-128 letters, digits, '.', '_' or '-'")]
+    match: RuleMatch = RuleMatch()
+    required_scopes: Annotated[tuple[str, ...], _Scopes()] | None = None
+    disabled: StrictBool | None = None
+    authorization_server: Annotated[str, Text()] | None = Field(default=None, alias="as")
+    policy: Annotated[str, Text(DECISION_PATH, "must be a decision path like envoy/authz/allow")] | None = None
+    keep_authorization: StrictBool | None = None
+    allow_encoded_slashes: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.disabled and self.required_scopes is not None:
+            raise ConfigError("required_scopes", "a disabled rule needs no token, so its scopes would never apply")
+        return self
+
+    def spec(self) -> RuleSpec:
+        m = self.match
+        return RuleSpec(
+            self.name,
+            paths=tuple(PathPattern.parse(p) for p in m.paths),
+            hosts=tuple(HostPattern.parse(h) for h in m.hosts),
+            methods=frozenset(m.methods),
+            destination_principals=tuple(PrincipalGlob.parse(p) for p in m.destination_principals),
+            source_principals=tuple(PrincipalGlob.parse(p) for p in m.source_principals),
+            headers=tuple((h.name, h.exact) for h in m.headers),
+        )
+
+
+class RoutesConfig(Section):
+    """Defaults for every route (overridden per route by the matched rule, then by Envoy's context_extensions), and
+    the rules. With rules, a request no rule matches gets ``default``: ``deny`` (403), or ``defaults``."""
+
+    required_scopes: Annotated[tuple[str, ...], _Scopes()] = ()
+    disabled: StrictBool = False
+    default: Literal["deny", "defaults"] = "deny"
+    rules: tuple[RouteRule, ...] = ()
+    _table: RuleTable | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> Self:
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise ConfigError(rule_key(self, index, "name"), f"rule {seen[rule.name]} has the same name")
+            seen[rule.name] = index
+        if self.rules:
+            try:
+                self._table = RuleTable([rule.spec() for rule in self.rules])
+            except RuleError as exc:
+                raise ConfigError(rule_key(self, exc.rule), exc.why) from None
+        return self
+
+    @property
+    def table(self) -> RuleTable | None:
+        """The compiled rules (None: no rules, every request gets the defaults)."""
+        return self._table
+
+
+def rule_key(routes: RoutesConfig, index: int, *keys: str) -> str:
+    """A rule's config key for messages, relative to ``routes``: ``rules[2] (records-read).match``."""
+    return ".".join((f"rules[{index}] ({routes.rules[index].name})", *keys))
