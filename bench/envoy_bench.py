@@ -9,6 +9,8 @@ AS across a network, 5 ms by default), phantom-authz (log level WARNING) and Env
   b   Envoy -> bench/noop_authz.py (grpc.aio, answers OK with a fixed Authorization header): the Python floor
   h   Envoy -> bench/noop_http_authz.py --stack aiohttp (HTTP ext_authz, same answer): the Python HTTP floor
   c   phantom-authz, cache hit, scope check only (/httpbin/get, one token, cache warmed first)
+  r   c with 1,000 route rules in phantom-authz's config (routes.rules, bench_route_rules): the request is matched
+      against them on every check (goal: within 5 % of c)
   d   c + the embedded Rego policy records/decision (/records/alice/profile, subject alice)
   ch  c with phantom-authz's HTTP transport (server.http.listen) behind envoy/envoy-http.yaml
   dh  d the same way
@@ -108,6 +110,7 @@ SCENARIOS: dict[str, str] = {
     "b": "no-op Python grpc.aio ext_authz (floor)",
     "h": "no-op Python aiohttp HTTP ext_authz (HTTP floor)",
     "c": "phantom-authz, cache hit, scope check",
+    "r": "c with 1,000 route rules (routes.rules)",
     "d": "c + embedded Rego policy",
     "f": "cache miss on every request",
     "g": "1,000 concurrent requests, one fresh token",
@@ -116,13 +119,29 @@ SCENARIOS: dict[str, str] = {
     "e": "c + remote OPA (Data API double)",
 }
 # The table's rows, in reading order: ceilings, floors, then phantom-authz (gRPC next to HTTP).
-WRK_SCENARIOS = ("a", "j", "b", "h", "c", "c1", "ch", "d", "dh", "e", "f", "f1")
+WRK_SCENARIOS = ("a", "j", "b", "h", "c", "c1", "r", "ch", "d", "dh", "e", "f", "f1")
 ROWS: dict[str, str] = {**SCENARIOS, "c1": "c at 1 connection (unloaded)", "f1": "f at 1 connection (unloaded)"}
 HTTP_MODE = ("ch", "dh")
 AB_SCENARIOS = ("c", "ch", "d", "dh")  # what --baseline measures as an A/B, in this order within a round
 POLICY_SCENARIOS = ("d", "dh")  # the embedded Rego policy: RECORDS_PATH with a token of subject alice
 NOT_PHANTOM = ("a", "j", "b", "h")  # no phantom-authz in these: no RSS figure
 OTHER_LOAD_WARNING = 0.5  # cores used outside the benchmark during a run, on average, that make a warning
+
+
+def bench_route_rules(count: int) -> dict[str, Any]:
+    """``routes`` with ``count`` rules of every kind (exact, prefix, template with methods, host-bound); the bench's
+    requests (HTTPBIN_PATH, any host) win the ``httpbin`` rule after passing over ten more specific ones in the same
+    index bucket, the way a real table crowds a popular first segment."""
+    rules: list[dict[str, Any]] = [{"name": "httpbin", "match": {"paths": ["/httpbin/**"]}, "required_scopes": "read"}]
+    rules += [{"name": f"httpbin-{n}", "match": {"paths": [f"/httpbin/x{n}"]}, "required_scopes": "admin"}
+              for n in range(10)]
+    shapes = (lambda n: {"paths": [f"/svc{n}/health"]},
+              lambda n: {"paths": [f"/svc{n}/**"]},
+              lambda n: {"paths": [f"/svc{n}/{{id}}/**"], "methods": ["GET", "HEAD"]},
+              lambda n: {"hosts": [f"svc{n}.example.com"], "paths": ["/api/**"]})
+    rules += [{"name": f"svc-{n}", "match": shapes[n % 4](n), "required_scopes": "read"}
+              for n in range(count - len(rules))]
+    return {"rules": rules}
 
 
 class ScenarioError(RuntimeError):
@@ -353,7 +372,7 @@ class BenchStack(Stack):
         return f"http://127.0.0.1:{port}"
 
     def start_phantom(self, name: str, policy: dict[str, Any], http_port: int | None = None,
-                      tree: SourceTree | None = None) -> Process:
+                      tree: SourceTree | None = None, routes: dict[str, Any] | None = None) -> Process:
         """phantom-authz on a port we choose, so the whole ``server`` section can be given (Stack.start_authz
         picks the port itself and would need ``server`` to be left at its DEBUG default). With ``http_port``, its
         HTTP transport listens there too (``server.http.listen``) and is what we wait for. With ``tree`` (the
@@ -364,7 +383,8 @@ class BenchStack(Stack):
             address = f"127.0.0.1:{http_port}"
             server.update({"http": {"listen": address}} if http_listen_key() == "http.listen"
                           else {"http_listen": address})
-        config = self.authz_config(server=server, policy={**policy, "decision_log": self.settings.decision_log})
+        config = self.authz_config(server=server, policy={**policy, "decision_log": self.settings.decision_log},
+                                   **({"routes": routes} if routes is not None else {}))
         path = self.dir / f"{name}.yaml"
         env = {"TEST_GATEWAY_SECRET": GATEWAY_SECRET}
         if tree is None:
@@ -796,6 +816,19 @@ class Runner:
             self.record_peak("embedded")
             s.stop_role("envoy")
             s.stop_role("ext_authz")
+        if "r" in wanted:
+            self.log("phase r: Envoy -> phantom-authz with 1,000 route rules")
+            try:
+                s.start_phantom("phantom-authz-rules", {"paths": [str(POLICIES)], "watch_interval_seconds": 0},
+                                routes=bench_route_rules(1000))
+                s.start_bench_envoy("envoy-rules")
+            except (RuntimeError, TimeoutError, OSError) as exc:
+                self.errors["r"] = str(exc)
+                self.log(f"  [r] FAILED to start: {exc}")
+            else:
+                self.attempt("r", lambda: self.cache_hit("r", read_token, static))
+            s.stop_role("envoy")
+            s.stop_role("ext_authz")
         if wanted & set(HTTP_MODE):
             self.http_mode(read_token, static)
         if "e" in wanted:
@@ -1111,6 +1144,7 @@ RATIOS: dict[str, str] = {
     "ch/c": "phantom-authz HTTP mode against gRPC mode, same pipeline",
     "dh/d": "the same with the embedded policy",
     "j/a": "jwt_authn against no token check at all",
+    "r/c": "1,000 route rules against none",
 }
 # The issue's goals for HTTP mode, reported, not asserted: (label, ratio, figure, bound, at least?).
 GOALS: tuple[tuple[str, str, str, float, bool], ...] = (
@@ -1118,6 +1152,7 @@ GOALS: tuple[tuple[str, str, str, float, bool], ...] = (
     ("ch p99 ≤ 1.3x j p99", "ch/j", "p99", 1.3, False),
     ("dh ≥ 0.7x j throughput", "dh/j", "throughput", 0.7, True),
     ("ch ≥ 2x c throughput", "ch/c", "throughput", 2.0, True),
+    ("r within 5 % of c throughput (1,000 route rules)", "r/c", "throughput", 0.95, True),
 )
 
 
