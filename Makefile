@@ -59,6 +59,12 @@ wrk redis-server:
 protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/authz/adminpb/admin.proto
 
+# The deployment recipes: deploy/recipes/<name>/rendered.yaml from the chart deploy/helm/phantom-authz and each
+# recipe's values.yaml (Helm v4 embedded in helm-python-sdk; tests/deploy checks they are up to date).
+.PHONY: recipes
+recipes: $(STAMP)
+	$(PY) -m tests.deploy.recipes
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check authz tests bench
 	$(VENV)/bin/mypy authz
