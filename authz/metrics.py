@@ -28,6 +28,8 @@ class Metrics:
                                  registry=r)
         self.evictions = Counter("phantom_authz_cache_admin_evictions", "Entries evicted through the admin API",
                                  ["how"], registry=r)
+        self.config_reloads = Counter("phantom_authz_config_reloads", "Configuration reloads by result (ok: applied; "
+                                      "error: refused, the running configuration kept)", ["result"], registry=r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -67,6 +67,10 @@ class Tombstones:
         self._marks: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self.floor: tuple[int, float] = (0, float("-inf"))  # purges, and tombstones dropped early
 
+    def outlive(self, lifetime_seconds: float) -> None:
+        """Keep tombstones at least ``lifetime_seconds`` (a reload that raised the cache's max TTL)."""
+        self._lifetime = max(self._lifetime, lifetime_seconds + CLOCK_SKEW_SECONDS)
+
     def mark(self, names: list[str], epoch: int, wall: float) -> None:
         for name in names:
             self._marks.pop(name, None)

@@ -86,6 +86,15 @@ class IntrospectionCache:
         self._lookups = {name: metrics.cache.labels(name) for name in
                          ("hit", "miss", "negative_hit", "stale", "l2_hit")}
 
+    def reconfigure(self, config: CacheConfig) -> None:
+        """A reloaded ``cache`` section: its TTLs apply to answers loaded from now on, its bounds at the next insert
+        (the tiers, ``enabled`` and ``redis``, take a restart). Tombstones never live shorter than before."""
+        self.config = config
+        self.positive.max_entries, self.positive.max_bytes = config.max_entries, config.max_bytes
+        self.negative.max_entries = config.negative_max_entries
+        self.negative.max_bytes = config.negative_max_entries * 256
+        self._tombstones.outlive(config.max_ttl_seconds)
+
     def wrap(self, upstream: Upstream) -> CachedAuthority:
         self._identities.add(upstream.cache_identity)
         return CachedAuthority(self, upstream)

@@ -1,6 +1,8 @@
 """``load_config``: one YAML file plus ``AUTHZ__``-prefixed environment overrides, validated by the models into
 ``Config``; every problem is one ``ConfigError`` line naming its dotted key. ``config_schema``: the file's JSON Schema.
 
+File names in it (every ``*_file`` key, ``policy.paths``) are relative to the config file's directory.
+
 Environment overrides: ``AUTHZ__SERVER__LISTEN=unix:/run/authz.sock`` sets ``server.listen``; the value is read as a
 YAML scalar or flow sequence (``AUTHZ__HEADERS_TO_REMOVE='[x-user-id, x-role]'``), except a ``client_secret``,
 which is taken verbatim.
@@ -43,6 +45,8 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str] 
                        if isinstance(entry, Mapping) and "client_secret" in entry) \
         if isinstance(servers, Mapping) else frozenset()
     _apply_env(data, env)
+    if path is not None:
+        _relative_to(Path(path).absolute().parent, data)
     try:
         return Config.model_validate(data, context=LoadContext(env, inline))
     except ValidationError as exc:
@@ -71,6 +75,23 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("", f"config file {path} must hold a mapping at the top level")
     return data
+
+
+def _relative_to(base: Path, node: Any, key: str = "") -> None:
+    """File names in the configuration (every ``*_file`` key, ``policy.paths``) that are relative are relative to the
+    config file's directory, not to the working directory the service was started in."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if isinstance(value, str) and value and str(name).endswith("_file"):
+                node[name] = str(base / value)
+            elif key == "policy" and name == "paths" and isinstance(value, (str, list)):
+                items = value.split() if isinstance(value, str) else value
+                node[name] = [str(base / item) if isinstance(item, str) and item else item for item in items]
+            else:
+                _relative_to(base, value, str(name))
+    elif isinstance(node, list):
+        for item in node:
+            _relative_to(base, item, key)
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:

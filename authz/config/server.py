@@ -57,6 +57,8 @@ class ServerConfig(Section):
     # the largest CheckRequest gRPC accepts; larger ones fail with RESOURCE_EXHAUSTED, which Envoy turns into
     # status_on_error (or, with failure_mode_allow: true, an allow), so it must exceed anything Envoy may send
     max_receive_bytes: Annotated[int, Number(gt=0, integer=True)] = DEFAULT_MAX_RECEIVE_BYTES
+    # how often the config file is read for changes (live reload; SIGHUP reloads at once); 0: only on SIGHUP
+    config_watch_interval_seconds: Annotated[float, Number(ge=0)] = 2.0
     # Envoy HTTP ext_authz mode, off by default; its address is server.http.listen (a section, not a flat http_listen)
     http: HttpTransportConfig = HttpTransportConfig()
 
