@@ -86,7 +86,7 @@ def test_a_pipeline_that_cannot_be_built_keeps_the_old_one(tmp_path: Path) -> No
 
 
 def test_restart_only_keys_are_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    reloader, target, _, path = _reloader(tmp_path)
+    reloader, _, _, path = _reloader(tmp_path)
     _write(path, "write", server={"listen": "127.0.0.1:9999"}, admin_listen="")
     with caplog.at_level(logging.WARNING, "authz.reload"):
         assert reloader.reload("SIGHUP") is True
