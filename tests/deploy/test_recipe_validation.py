@@ -136,6 +136,11 @@ def test_envoy_sidecar_recipe_is_deploy_k8s_sidecar(rendered: dict[str, list[Man
     assert hand_authz["env"] == chart_authz["env"] and hand_authz["args"] == chart_authz["args"]
 
 
+def test_deploy_k8s_sidecar_validates_strictly() -> None:
+    for doc in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "sidecar.yaml").read_text(encoding="utf-8")):
+        assert validate_manifest(doc) == "kubernetes", doc["kind"]
+
+
 def test_a_missing_crd_folder_is_a_failure_not_a_pass(rendered: dict[str, list[Manifest]], tmp_path: Path) -> None:
     policy = next(m for m in rendered["istio-sidecar"] if m.kind == "AuthorizationPolicy")
     with pytest.raises(ManifestError, match="not validated"):

@@ -148,3 +148,14 @@ def test_the_fixture_covers_every_kind_the_recipes_render(manifests: dict[str, d
     rendered = set().union(*(_kinds(render_recipe(name, mesh_snippet=True)) for name in RECIPES))
     checked = {kind for kind, _, _ in CORE + CUSTOM}
     assert rendered - checked <= {"ServiceAccount"}, rendered - checked
+
+
+def test_the_command_line_validator_fails_on_a_typo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.deploy.validators import main
+
+    docs = [m.doc for m in render_recipe("istio-central", mesh_snippet=True)]
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    bad.write_text(yaml.safe_dump_all([*docs, typo(docs[0], "metadata.name", "nmae")]), encoding="utf-8")
+    assert main([str(good)]) == 0
+    assert main([str(bad)]) == 1 and "nmae" in capsys.readouterr().out

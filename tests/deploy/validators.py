@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ import yaml
 from kubernetes_validate.utils import schema_contents
 from referencing import Registry, Resource
 
-__all__ = ["CRD_DIR", "KUBERNETES_VERSION", "ManifestError", "crd_kinds", "strict", "validate_manifest",
-           "validate_mesh_config"]
+__all__ = ["CRD_DIR", "KUBERNETES_VERSION", "ManifestError", "crd_kinds", "main", "strict", "validate_manifest",
+           "validate_mesh_config", "walk"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT.parent / "shared" / "mesh" / "crds"
@@ -211,3 +212,27 @@ def walk(node: Any) -> Iterator[Any]:
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
     for child in children:
         yield from walk(child)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.deploy.validators FILE...``: validate every object in rendered manifests (``helm template``
+    output, deploy/recipes/*/rendered.yaml); one line per object, exit 1 when any fails."""
+    failed = 0
+    for name in argv if argv is not None else sys.argv[1:]:
+        for doc in yaml.safe_load_all(Path(name).read_text(encoding="utf-8")):
+            if not doc:
+                continue
+            try:
+                how = validate_manifest(doc)
+                if doc["kind"] == "ConfigMap" and doc["metadata"].get("namespace") == "istio-system":
+                    validate_mesh_config(yaml.safe_load(doc["data"]["mesh"]))
+                    how += " + meshConfig extensionProviders"
+                print(f"ok   {name}: {doc['kind']} {doc['metadata']['name']} ({how})")
+            except ManifestError as exc:
+                failed += 1
+                print(f"FAIL {name}: {exc}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
