@@ -131,10 +131,15 @@ A sidecar protects its own workload; central mode lists them in istio.protect. *
 {{- end -}}
 {{- end -}}
 
-{{/* Istio: the extension provider's service (a ServiceEntry host for a sidecar, the Service for central). */}}
+{{/* Istio: the extension provider's service: for a sidecar, the ServiceEntry's host, namespaced (each namespace
+has its own ServiceEntry for that host, so the provider says whose it means); for central, the Service. */}}
+{{- define "phantom-authz.istioServiceEntryHost" -}}
+{{- printf "%s.local" (include "phantom-authz.fullname" .) -}}
+{{- end -}}
+
 {{- define "phantom-authz.istioService" -}}
 {{- if eq .Values.mode "sidecar" -}}
-{{- printf "%s.local" (include "phantom-authz.fullname" .) -}}
+{{- printf "%s/%s" .Release.Namespace (include "phantom-authz.istioServiceEntryHost" .) -}}
 {{- else -}}
 {{- include "phantom-authz.serviceHost" . -}}
 {{- end -}}
