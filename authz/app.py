@@ -114,6 +114,15 @@ class Server:
             await s.start()
         await self._grpc.serving()
 
+    async def __aenter__(self) -> Server:
+        """``async with Server(config) as server:`` serves inside the block and drains at its end (``run`` adds
+        the process around it: signals, the collector settings, the log lines; tests/inprocess.py runs it bare)."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     def _own(self, address: str) -> str:
         """This worker's copy of a per-process address (admin, metrics)."""
         return address if self.worker_index is None else offset_address(address, self.worker_index)
@@ -186,20 +195,19 @@ async def run(config: Config, ready: Callable[[Server], None] | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_policies)
-    await server.start()
-    # Everything built so far (config, stubs, compiled policies, keys) lives as long as the process: move it out of
-    # the collector's view, and collect the young generation less often (the Check path allocates many short-lived
-    # objects; each collection would otherwise rescan them).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    log.info("serving %s on %s, HTTP ext_authz on %s (admin %s, metrics %s)", AUTHORIZATION_SERVICE,
-             config.server.listen, config.server.http.listen or "off", config.admin_listen or "off",
-             config.metrics_listen or "off")
-    if ready is not None:
-        ready(server)
-    await stopping.wait()
-    log.info("shutting down: draining in-flight checks (grace %.1fs)", config.server.shutdown_grace_seconds)
-    await server.stop()
+    async with server:
+        # Everything built so far (config, stubs, compiled policies, keys) lives as long as the process: move it out
+        # of the collector's view, and collect the young generation less often (the Check path allocates many
+        # short-lived objects; each collection would otherwise rescan them).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        log.info("serving %s on %s, HTTP ext_authz on %s (admin %s, metrics %s)", AUTHORIZATION_SERVICE,
+                 config.server.listen, config.server.http.listen or "off", config.admin_listen or "off",
+                 config.metrics_listen or "off")
+        if ready is not None:
+            ready(server)
+        await stopping.wait()
+        log.info("shutting down: draining in-flight checks (grace %.1fs)", config.server.shutdown_grace_seconds)
     log.info("stopped")
     return 0

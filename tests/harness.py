@@ -28,6 +28,7 @@ import yaml
 from authz.adminpb import admin_pb2, admin_pb2_grpc
 from devtools.envoy_config import HTTP_PATH_PREFIX, TEMPLATES, http_path_prefix, render_envoy_config
 from devtools.processes import Process, envoy_binary, free_port, wait_for_port
+from tests.inprocess import InProcessAuthz
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_SECRET = "gateway-test-secret"
@@ -36,9 +37,7 @@ MODES = ("grpc", "http")  # Envoy's ext_authz grpc_service / http_service
 
 class Response:
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
+        self.status, self.headers, self.body = status, headers, body
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -103,7 +102,7 @@ class Stack:
         self.http_port = 0  # HTTP ext_authz transport (http mode only)
         self.envoy_port = 0
         self.envoy_admin_port = 0
-        self.authz: Process | None = None
+        self.authz: Process | InProcessAuthz | None = None
         self.dev_as: Process | None = None
         self.admin_port = free_port()  # phantom-authz's cache admin API; the dev AS's revocation hook calls it
         self.metrics_port = free_port()
@@ -171,9 +170,10 @@ class Stack:
         config.update(overrides)
         return config
 
-    def start_authz(self, secret: str = GATEWAY_SECRET, env: dict[str, str] | None = None,
-                    **overrides: Any) -> Process:
-        """phantom-authz; in http mode its HTTP transport listens too (``server.http.listen``, a free port)."""
+    def start_authz(self, secret: str = GATEWAY_SECRET, env: dict[str, str] | None = None, in_process: bool = False,
+                    **overrides: Any) -> Process | InProcessAuthz:
+        """phantom-authz; in http mode its HTTP transport listens too (``server.http.listen``, a free port).
+        ``in_process``: the same server on a thread of the test process (``tests/inprocess.py``)."""
         self.authz_port = free_port()
         config = self.authz_config(**overrides)
         if self.mode == "http":
@@ -182,15 +182,15 @@ class Stack:
         path = self.dir / "authz.yaml"
         self.dir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config))
-        self.authz = self._start(Process(
-            "authz", [sys.executable, "-m", "authz", "serve", "--config", str(path)], self.authz_port, self.dir,
-            env={"TEST_GATEWAY_SECRET": secret, **(env or {})}))
+        env = {"TEST_GATEWAY_SECRET": secret, **(env or {})}
+        self.authz = self._start(InProcessAuthz(path, env, self.authz_port) if in_process else Process(
+            "authz", [sys.executable, "-m", "authz", "serve", "--config", str(path)], self.authz_port, self.dir, env))
         if self._starting is None:
             self._await_http_transport()
         return self.authz
 
     def _await_http_transport(self) -> None:
-        if self.mode == "http":
+        if self.mode == "http" and isinstance(self.authz, Process):  # in process: started means every listener is up
             assert self.authz is not None
             try:
                 wait_for_port(self.http_port, 10.0, self.authz.proc)

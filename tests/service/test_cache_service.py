@@ -1,4 +1,6 @@
-"""The cache as a user sees it: AS calls saved, revocation through the admin API, stale-if-error, a shared Redis."""
+"""The cache as a user sees it: AS calls saved, revocation through the admin API, stale-if-error, a shared Redis.
+
+phantom-authz runs in process (``tests/inprocess.py``), except in the tests of SIGTERM and of worker processes."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from authz.adminpb import admin_pb2, admin_pb2_grpc
 from authz.logs import token_id
 from devtools.processes import free_port
-from tests.harness import Stack, http_request
+from tests.harness import Stack, http_request, wait_until
 from tests.redis_server import RedisServer, redis_available
 from tests.service.test_grpc_service import call, check_request, target
 
@@ -36,7 +38,7 @@ def test_cached_token_reaches_the_as_once_and_scopes_run_every_time(stack_factor
     s = stack_factory()
     with s.together():
         s.start_dev_as()
-        s.start_authz()
+        s.start_authz(in_process=True)
     token = s.token("read")
     for _ in range(20):
         assert call(target(s), check_request(f"Bearer {token}", required_scopes="read")).status.code == 0
@@ -49,7 +51,7 @@ def test_concurrent_checks_of_a_fresh_token_share_one_as_call(stack_factory: typ
     s = stack_factory()
     with s.together():
         s.start_dev_as("--latency-ms", "200")
-        s.start_authz()
+        s.start_authz(in_process=True)
     token = s.token("read")
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(lambda _: call(target(s), check_request(f"Bearer {token}")), range(50)))
@@ -61,7 +63,7 @@ def test_junk_tokens_are_negatively_cached(stack_factory: type[Stack]) -> None:
     s = stack_factory()
     with s.together():
         s.start_dev_as()
-        s.start_authz()
+        s.start_authz(in_process=True)
     for _ in range(5):
         assert call(target(s), check_request("Bearer junk-token-1")).denied_response.status.code == 401
     assert introspections(s) == 1
@@ -71,7 +73,7 @@ def test_revocation_at_the_dev_as_evicts_at_once_through_the_admin_api(stack_fac
     s = stack_factory()
     with s.together():
         s.start_dev_as()
-        s.start_authz()
+        s.start_authz(in_process=True)
     token = s.token("read")
     assert call(target(s), check_request(f"Bearer {token}")).status.code == 0
     http_request("POST", s.as_port, "/oauth/v2/oauth-revoke", {
@@ -84,7 +86,7 @@ def test_admin_api_evicts_by_logged_token_id_and_reports_stats(stack_factory: ty
     s = stack_factory()
     with s.together():
         s.start_dev_as()
-        s.start_authz()
+        s.start_authz(in_process=True)
     token = s.token("read")
     for _ in range(3):
         call(target(s), check_request(f"Bearer {token}"))
@@ -102,23 +104,27 @@ def test_stale_answer_is_served_while_the_as_is_down(stack_factory: type[Stack])
     s = stack_factory()
     with s.together():
         s.start_dev_as()
-        s.start_authz(cache={"max_ttl_seconds": 0.3, "stale_if_error_seconds": 30})
+        s.start_authz(cache={"max_ttl_seconds": 0.3, "stale_if_error_seconds": 30}, in_process=True)
     cached, other = s.token("read"), s.token("read")
     assert call(target(s), check_request(f"Bearer {cached}")).status.code == 0
     assert s.dev_as is not None
     s.dev_as.stop()
-    time.sleep(0.4)
-    assert call(target(s), check_request(f"Bearer {cached}")).status.code == 0  # stale, AS down
+
+    def served_stale() -> bool:
+        """Allowed (a fresh hit until the 0.3 s TTL has passed, then stale: the AS is down); served stale yet?"""
+        assert call(target(s), check_request(f"Bearer {cached}")).status.code == 0
+        metrics = http_request("GET", s.metrics_port, "/metrics").body.decode()
+        return 'phantom_authz_cache_lookups_total{result="stale"} 1.0' in metrics
+
+    wait_until(served_stale, "the cached answer is served stale once its TTL has passed")
     assert call(target(s), check_request(f"Bearer {other}")).denied_response.status.code == 503
-    metrics = http_request("GET", s.metrics_port, "/metrics").body.decode()
-    assert 'phantom_authz_cache_lookups_total{result="stale"} 1.0' in metrics
 
 
 def test_metrics_endpoint_counts_checks_cache_and_as_calls(stack_factory: type[Stack]) -> None:
     s = stack_factory()
     with s.together():
         s.start_dev_as()
-        s.start_authz()
+        s.start_authz(in_process=True)
     token = s.token("read")
     for _ in range(3):
         call(target(s), check_request(f"Bearer {token}"))
@@ -138,15 +144,13 @@ def test_two_sidecars_share_one_as_budget_through_redis(stack_factory: type[Stac
         a, b = stack_factory(), stack_factory()
         a.start_dev_as()
         b.as_port = a.as_port
-        a.start_authz(cache={"redis": {"url": redis.url}})
-        b.start_authz(cache={"redis": {"url": redis.url}})
+        a.start_authz(cache={"redis": {"url": redis.url}}, in_process=True)
+        b.start_authz(cache={"redis": {"url": redis.url}}, in_process=True)
         token = a.token("read")
         assert call(target(a), check_request(f"Bearer {token}")).status.code == 0
         shared = redis_client.Redis.from_url(redis.url)
-        deadline = time.monotonic() + 2
-        while not shared.dbsize():  # A writes to Redis in the background, after answering
-            assert time.monotonic() < deadline, "sidecar A never wrote its answer to Redis"
-            time.sleep(0.02)
+        # A writes to Redis in the background, after answering
+        wait_until(shared.dbsize, "sidecar A writes its answer to Redis", timeout=2)
         shared.close()
         assert call(target(b), check_request(f"Bearer {token}")).status.code == 0
         assert introspections(a) == 1, "sidecar B must take A's answer from Redis, not ask the AS again"
@@ -159,6 +163,7 @@ def test_two_sidecars_share_one_as_budget_through_redis(stack_factory: type[Stac
 
 
 def test_sigterm_still_drains_with_cache_and_admin_servers(stack_factory: type[Stack]) -> None:
+    """SIGTERM: the ``authz serve`` process."""
     s = stack_factory()
     with s.together():
         s.start_dev_as()
@@ -177,7 +182,7 @@ def test_item03_a_redis_writer_cannot_mint_an_identity(stack_factory: type[Stack
         a, b = stack_factory(), stack_factory()
         a.start_dev_as()
         b.as_port = a.as_port
-        a.start_authz(cache={"redis": {"url": redis.url}})
+        a.start_authz(cache={"redis": {"url": redis.url}}, in_process=True)
         shared = redis_client.Redis.from_url(redis.url)
         victim = a.token("read admin")
 
@@ -185,11 +190,9 @@ def test_item03_a_redis_writer_cannot_mint_an_identity(stack_factory: type[Stack
             """The Redis key sidecar A wrote for ``token`` (found by watching Redis, whatever the key scheme)."""
             before = set(shared.scan_iter(match="*:a:*"))
             call(target(a), check_request(f"Bearer {token}"))
-            deadline = time.monotonic() + 5
-            while not (new := set(shared.scan_iter(match="*:a:*")) - before):
-                assert time.monotonic() < deadline, "sidecar A never wrote its answer to Redis"
-                time.sleep(0.02)
-            (name,) = new
+            wait_until(lambda: set(shared.scan_iter(match="*:a:*")) - before, "sidecar A writes its answer to Redis",
+                       timeout=5)
+            (name,) = set(shared.scan_iter(match="*:a:*")) - before
             return name
 
         victim_key = written_key(victim)
@@ -205,7 +208,7 @@ def test_item03_a_redis_writer_cannot_mint_an_identity(stack_factory: type[Stack
         names = {shape: written_key(token) for shape, token in attackers.items()}  # inactive: negative answers
         for shape, value in hostile.items():
             shared.set(names[shape], value, px=60_000)
-        b.start_authz(cache={"redis": {"url": redis.url}})  # B has nothing in L1: it reads what Redis holds
+        b.start_authz(cache={"redis": {"url": redis.url}}, in_process=True)  # B has nothing in L1: it reads Redis
         for shape, token in attackers.items():
             refused = call(target(b), check_request(f"Bearer {token}", required_scopes="read"))
             assert refused.denied_response.status.code == 401, shape
@@ -300,10 +303,8 @@ def test_item13_revocation_bound_across_two_sidecars_of_two_workers(stack_factor
         _start_sidecar(a, workers, cache=cache)
         _start_sidecar(b, workers, cache=cache)
         shared = redis_client.Redis.from_url(redis.url)
-        deadline = time.monotonic() + 20
-        while shared.pubsub_numsub("phantom-authz:evictions")[0][1] < 2 * workers:  # every worker subscribed
-            assert time.monotonic() < deadline, "not every worker subscribed to evictions"
-            time.sleep(0.02)
+        wait_until(lambda: shared.pubsub_numsub("phantom-authz:evictions")[0][1] >= 2 * workers,
+                   "every worker subscribes to evictions", timeout=20)
         shared.close()
         bounds, late_allows = [], 0
         for _ in range(trials):

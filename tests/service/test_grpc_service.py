@@ -1,4 +1,5 @@
-"""phantom-authz over real gRPC (no Envoy) against the real dev AS on loopback."""
+"""phantom-authz over real gRPC (no Envoy) against the real dev AS on loopback: in process (``tests/inprocess.py``),
+except the tests of signals, the CLI, exit codes and worker processes, which start ``authz serve``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devtools.processes import free_port
-from tests.harness import GATEWAY_SECRET, Stack, wait_until
+from tests.harness import Stack, wait_until
 
 
 def check_request(authorization: str | None = None, path: str = "/get", **extensions: str) -> CheckRequest:
@@ -46,7 +46,7 @@ def grpc_stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     try:
         with s.together():
             s.start_dev_as()
-            s.start_authz()
+            s.start_authz(in_process=True)
         yield s  # type: ignore[misc]
     finally:
         s.stop()
@@ -122,22 +122,26 @@ def test_listens_on_a_unix_socket(stack_factory: type[Stack], tmp_path: Path) ->
     s = stack_factory()
     s.start_dev_as()
     sock = tmp_path / "authz.sock"
-    config = s.authz_config(server={"listen": f"unix:{sock}"})
-    path = tmp_path / "unix.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "authz", "serve", "--config", str(path)],
-                            env={**os.environ, "TEST_GATEWAY_SECRET": GATEWAY_SECRET},
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        assert "listening" in proc.stdout.readline()
-        token = s.token("read")
-        assert call(f"unix:{sock}", check_request(f"Bearer {token}")).status.code == 0
-    finally:
-        proc.terminate()
-        code = proc.wait(10)
-        proc.stdout.close()
-    assert code == 0
+    s.start_authz(in_process=True, server={"listen": f"unix:{sock}"})
+    token = s.token("read")
+    assert call(f"unix:{sock}", check_request(f"Bearer {token}")).status.code == 0
+
+
+def test_bench_check_cli_reports_rate_and_percentiles(grpc_stack: Stack) -> None:
+    token = grpc_stack.token("read")
+    done = subprocess.run([sys.executable, "-m", "devtools.bench_check", "--target", target(grpc_stack), "-n", "30",
+                           "-c", "3", "--warmup", "2", "--ext", "required_scopes=read"],
+                          env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "calls 30" in done.stdout and "outcomes {200: 30}" in done.stdout
+    assert "median" in done.stdout and "p99" in done.stdout
+    denied = subprocess.run([sys.executable, "-m", "devtools.bench_check", "--target", target(grpc_stack), "-n", "5",
+                             "--warmup", "0", "--ext", "required_scopes=admin"],
+                            env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
+    assert "outcomes {403: 5}" in denied.stdout
+
+
+# signals, the CLI, exit codes and worker processes: these tests start the ``authz serve`` subprocess
 
 
 def test_sigterm_finishes_in_flight_checks_then_exits_zero(stack_factory: type[Stack]) -> None:
@@ -154,6 +158,7 @@ def test_sigterm_finishes_in_flight_checks_then_exits_zero(stack_factory: type[S
         response = in_flight.result(timeout=10)
     assert response.status.code == 0, "the in-flight check must complete with its real answer"
     assert s.authz.wait(10) == 0
+    assert f"phantom-authz listening on {target(s)} (port {s.authz_port})" in s.authz.log_tail(100)  # the ready line
     with pytest.raises(grpc.RpcError):
         call(target(s), check_request(f"Bearer {token}"), timeout=2)
 
@@ -172,20 +177,6 @@ def test_bad_config_exits_nonzero_with_one_line_naming_the_key(tmp_path: Path, c
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
-
-
-def test_bench_check_cli_reports_rate_and_percentiles(grpc_stack: Stack) -> None:
-    token = grpc_stack.token("read")
-    done = subprocess.run([sys.executable, "-m", "devtools.bench_check", "--target", target(grpc_stack), "-n", "30",
-                           "-c", "3", "--warmup", "2", "--ext", "required_scopes=read"],
-                          env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "calls 30" in done.stdout and "outcomes {200: 30}" in done.stdout
-    assert "median" in done.stdout and "p99" in done.stdout
-    denied = subprocess.run([sys.executable, "-m", "devtools.bench_check", "--target", target(grpc_stack), "-n", "5",
-                             "--warmup", "0", "--ext", "required_scopes=admin"],
-                            env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
-    assert "outcomes {403: 5}" in denied.stdout
 
 
 def test_workers_share_the_port_and_drain_together(stack_factory: type[Stack]) -> None:

@@ -2,9 +2,10 @@
 answers, whatever a Redis writer puts under the keys the service reads, whatever CheckRequest a peer that is not
 Envoy sends, the outcome is a denial (or an L2 miss), never an allow.
 
-Real parts: a real phantom-authz process (``Stack.start_authz``), Check over real gRPC, a real aiohttp AS on
-127.0.0.1 whose answer per token the test sets (``tests/hostile_as.py``), a real redis-server. Each test has a
-positive control (the one well-formed input allows), so none of them can pass by denying everything.
+Real parts: the real phantom-authz server in process (``Stack.start_authz(in_process=True)``), Check over real
+gRPC, a real aiohttp AS on 127.0.0.1 whose answer per token the test sets (``tests/hostile_as.py``), a real
+redis-server. Each test has a positive control (the one well-formed input allows), so none of them can pass by
+denying everything.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from authz.cache.sealing import ValueKey
 from authz.config import AuthorizationServerConfig, load_config
 from authz.introspection.authority import configuration_hash
 from authz.models import Introspection
-from tests.harness import GATEWAY_SECRET, Stack, http_request
+from tests.harness import GATEWAY_SECRET, Stack, http_request, wait_until
 from tests.hostile_as import (
     AUDIENCE,
     CLIENT_ID,
@@ -92,7 +93,7 @@ def as_stack(tmp_path_factory: pytest.TempPathFactory, hostile_as: HostileAS) ->
     checker: Checker | None = None
     try:
         s.start_authz(authorization_servers=hostile_as.authorization_servers(),
-                      default_authorization_server="phantom")
+                      default_authorization_server="phantom", in_process=True)
         checker = Checker(f"127.0.0.1:{s.authz_port}")
         yield s, checker
     finally:
@@ -430,7 +431,7 @@ def redis_rig(tmp_path_factory: pytest.TempPathFactory, hostile_as: HostileAS) -
         s.start_authz(authorization_servers=hostile_as.authorization_servers(),
                       default_authorization_server="phantom",
                       cache={"negative_ttl_seconds": 0, "redis": {"url": server.url, "key_prefix": PREFIX,
-                                                                  "timeout_seconds": 1.0}})
+                                                                  "timeout_seconds": 1.0}}, in_process=True)
         checker = Checker(f"127.0.0.1:{s.authz_port}")
         shared = redis_client.Redis.from_url(server.url)
         # the victim: a token the AS says is active; its answer (with its JWT) lands in Redis under the key we expect
@@ -438,10 +439,8 @@ def redis_rig(tmp_path_factory: pytest.TempPathFactory, hostile_as: HostileAS) -
         hostile_as.answers[victim] = answer
         assert checker(check_request(f"Bearer {victim}")).status.code == 0
         rig = RedisRig(s, checker, shared, hostile_as, victim, answer.body.decode())
-        deadline = time.monotonic() + 10
-        while not shared.exists(rig.key(victim)):  # the positive control of the key scheme
-            assert time.monotonic() < deadline, f"no value under {rig.key(victim)}: {shared.keys('*')}"
-            time.sleep(0.02)
+        # the positive control of the key scheme
+        wait_until(lambda: shared.exists(rig.key(victim)), f"a value under {rig.key(victim)}")
         yield rig
         shared.close()
     finally:
@@ -454,16 +453,14 @@ def redis_rig(tmp_path_factory: pytest.TempPathFactory, hostile_as: HostileAS) -
 def redis_is_read(rig: RedisRig) -> None:
     """Poll until the service reads Redis again (after a Redis error it skips Redis for its backoff): a fresh
     token with garbage under its key, until the l2_error count rises."""
-    deadline = time.monotonic() + 10
-    while True:
+    def read_once() -> bool:
         token = fresh_token()
         rig.redis.set(rig.key(token), b"garbage")
         before = rig.l2_errors()
         assert rig.checker(check_request(f"Bearer {token}")).status.code != 0
-        if rig.l2_errors() > before:
-            return
-        assert time.monotonic() < deadline, "the service never read Redis"
-        time.sleep(0.05)
+        return rig.l2_errors() > before
+
+    wait_until(read_once, "the service reads Redis again")
 
 
 def _old_json(rig: RedisRig, jwt: str | None) -> bytes:
@@ -615,17 +612,15 @@ def test_hostile_redis_values_of_other_redis_types_are_a_miss(redis_rig: RedisRi
         "set": lambda key: rig.redis.sadd(key, _old_json(rig, None)),
     }
     for shape, write in writers.items():
-        deadline = time.monotonic() + 10
-        while True:
+        def read_and_refused(shape: str = shape, write: Callable[[str], Any] = write) -> bool:
             token = fresh_token()
             write(rig.key(token))
             before = rig.l2_errors()
             response = rig.checker(check_request(f"Bearer {token}", required_scopes="read"))
             assert response.denied_response.status.code == 401, (shape, response)
-            if rig.l2_errors() > before:
-                break
-            assert time.monotonic() < deadline, f"{shape}: Redis was never read again"
-            time.sleep(0.05)
+            return rig.l2_errors() > before
+
+        wait_until(read_and_refused, f"{shape}: the service reads Redis again")
 
 
 # --- 3. hostile Envoy: CheckRequests Envoy would never send ---------------------------------------------------------

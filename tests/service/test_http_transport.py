@@ -1,5 +1,8 @@
 """The HTTP ext_authz transport over real HTTP (no Envoy) against the real dev AS: the check requests Envoy's
-``http_service`` sends, bad input Envoy would never send, and the same decisions as the gRPC transport."""
+``http_service`` sends, bad input Envoy would never send, and the same decisions as the gRPC transport.
+
+phantom-authz runs in process (``tests/inprocess.py``), except in the tests of SIGTERM, worker processes, the CLI's
+refusal to start and what the process writes to its log, which start ``authz serve``."""
 
 from __future__ import annotations
 
@@ -59,9 +62,9 @@ def send(port: int, path: str, headers: dict[str, str] | list[tuple[str, str]] |
         conn.close()
 
 
-def start(s: Stack, **env: str) -> int:
+def start(s: Stack, in_process: bool = True, **env: str) -> int:
     port = free_port()
-    s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"127.0.0.1:{port}", **env})
+    s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"127.0.0.1:{port}", **env}, in_process=in_process)
     return port
 
 
@@ -320,7 +323,7 @@ def test_unix_socket_listener(tmp_path: Path, stack_factory: Any) -> None:
     path = tmp_path / "authz-http.sock"
     with s.together():
         s.start_dev_as()
-        s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"unix:{path}"})
+        s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"unix:{path}"}, in_process=True)
     conn = http.client.HTTPConnection("localhost", timeout=5)
     conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.sock.connect(str(path))
@@ -334,7 +337,7 @@ def test_sigterm_lets_an_in_flight_check_finish(stack_factory: Any) -> None:
     s: Stack = stack_factory()
     with s.together():
         s.start_dev_as("--latency-ms", "800")
-        port = start(s)
+        port = start(s, in_process=False)  # SIGTERM: the process's signal handler
     assert s.authz is not None
     headers = bearer(s)
     with ThreadPoolExecutor(1) as pool:
@@ -426,7 +429,7 @@ def test_item17_malformed_header_lines_never_put_their_token_in_the_log(stack_fa
     s: Stack = stack_factory()
     with s.together():
         s.start_dev_as()
-        port = start(s)
+        port = start(s, in_process=False)  # the process's own log text: its handler filters library records
     token = s.token("read")
     secret = token.encode()
     for request in (
