@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from authz.app import Server, run
-    from authz.logs import configure_logging
+    from authz.log_format import configure_logging
     from authz.policy.embedded import EmbeddedEngine
     from authz.policy.engine import PolicyLoadError
     from authz.transport.http_gaps import refuse_http_gaps
@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     if config.server.workers > 1 and WORKER_ENV not in os.environ:
         return supervise(["serve", *(["--config", args.config] if args.config else [])], config.server.workers)
-    configure_logging(config.server.log_level)
+    configure_logging(config.server.log_level, config.server.log_format)
 
     def ready(server: Server) -> None:
         print(f"phantom-authz listening on {config.server.listen} (port {server.port})", flush=True)

@@ -4,7 +4,8 @@ A library's log line can carry the bytes of a request: aiohttp's parser error qu
 bearer token with it) in its traceback, asyncio's "exception was never retrieved" prints the exception's repr. So a
 record from any logger outside ``authz`` keeps its level, its logger's name and its fixed message text (a format
 string with its arguments, or nothing when it has none: the text may then be a formatted one), and its exception
-shrinks to the exception's type and where it was raised. Our own loggers name tokens only by ``token_id``.
+shrinks to the exception's type and where it was raised; fields it was given (``extra=``) are dropped. Our own
+loggers name tokens only by ``token_id``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import logging
 import os
 import re
 
-__all__ = ["LibraryRecordFilter", "describe_exception"]
+__all__ = ["STANDARD_ATTRIBUTES", "LibraryRecordFilter", "describe_exception"]
 
+# what every LogRecord has (plus what formatters add); anything else on a record came with ``extra=``
+STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*\d*(?:\.\d+)?[a-zA-Z%]")
 _OURS = "authz"
 
@@ -43,4 +47,6 @@ class LibraryRecordFilter(logging.Filter):
             text = f"{text} [{describe_exception(record.exc_info[1])}]"
         record.msg, record.args = text, None
         record.exc_info = record.exc_text = record.stack_info = None
+        for key in [k for k in record.__dict__ if k not in STANDARD_ATTRIBUTES]:
+            del record.__dict__[key]
         return True

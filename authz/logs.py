@@ -1,14 +1,11 @@
-"""Logging set-up and the one way to name a token in a log line: a short SHA-256 prefix, never the token."""
+"""The one way to name a token in a log line (a short SHA-256 prefix, never the token), and a request path as log
+lines show it. The log stream itself is set up by ``authz.log_format``."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import sys
 
-from authz.library_logs import LibraryRecordFilter
-
-__all__ = ["configure_logging", "loggable_path", "token_id"]
+__all__ = ["loggable_path", "token_id"]
 
 
 def token_id(token: str) -> str:
@@ -22,12 +19,3 @@ def loggable_path(path: str) -> str:
     route, mark, _ = path.partition("?")
     return repr(route[:200]) + ("?…" if mark else "")
 
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(LibraryRecordFilter())  # library log lines may quote request bytes (a token): never their data
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -22,6 +22,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 from authz.config import Config
 from authz.credential import bearer_token
 from authz.errors import AuthzError
+from authz.log_context import note_route_rule
 from authz.logs import token_id
 from authz.metrics import Metrics
 from authz.models import Allow, Answer, Identity, Replies, RequestInfo, RouteSettings
@@ -90,17 +91,21 @@ class Authorizer:
         if isinstance(exc, AuthzError):
             self.deny_log(exc, where)
             return deny_response(exc, self._realm)
-        log.error("internal error while checking %s; denying with 500", where(), exc_info=exc)
+        log.error("internal error while checking %s; denying with 500", where(), exc_info=exc,
+                  extra={"outcome": "error", "status": 500, "reason": "internal_error"})
         self._checks.labels("deny", "500", "internal_error").inc()
         return deny_response(AuthzError("internal error"), self._realm)
 
     def deny_log(self, err: AuthzError, where: Callable[[], str]) -> None:
-        """Count a denial and log it (no token, only its short id)."""
+        """Count a denial and log it (no token, only its short id; the request id and route rule come with the
+        check's log context, ``authz.log_context``)."""
         self._checks.labels("deny", str(err.status), err.reason).inc()
         level = logging.ERROR if err.status in (500, 502) else logging.WARNING if err.status >= 500 else logging.INFO
         if log.isEnabledFor(level):
-            log.log(level, "deny status=%d reason=%s token=%s %s: %s", err.status, err.reason,
-                    err.token_id or "-", where(), err.detail)
+            fields: dict[str, object] = {"outcome": "deny", "status": err.status, "reason": err.reason}
+            if err.token_id is not None:
+                fields["token_id"] = err.token_id
+            log.log(level, "deny %s: %s", where(), err.detail, extra=fields)
 
     @staticmethod
     def _response_for(allow: Allow) -> CheckResponse:
@@ -118,6 +123,8 @@ class Authorizer:
         path = request.path
         check_path(path, allow_encoded_slashes=True)  # stage 0, before anything reads the path (route rules too)
         route, params = self.routes.resolve(request)
+        if route.rule is not None:
+            note_route_rule(route.rule)  # for the check's log lines
         if not route.allow_encoded_slashes and ("%2F" in path or "%2f" in path):
             check_path(path)  # 400 unless the route allows an encoded slash
         passed = self._pass_keeping_authorization if route.keep_authorization else self._pass

@@ -70,7 +70,10 @@ def processes(mode: str, logs: Path, env: dict[str, str]) -> list[Process]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     py = sys.executable
-    authz_env = {**env, "AUTHZ__SERVER__HTTP__LISTEN": HTTP_LISTEN} if mode == "http" else env
+    # the service's logs as text for a human reading run/logs/ (production's default is JSON, server.log_format)
+    authz_env = {**env, "AUTHZ__SERVER__LOG_FORMAT": "text"}
+    if mode == "http":
+        authz_env["AUTHZ__SERVER__HTTP__LISTEN"] = HTTP_LISTEN
     return [
         Process("dev-as", [py, "-m", "devtools.auth_server", "--port", "8443",
                            "--revocation-hook", "127.0.0.1:9002"], 8443, logs, env),

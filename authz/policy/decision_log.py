@@ -1,14 +1,15 @@
-"""One structured log line per OPA decision (logger ``authz.decisions``): decision id, path, result, duration,
-subject, engine; in ``full`` mode also the input, with the configured JSON pointers erased (as OPA's decision-log
-masking does) and, always, every credential the input carries: the forwarded JWT (``/input/token/jwt``) and each
-header named in ``CREDENTIAL_HEADERS`` (plus the configured ``decision_log_mask_headers``), in any letter case,
-wherever the input holds headers: a ``headers`` map, and ``headerMap`` entries (Envoy's ``encode_raw_headers``)
-with their ``value`` or base64 ``rawValue``. The opaque token is never in the input."""
+"""One structured log record per OPA decision (logger ``authz.decisions``, message ``decision``), in the service's one
+log stream (``authz.log_format``: a JSON line with the check's request id, trace id, token id and route rule), its
+fields: decision id, path, result, duration, subject, engine; in ``full`` mode also the input, with the configured JSON
+pointers erased (as OPA's decision-log masking does) and, always, every credential the input carries: the forwarded JWT
+(``/input/token/jwt``) and each header named in ``CREDENTIAL_HEADERS`` (plus the configured
+``decision_log_mask_headers``), in any letter case, wherever the input holds headers: a ``headers`` map, and
+``headerMap`` entries (Envoy's ``encode_raw_headers``) with their ``value`` or base64 ``rawValue``. The opaque token is
+never in the input."""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from typing import Any
 
@@ -96,4 +97,4 @@ class DecisionLogger:
             erased.extend(erase_credentials(document, self._credential_headers))
             entry["erased"] = erased
             entry["input"] = document["input"]
-        log.info("%s", json.dumps(entry, separators=(",", ":"), default=str))
+        log.info("decision", extra=entry)  # the entry's keys are the record's fields (authz.log_format)

@@ -12,11 +12,12 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
+from authz.log_context import bind_check, unbind_check
 from authz.logs import loggable_path
 from authz.pipeline import Authorizer
-from authz.transport.grpc_request import request_info
+from authz.transport.grpc_request import header_text, request_info
 
-__all__ = ["AuthorizationService"]
+__all__ = ["AuthorizationService", "check_header"]
 
 
 class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
@@ -24,9 +25,24 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
         self._authorizer = authorizer
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
-        return await self._authorizer.decide(lambda: request_info(request), lambda: _where(request))
+        bound = bind_check(check_header, request)  # log lines name the request by Envoy's x-request-id
+        try:
+            return await self._authorizer.decide(lambda: request_info(request), lambda: _where(request))
+        finally:
+            unbind_check(bound)
 
 
 def _where(request: CheckRequest) -> str:
     http = request.attributes.request.http
-    return f"{http.method} {loggable_path(http.path)} request_id={http.id or '-'}"
+    return f"{http.method} {loggable_path(http.path)}"
+
+
+def check_header(request: CheckRequest, name: str) -> str | None:
+    """Header ``name`` (lower case) of the checked request, from either of Envoy's encodings (for log fields)."""
+    http = request.attributes.request.http
+    value: str | None = http.headers.get(name)
+    if value is None:
+        for entry in http.header_map.headers:
+            if entry.key.lower() == name:
+                return str(entry.value or header_text(entry.raw_value))
+    return value

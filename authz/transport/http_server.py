@@ -26,11 +26,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http import HttpVersion10, HttpVersion11, RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDictProxy
 
 from authz.config import HttpTransportConfig
 from authz.errors import MalformedRequest, RequestTooLarge
 from authz.http_body import read_at_most
 from authz.library_logs import describe_exception
+from authz.log_context import bind_check, unbind_check
 from authz.logs import loggable_path
 from authz.pipeline import Authorizer
 from authz.transport.http_request import HttpCheckTranslator
@@ -195,14 +197,22 @@ class HttpTransport:
             return _response(_TOO_LARGE)
         protocol.request_read(body[-64:] if body and request.content_length is not None else _HEAD_END)
         method, raw_path, raw_headers = request.method, request.raw_path, request.raw_headers
-        response, replies = await self._authorizer.decide_kept(
-            lambda: self._translator.request_info(method, raw_path, raw_headers, body),
-            lambda: f"{method} {loggable_path(raw_path)} request_id={request.headers.get('x-request-id', '-')}")
+        bound = bind_check(_header, request.headers)  # log lines name the request by Envoy's x-request-id
+        try:
+            response, replies = await self._authorizer.decide_kept(
+                lambda: self._translator.request_info(method, raw_path, raw_headers, body),
+                lambda: f"{method} {loggable_path(raw_path)}")
+        finally:
+            unbind_check(bound)
         if replies is None:  # a denial
             return _response(http_answer(response))
         if replies.http_answer is None:  # an allow's HTTP answer is made once per kept reply (a cached answer's)
             replies.http_answer = http_answer(response)
         return _response(replies.http_answer)
+
+
+def _header(headers: CIMultiDictProxy[str], name: str) -> str | None:
+    return headers.get(name)
 
 
 def _response(answer: HttpAnswer) -> web.Response:

@@ -14,6 +14,7 @@ import pytest
 
 from devtools.processes import Process, free_port
 from tests.harness import ROOT, Stack
+from tests.log_lines import parse_json_lines
 
 POLICIES = str(ROOT / "deploy" / "policies")
 
@@ -108,8 +109,7 @@ def test_decision_log_line_has_no_token_material(policy_stack: Stack) -> None:
     policy_stack.get("/records/alice/x", token)
     assert policy_stack.authz is not None
     log = policy_stack.authz.log_path.read_text()
-    decisions = [json.loads(line.split("authz.decisions ", 1)[1]) for line in log.splitlines()
-                 if "authz.decisions " in line]
+    decisions = [line for line in parse_json_lines(log) if line["logger"] == "authz.decisions"]
     assert decisions and decisions[-1]["path"] == "records/decision"
     assert decisions[-1]["subject"] == "alice" and decisions[-1]["result"]["allowed"] is True
     assert token not in log

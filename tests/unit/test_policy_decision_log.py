@@ -9,7 +9,6 @@ all of ``attributes.request.http``, so the logged input holds every header the r
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from authz.policy.decision_log import CREDENTIAL_HEADERS, DecisionLogger, erase_
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.stage import PolicyStage
 from authz.transport.grpc_request import request_info
+from tests.log_lines import json_lines, stream_text
 
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVzLWZvci1sb2c"
 OPAQUE = "opaque-5b0e6f2d4a-NEVER-LOGGED"
@@ -88,7 +88,7 @@ def _stage(tmp_path: Path, **policy: Any) -> PolicyStage:
 
 
 def _logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "authz.decisions"]
+    return json_lines(caplog.records, "authz.decisions")
 
 
 @pytest.mark.parametrize("raw", [True, False], ids=["encode_raw_headers", "headers_map"])
@@ -99,7 +99,7 @@ async def test_item05_full_decision_log_erases_credentials_in_every_header_form(
     with caplog.at_level(logging.INFO, logger="authz.decisions"):
         outcome = await stage.decide("app/allow", request_info(_request(raw, upper)), IDENTITY)
     assert outcome.decision is not None and outcome.decision.allowed
-    assert leaks(caplog.text, [JWT, OPAQUE, *SECRETS.values()]) == []
+    assert leaks(stream_text(caplog.records), [JWT, OPAQUE, *SECRETS.values()]) == []
     (line,) = _logged(caplog)
     http = line["input"]["attributes"]["request"]["http"]
     if raw:
@@ -119,8 +119,9 @@ async def test_item05_credentials_are_erased_even_when_decision_log_mask_leaves_
         await stage.decide("app/allow", request_info(_request(raw=False, upper=False)), IDENTITY)
     (line,) = _logged(caplog)
     assert "/input/token/jwt" in line["erased"] and "/input/attributes/request/http/headers/x-trace" in line["erased"]
-    assert leaks(caplog.text, [JWT, OPAQUE, *list(SECRETS.values())[:-1]]) == []
-    assert SECRETS["X-Custom-Credential"] in caplog.text  # not named anywhere: logged (the list is extensible)
+    assert leaks(stream_text(caplog.records), [JWT, OPAQUE, *list(SECRETS.values())[:-1]]) == []
+    # not named anywhere: logged (the list is extensible)
+    assert SECRETS["X-Custom-Credential"] in stream_text(caplog.records)
 
 
 def test_item05_erase_credentials_reports_json_pointers() -> None:

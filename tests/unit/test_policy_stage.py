@@ -25,6 +25,7 @@ from authz.policy.decision import HeaderMutation, PolicyDecision
 from authz.policy.engine import Evaluation, PolicyEvaluationError
 from authz.policy.stage import PolicyStage
 from authz.transport.grpc_request import request_info
+from tests.log_lines import json_lines, stream_text
 
 OPAQUE = "opaque-7f3c9a1e5b-DO-NOT-LEAK"
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz"
@@ -108,7 +109,7 @@ def _setup(tmp_path: Path, answer: Any, **policy: Any) -> tuple[Authorizer, Fake
 
 
 def _decision_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "authz.decisions"]
+    return json_lines(caplog.records, "authz.decisions")
 
 
 # --- allow ------------------------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ async def test_summary_decision_log(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert isinstance(line["duration_ms"], (int, float)) and line["duration_ms"] >= 0
     assert line["dry_run"] is False
     assert "input" not in line
-    text = caplog.text
+    text = stream_text(caplog.records)
     assert OPAQUE not in text and JWT not in text and "cookie-secret" not in text
 
 
@@ -389,7 +390,7 @@ async def test_full_decision_log_has_the_masked_input(tmp_path: Path, caplog: py
     assert "jwt" not in line["input"]["token"]
     assert line["input"]["token"]["subject"] == "alice"
     assert line["input"]["parsed_path"] == ["orders", "7"]
-    text = caplog.text
+    text = stream_text(caplog.records)
     assert OPAQUE not in text and JWT not in text and "cookie-secret" not in text
 
 
@@ -411,7 +412,7 @@ async def test_full_log_with_a_disabled_route_has_no_token(tmp_path: Path, caplo
     assert line["subject"] is None
     assert line["input"]["token"] is None
     assert line["erased"] == ["/input/attributes/request/http/headers/cookie"]
-    assert OPAQUE not in caplog.text
+    assert OPAQUE not in stream_text(caplog.records)
 
 
 async def test_decision_log_off_logs_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -419,4 +420,4 @@ async def test_decision_log_off_logs_nothing(tmp_path: Path, caplog: pytest.LogC
     with caplog.at_level(logging.DEBUG, logger="authz.decisions"), pytest.raises(PolicyDenied):
         await authorizer.check(_check_request())
     assert _decision_lines(caplog) == []
-    assert not re.search(DECISION_ID, caplog.text)
+    assert not re.search(DECISION_ID, stream_text(caplog.records))
