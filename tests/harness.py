@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import yaml
@@ -33,6 +33,7 @@ from tests.inprocess import InProcessAuthz
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_SECRET = "gateway-test-secret"
 MODES = ("grpc", "http")  # Envoy's ext_authz grpc_service / http_service
+T = TypeVar("T")
 
 
 class Response:
@@ -57,13 +58,14 @@ def http_request(method: str, port: int, path: str, headers: dict[str, str] | No
         conn.close()
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Poll ``condition`` (every 20 ms) until it holds, instead of sleeping a fixed time; fail saying ``what`` was
-    awaited once ``timeout`` seconds have passed."""
+def wait_until(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    """Poll ``condition`` (every 20 ms) until it holds, instead of sleeping a fixed time, and return what it
+    returned then; fail saying ``what`` was awaited once ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
         time.sleep(0.02)
+    return value
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -191,7 +193,6 @@ class Stack:
 
     def _await_http_transport(self) -> None:
         if self.mode == "http" and isinstance(self.authz, Process):  # in process: started means every listener is up
-            assert self.authz is not None
             try:
                 wait_for_port(self.http_port, 10.0, self.authz.proc)
             except (RuntimeError, TimeoutError) as exc:

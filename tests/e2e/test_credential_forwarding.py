@@ -8,6 +8,7 @@ empty route setting is a misconfigured route (500; Envoy's 503 in HTTP mode), ne
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,21 +23,25 @@ def upstream_headers(resp_json: dict[str, Any]) -> dict[str, str]:
     return {k.lower(): v for k, v in resp_json["headers"].items()}
 
 
-@pytest.fixture
-def cors_stack(stack_factory: type[Stack]) -> Stack:
+@pytest.fixture(scope="module")
+def cors_stack(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[Stack]:
+    """One stack per mode for the module: its tests only send requests."""
     def mutate(config: dict[str, Any]) -> None:
         add_route("/kept/", {"disabled": "true", "keep_authorization": "true"})(config)
         add_route("/empty-policy/", {"required_scopes": "read", "policy": ""})(config)
         add_route("/empty-scopes/", {"required_scopes": ""})(config)
         add_route("/no-scope/", {"required_scopes": "-"})(config)
 
-    s = stack_factory()
-    with s.together():
-        s.start_dev_as()
-        s.start_echo()
-        s.start_authz(cors_preflight="allow")
-        s.start_envoy(mutate)
-    return s
+    s = Stack(tmp_path_factory.mktemp(f"cors-{mode}"), mode)
+    try:
+        with s.together():
+            s.start_dev_as()
+            s.start_echo()
+            s.start_authz(cors_preflight="allow")
+            s.start_envoy(mutate)
+        yield s
+    finally:
+        s.stop()
 
 
 def test_item06_disabled_route_and_preflight_never_forward_the_opaque_token(cors_stack: Stack) -> None:

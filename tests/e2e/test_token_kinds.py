@@ -30,8 +30,9 @@ def fake_as() -> Iterator[FakeAS]:
         fake.stop()
 
 
-@pytest.fixture
-def kinds_stack(stack_factory: type[Stack], fake_as: FakeAS) -> Stack:
+@pytest.fixture(scope="module")
+def kinds_stack(tmp_path_factory: pytest.TempPathFactory, mode: str, fake_as: FakeAS) -> Iterator[Stack]:
+    """One stack per mode for the module: its tests only send requests."""
     servers: dict[str, Any] = {
         name: {"dialect": dialect, "introspection_endpoint": f"http://127.0.0.1:{fake_as.port}/introspect/{name}",
                "client_id": "gateway-client", "client_secret_env": "TEST_GATEWAY_SECRET", "issuer": "http://fake-as",
@@ -43,12 +44,15 @@ def kinds_stack(stack_factory: type[Stack], fake_as: FakeAS) -> Stack:
         for name in SERVERS:
             add_route(f"/kind/{name}/", {"as": name, "required_scopes": "read"})(config)
 
-    s = stack_factory()
-    with s.together():
-        s.start_echo()
-        s.start_authz(authorization_servers=servers, default_authorization_server="ok")
-        s.start_envoy(mutate)
-    return s
+    s = Stack(tmp_path_factory.mktemp(f"kinds-{mode}"), mode)
+    try:
+        with s.together():
+            s.start_echo()
+            s.start_authz(authorization_servers=servers, default_authorization_server="ok")
+            s.start_envoy(mutate)
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.mark.parametrize("behaviour", ["json_refresh_token", "json_dpop_bound", "jwt_mtls_bound"])
