@@ -33,6 +33,7 @@ from authz.policy.stage import PolicyStage
 from authz.transport.grpc_server import AUTHORIZATION_SERVICE, GrpcTransport, bind
 from authz.transport.http_gaps import refuse_http_gaps
 from authz.transport.http_server import HttpTransport
+from authz.transport.tls import ServerTls
 from authz.workers import SIDECAR_ENV, WORKER_ENV, offset_address
 
 __all__ = ["Server", "run"]
@@ -59,6 +60,7 @@ class Server:
         self.policy_engine: EmbeddedEngine | None = None
         self._watcher: asyncio.Future[None] | None = None
         self.http: HttpTransport | None = None
+        self.tls: ServerTls | None = None  # server.tls, shared by both listeners
 
     def _authorities(self, session: aiohttp.ClientSession) -> dict[str, AuthorityLike]:
         authorities = build_authorities(self.config, session)
@@ -90,13 +92,14 @@ class Server:
         authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session),
                                 self.metrics)
         self.authorizer = authorizer
+        self.tls = ServerTls(self.config.server.tls) if self.config.server.tls is not None else None
         self._grpc = GrpcTransport(authorizer, self.config.server.listen, reuse_port=self.worker_index is not None,
-                                   max_receive_bytes=self.config.server.max_receive_bytes)
+                                   max_receive_bytes=self.config.server.max_receive_bytes, tls=self.tls)
         self._servers.append(self._grpc.server)
         if self.config.server.http.enabled:
             refuse_http_gaps(self.config, self.policy_engine)
             self.http = HttpTransport(authorizer, self.config.server.http, reuse_port=self.worker_index is not None,
-                                      shutdown_grace_seconds=self.config.server.shutdown_grace_seconds)
+                                      shutdown_grace_seconds=self.config.server.shutdown_grace_seconds, tls=self.tls)
             await self.http.start()
         self.port = self._grpc.port
         if self.config.admin_listen is not None and self.cache is not None:
@@ -113,6 +116,8 @@ class Server:
         for s in self._servers:
             await s.start()
         await self._grpc.serving()
+        if self.tls is not None:
+            self.tls.start()  # watch the certificate files for a rotation
 
     async def __aenter__(self) -> Server:
         """``async with Server(config) as server:`` serves inside the block and drains at its end (``run`` adds
@@ -173,6 +178,8 @@ class Server:
             await self._grpc.draining()
         if self._watcher is not None:
             self._watcher.cancel()
+        if self.tls is not None:
+            self.tls.stop()
         grace = self.config.server.shutdown_grace_seconds if grace is None else grace
         stops = [s.stop(grace) for s in self._servers]
         if self.http is not None:

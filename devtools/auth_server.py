@@ -1,7 +1,8 @@
 """A development authorization server speaking Curity's "phantom token" dialect, for the quickstart and tests.
 
-A dev/demo AS, NOT for production: all state (tokens, keys, counters) is in memory, it serves plain HTTP, and the
-``/dev/*`` helpers need no authentication. Endpoints:
+A dev/demo AS, NOT for production: all state (tokens, keys, counters) is in memory, it serves plain HTTP (HTTPS,
+with client certificates and RFC 8705 client authentication, given ``DevASConfig.tls``: ``devtools.mtls_clients``),
+and the ``/dev/*`` helpers need no authentication. Endpoints:
 
 - ``POST /oauth/v2/oauth-token``: ``client_credentials`` with ``client_secret_basic`` or ``client_secret_post``;
   issues an opaque random token. Dev-only form field ``subject`` sets ``sub`` (default: the client id), so a demo
@@ -40,6 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devtools.mtls_clients import DevTls, MtlsRegistration, peer_certificate
 from devtools.revocation_hook import evict_at_gateway
 from devtools.signing_keys import SigningKeys
 
@@ -69,6 +71,7 @@ class DevClient:
     scopes: tuple[str, ...] = ()
     default_scopes: tuple[str, ...] = ()
     can_introspect: bool = False
+    mtls: MtlsRegistration | None = None  # RFC 8705: the client certificate authenticates it, not the secret
 
 
 def default_clients() -> dict[str, DevClient]:
@@ -91,6 +94,7 @@ class DevASConfig:
     latency_ms: float = 0.0  # added to every introspection call, to stand for a remote AS
     revocation_hook: str | None = None  # phantom-authz admin API (HOST:PORT / unix:PATH) told of revocations
     clients: Mapping[str, DevClient] = field(default_factory=default_clients)
+    tls: DevTls | None = None  # HTTPS (and client certificates) instead of plain HTTP
 
 
 @dataclass
@@ -151,7 +155,7 @@ class DevAuthServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{_url_host(self.config.host)}:{self.port}"
+        return f"{'https' if self.config.tls else 'http'}://{_url_host(self.config.host)}:{self.port}"
 
     @property
     def issuer(self) -> str:
@@ -165,7 +169,8 @@ class DevAuthServer:
                 web.post("/dev/rotate-keys", self.rotate_keys_endpoint)]
 
     def authenticate(self, request: web.Request, form: Mapping[str, object]) -> tuple[str, DevClient]:
-        """client_secret_basic (id and secret form-urlencoded, RFC 6749 §2.3.1) or client_secret_post.
+        """client_secret_basic (id and secret form-urlencoded, RFC 6749 §2.3.1), client_secret_post, or RFC 8705's
+        certificate methods for a client registered with ``mtls`` (``client_id`` in the form, no secret).
 
         Raises 401 invalid_client (unknown client, wrong secret, no or broken credentials).
         """
@@ -186,6 +191,11 @@ class DevAuthServer:
             client_id, secret = urllib.parse.unquote_plus(raw_id), urllib.parse.unquote_plus(raw_secret)
         elif form_id is not None and form_secret is not None:
             client_id, secret = form_id, form_secret
+        elif form_id is not None and (mtls := getattr(self.config.clients.get(form_id), "mtls", None)) is not None:
+            # RFC 8705 §2: client_id names the client, its certificate on this connection proves it
+            if not mtls.recognises(peer_certificate(request), self.config.tls):
+                raise _oauth_error("invalid_client")
+            return form_id, self.config.clients[form_id]
         else:
             raise _oauth_error("invalid_client")
         client = self.config.clients.get(client_id)
@@ -335,7 +345,8 @@ async def start(config: DevASConfig) -> web.AppRunner:
     runner = web.AppRunner(build_app(config))
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        tls = config.tls.server_context() if config.tls is not None else None
+        await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()
     except BaseException:
         await runner.cleanup()
         raise

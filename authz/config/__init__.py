@@ -26,6 +26,7 @@ from authz.config.server import (
     HttpTransportConfig,
     ServerConfig,
 )
+from authz.config.tls import ListenerTlsConfig
 from authz.config.types import ConfigError, Secret
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "CredentialConfig",
     "HeaderCondition",
     "HttpTransportConfig",
+    "ListenerTlsConfig",
     "PolicyConfig",
     "PrivateKeyJwtConfig",
     "RedisConfig",

@@ -3,6 +3,9 @@
 Secrets never sit inline in the file: a client secret comes from a file (``client_secret_file``), a named environment
 variable (``client_secret_env``), or the override variable ``AUTHZ__AUTHORIZATION_SERVERS__<NAME>__CLIENT_SECRET``
 (which wins over the file's source, unread). ``private_key_jwt.key_file`` is read and checked against its algorithm.
+RFC 8705's ``tls_client_auth`` and ``self_signed_tls_client_auth`` need no secret: the client certificate
+(``client_cert_file`` + ``client_key_file``, checked to belong together) is the credential; ``ca_file`` replaces the
+system's trusted CAs for every call to the AS (introspection, metadata, JWKS).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from authz.config.tls import read_ca_bundle, read_certificate_pair
 from authz.config.types import (
     ConfigError,
     HttpUrl,
@@ -37,6 +41,8 @@ ASYMMETRIC_ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 DEFAULT_CLOCK_SKEW_SECONDS = 30.0  # clock_skew_seconds, the default of every server's leeway_seconds
 MISSING_SECRET = "is required (set client_secret_file or client_secret_env)"
+TLS_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")  # RFC 8705: the client certificate authenticates
+_SECRETLESS = ("private_key_jwt", *TLS_METHODS)
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 _ALGORITHM = re.compile("^(" + "|".join(ASYMMETRIC_ALGORITHMS) + ")$")
 
@@ -84,12 +90,18 @@ class AuthorizationServerConfig(Model):
     client_secret_file: Annotated[str, Text()] | None = Field(None, repr=False)
     client_secret_env: Annotated[str, Text()] | None = Field(None, repr=False)
     dialect: Literal["phantom", "rfc7662", "rfc9701"] = "phantom"
-    client_auth_method: Literal["client_secret_basic", "client_secret_post", "private_key_jwt"] = "client_secret_basic"
+    client_auth_method: Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth",
+                                "self_signed_tls_client_auth"] = "client_secret_basic"
     private_key_jwt: PrivateKeyJwtConfig | None = None
     timeout_seconds: Annotated[float, Number(gt=0)] = 2.0
     max_response_bytes: Annotated[int, Number(gt=255, integer=True)] = 64 * 1024
     retry_after_seconds: Annotated[int, Number(gt=0, integer=True)] = 5
     verify_tls: StrictBool = True
+    ca_file: Annotated[str, Text()] | None = None  # PEM CA bundle trusted for this AS instead of the system's
+    # a client certificate presented on every TLS connection to this AS (RFC 8705 methods need one)
+    client_cert_file: Annotated[str, Text()] | None = None
+    client_key_file: Annotated[str, Text()] | None = Field(None, repr=False)
+    client_key_pem: SkipJsonSchema[Secret | None] = None  # what client_key_file holds, read at load
     allow_insecure_http: StrictBool = False  # let key discovery use plain http (metadata, discovered jwks_uri): dev
     # verification of what the AS returns
     issuer: Annotated[str, Text()] | None = None
@@ -118,7 +130,7 @@ class AuthorizationServerConfig(Model):
     def _client_secret(cls, data: Any, info: ValidationInfo) -> Any:
         """Reads the secret from its source; refuses one inline in the file."""
         context = loading(info)
-        if context is None or not isinstance(data, Mapping) or data.get("client_auth_method") == "private_key_jwt":
+        if context is None or not isinstance(data, Mapping) or data.get("client_auth_method") in _SECRETLESS:
             return data
         if "client_secret" in data:  # the override variable wins over the file's secret source, left unread
             if data.get("name") in context.inline_secrets:
@@ -131,6 +143,25 @@ class AuthorizationServerConfig(Model):
             raise ConfigError("client_secret", MISSING_SECRET)
         return {**data, "client_secret": secret}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_files(cls, data: Any) -> Any:
+        """The CA bundle parses; the client certificate and key parse, belong together and are read once."""
+        if not isinstance(data, Mapping):
+            return data
+        if "client_key_pem" in data:
+            raise ConfigError("client_key_pem", "unknown key")
+        if data.get("ca_file") is not None:
+            read_ca_bundle(data["ca_file"], "ca_file")
+        cert, key = data.get("client_cert_file"), data.get("client_key_file")
+        if cert is None and key is None:
+            return data
+        if cert is None or key is None:
+            raise ConfigError("client_key_file" if key is None else "client_cert_file",
+                              "is required with " + ("client_cert_file" if key is None else "client_key_file"))
+        pair = read_certificate_pair(cert, key, "client_cert_file", "client_key_file")
+        return {**data, "client_key_pem": Secret(pair.key_pem.decode("ascii", "replace"))}
+
     @field_validator("claims_header")
     @classmethod
     def _can_carry_claims(cls, value: str) -> str:
@@ -140,16 +171,22 @@ class AuthorizationServerConfig(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        private_key = self.client_auth_method == "private_key_jwt"
+        method = self.client_auth_method
+        private_key = method == "private_key_jwt"
         if private_key and self.private_key_jwt is None:
             raise ConfigError("private_key_jwt.key_file", "is required")
         if not private_key and self.private_key_jwt is not None:
             raise ConfigError("private_key_jwt", "applies only with client_auth_method: private_key_jwt")
+        if method in TLS_METHODS and self.client_cert_file is None:
+            raise ConfigError("client_cert_file", f"is required with client_auth_method: {method} (RFC 8705: the "
+                                                  "client certificate is the credential)")
         for name in ("client_secret", "client_secret_file", "client_secret_env"):
-            if private_key and getattr(self, name) is not None:
-                raise ConfigError(name, "is not used with client_auth_method: private_key_jwt")
-        if not private_key and self.client_secret is None:
+            if method in _SECRETLESS and getattr(self, name) is not None:
+                raise ConfigError(name, f"is not used with client_auth_method: {method}")
+        if method not in _SECRETLESS and self.client_secret is None:
             raise ConfigError("client_secret", MISSING_SECRET)
+        if self.ca_file is not None and not self.verify_tls:
+            raise ConfigError("ca_file", "is not used with verify_tls: false (nothing is verified)")
         if self.verifies_jwts and self.issuer is None:
             raise ConfigError("issuer", f"is required to verify the JWTs of dialect {self.dialect!r}")
         discovery_from = self.metadata_url or self.issuer

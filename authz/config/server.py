@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from authz.config.tls import ListenerTlsConfig
 from authz.config.types import ConfigError, Listen, Number, Section, Text
 
 __all__ = ["DEFAULT_MAX_RECEIVE_BYTES", "CredentialConfig", "HttpTransportConfig", "ServerConfig"]
@@ -63,6 +64,9 @@ class ServerConfig(Section):
     config_watch_interval_seconds: Annotated[float, Number(ge=0)] = 2.0
     # Envoy HTTP ext_authz mode, off by default; its address is server.http.listen (a section, not a flat http_listen)
     http: HttpTransportConfig = HttpTransportConfig()
+    # TLS (and optionally mutual TLS) on both listeners, gRPC and server.http; certificates reloaded when their files
+    # change. None: plaintext (a sidecar on loopback or a unix socket)
+    tls: ListenerTlsConfig | None = None
 
     @field_validator("event_loop")
     @classmethod

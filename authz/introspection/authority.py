@@ -90,5 +90,7 @@ def configuration_hash(config: AuthorizationServerConfig) -> str:
 def _credential(config: AuthorizationServerConfig) -> bytes:
     if config.private_key_jwt is not None:
         return config.private_key_jwt.key_pem.reveal().encode()
-    assert config.client_secret is not None, "config requires a client secret unless private_key_jwt is set"
+    if config.client_secret is None:  # RFC 8705 methods: the client certificate's key is the credential
+        assert config.client_key_pem is not None, "config requires a secret, a private_key_jwt or a client cert"
+        return config.client_key_pem.reveal().encode()
     return config.client_secret.reveal().encode()

@@ -7,11 +7,16 @@ It owns what every dialect shares: client authentication, timeout, no redirects,
 - 401/403 (our credentials rejected), 3xx, other 4xx,
   truncated or oversized body                      -> ``UpstreamMisbehaved`` (502)
 - 200 and 204 are returned for the dialect to read.
+
+TLS: ``ca_file`` replaces the system's trusted CAs and ``client_cert_file``/``client_key_file`` are presented, on
+every call of this client (introspection, metadata, JWKS). A certificate that does not verify is a connection
+failure (503): nothing from that server is believed.
 """
 
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -22,7 +27,7 @@ from authz.errors import UpstreamMisbehaved, UpstreamUnavailable
 from authz.http_body import read_at_most
 from authz.introspection.client_auth import ClientAuth, client_auth_for
 
-__all__ = ["ASResponse", "AuthorizationServerClient"]
+__all__ = ["ASResponse", "AuthorizationServerClient", "tls_for"]
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 
@@ -50,6 +55,20 @@ def _retry_after(value: str | None, default: int) -> int:
     return default
 
 
+def tls_for(config: AuthorizationServerConfig) -> ssl.SSLContext | bool:
+    """What aiohttp's ``ssl=`` gets for this AS: a context of its own when it names a CA bundle or a client
+    certificate, else whether the system's CAs verify it."""
+    if config.ca_file is None and config.client_cert_file is None:
+        return bool(config.verify_tls)
+    context = ssl.create_default_context(cafile=config.ca_file)
+    if not config.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.client_cert_file is not None:
+        context.load_cert_chain(config.client_cert_file, config.client_key_file)
+    return context
+
+
 class AuthorizationServerClient:
     """Every HTTP call phantom-authz makes to one AS: introspection, and GETs of its metadata and JWKS."""
 
@@ -58,7 +77,7 @@ class AuthorizationServerClient:
         self.config = config
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
-        self._ssl = bool(config.verify_tls)
+        self._ssl = tls_for(config)
         self._auth = auth or client_auth_for(config)
 
     @property

@@ -1,8 +1,10 @@
-"""How we authenticate to an authorization server: client_secret_basic, client_secret_post, private_key_jwt.
+"""How we authenticate to an authorization server: client_secret_basic, client_secret_post, private_key_jwt, and
+RFC 8705's tls_client_auth and self_signed_tls_client_auth.
 
 Each method adds to the outgoing headers and form. ``private_key_jwt`` (RFC 7523 §2.2) signs a fresh assertion per
 request: ``iss`` = ``sub`` = our client id, ``aud`` = the AS issuer (or the configured audience), a random ``jti``,
-``iat`` now and a short ``exp``.
+``iat`` now and a short ``exp``. The RFC 8705 methods send ``client_id`` in the body and no secret: the client
+certificate on the TLS connection (``AuthorizationServerClient``'s SSL context) is the credential.
 """
 
 from __future__ import annotations
@@ -76,9 +78,21 @@ class _PrivateKeyJwt:
         form["client_assertion"] = self.assertion()
 
 
+class _TlsClient:
+    """RFC 8705 §2: the client certificate authenticates; the body names the client (``client_id``, required)."""
+
+    def __init__(self, client_id: str) -> None:
+        self._client_id = client_id
+
+    def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
+        form["client_id"] = self._client_id
+
+
 def client_auth_for(config: AuthorizationServerConfig, clock: Callable[[], float] = time.time) -> ClientAuth:
     if config.client_auth_method == "private_key_jwt":
         return _PrivateKeyJwt(config, clock)
+    if config.client_auth_method in ("tls_client_auth", "self_signed_tls_client_auth"):
+        return _TlsClient(config.client_id)
     assert config.client_secret is not None
     secret = config.client_secret.reveal()
     if config.client_auth_method == "client_secret_post":

@@ -14,6 +14,8 @@ never stall other connections: each connection is its own coroutine). That holds
 connection, pipelined ones included: bytes received past the end of the request just read start the next one's
 clock. ``GET /healthz`` answers 204 (a status Envoy would read as a denial, so a misrouted check can never be
 allowed by it). Every answer comes from ``Authorizer.decide_kept``; an exception here is a 500, never an allow.
+With ``server.tls`` the listener speaks TLS (``authz.transport.tls``); a client certificate whose SANs are not allowed
+has its connection closed right after the handshake, before a byte of it is read.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from authz.logs import loggable_path
 from authz.pipeline import Authorizer
 from authz.transport.http_request import HttpCheckTranslator
 from authz.transport.http_response import HttpAnswer, denial, http_answer
+from authz.transport.tls import ServerTls
+from authz.transport.tls_clients import ClientSans
 
 __all__ = ["HttpTransport"]
 
@@ -56,8 +60,14 @@ class _TimedHandler(RequestHandler):
 
     receiving_since: float | None = None
     not_http_1 = False  # the request being handled named a version other than HTTP/1.0 or 1.1
+    client_sans: ClientSans | None = None  # server.tls.allowed_client_sans
     _last_chunk = b""
     _last_chunk_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # over TLS: once the handshake (client certificate verified) is done
+        if self.client_sans is not None and not self.client_sans.allows_connection(transport):
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         if data:
@@ -100,12 +110,16 @@ class _TimedHandler(RequestHandler):
 
 
 class _Server(web.Server):
-    def __init__(self, *args: Any, request_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, request_timeout: float, client_sans: ClientSans | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.request_timeout = request_timeout
+        self.client_sans = client_sans
 
     def __call__(self) -> RequestHandler:
-        return _TimedHandler(self, loop=self._loop, **self._kwargs)
+        handler = _TimedHandler(self, loop=self._loop, **self._kwargs)
+        handler.client_sans = self.client_sans
+        return handler
 
     def _make_request(self, message: RawRequestMessage, payload: Any, protocol: RequestHandler, writer: Any,
                       task: Any) -> web.BaseRequest:
@@ -134,8 +148,9 @@ class _Server(web.Server):
 
 class HttpTransport:
     def __init__(self, authorizer: Authorizer, config: HttpTransportConfig, *, reuse_port: bool = False,
-                 shutdown_grace_seconds: float = 10.0) -> None:
+                 shutdown_grace_seconds: float = 10.0, tls: ServerTls | None = None) -> None:
         assert config.listen is not None
+        self._tls = tls
         self._authorizer = authorizer
         self._config = config
         self._reuse_port = reuse_port
@@ -147,7 +162,9 @@ class HttpTransport:
 
     async def start(self) -> None:
         config = self._config
+        tls = self._tls
         server = _Server(self._handle, request_timeout=config.request_timeout_seconds, access_log=None,
+                         client_sans=tls.client_sans if tls is not None else None,
                          keepalive_timeout=config.keepalive_timeout_seconds, max_headers=config.max_headers,
                          max_field_size=config.max_header_bytes, max_line_size=config.max_header_bytes)
         self._sweeper = asyncio.ensure_future(server.sweep())
@@ -155,12 +172,13 @@ class HttpTransport:
         await self._runner.setup()
         address = config.listen
         assert address is not None
+        context = tls.http_context() if tls is not None else None
         if address.startswith("unix:"):
-            site: web.BaseSite = web.UnixSite(self._runner, address[len("unix:"):])
+            site: web.BaseSite = web.UnixSite(self._runner, address[len("unix:"):], ssl_context=context)
         else:
             host, _, port = address.rpartition(":")
             site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=self._reuse_port or None,
-                               backlog=1024)
+                               backlog=1024, ssl_context=context)
         try:
             await site.start()
         except OSError as exc:

@@ -120,7 +120,7 @@ def test_rejects_symmetric_none_or_unknown_algorithms(tmp_path: Path, algorithms
 
 @pytest.mark.parametrize(("key", "value"), [
     ("dialect", "curity"), ("dialect", "RFC7662"), ("client_auth_method", "client_secret_jwt"),
-    ("client_auth_method", "tls_client_auth"), ("claims_forwarding", "jwt"), ("claims_forwarding", True),
+    ("client_auth_method", "mtls"), ("claims_forwarding", "jwt"), ("claims_forwarding", True),
     ("jwks_uri", "ftp://as.example/jwks"), ("jwks_uri", "/jwks"), ("metadata_url", "as.example/meta"),
     ("issuer", ""), ("issuer", 42), ("audiences", ["a b"]), ("audiences", 5), ("leeway_seconds", -1),
     ("jwks_cache_seconds", 0), ("jwks_min_refresh_seconds", -0.5), ("jwt_field", ""),
