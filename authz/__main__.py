@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("health", help="probe a running service's grpc.health.v1 (exit 0 when SERVING)", add_help=False)
     sub.add_parser("routes", help="explain which route rule a request matches (authz routes explain --help)",
                    add_help=False)
+    sub.add_parser("admin", help="the cache admin API: stats, evict-token, evict-subject, purge", add_help=False)
+    sub.add_parser("check", help="simulate one request against a running service or a config file; print the "
+                                 "decision and why", add_help=False)
     return parser
 
 
@@ -78,7 +81,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    delegated = {"health": "authz.transport.health_probe", "routes": "authz.route_rules.explain"}
+    delegated = {"health": "authz.transport.health_probe", "routes": "authz.route_rules.explain",
+                 "admin": "authz.cli.admin", "check": "authz.cli.check"}
     if argv and argv[0] in delegated:
         import importlib
 

@@ -3,6 +3,10 @@ running phantom-authz (no Envoy) to size a deployment.
 
 Prints calls/s and latency percentiles. The token comes from ``--token`` or the environment variable named by
 ``--token-env`` (default ``AUTHZ_BENCH_TOKEN``), so it need not appear in shell history.
+
+Denials are not throughput: a denied check skips the AS, the cache and the policy, so its rate says nothing about
+sizing. Unless ``--allow-denials`` is given, a first check that is denied stops the run before it starts, and a run
+with any denial prints its outcomes but no rate or latencies, and exits 1.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 
 import grpc
@@ -60,6 +65,12 @@ async def _run(target: str, request: CheckRequest, calls: int, concurrency: int,
         return latencies, time.perf_counter() - began, outcomes
 
 
+def _refuse(what: str) -> int:
+    print(f"bench-check: {what}. Denials are not throughput: check the token ($AUTHZ_BENCH_TOKEN) and the route "
+          "(--ext), or pass --allow-denials to measure denials", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench_check", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:9001", help="HOST:PORT or unix:PATH of phantom-authz")
@@ -71,14 +82,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/get")
     parser.add_argument("--ext", action="append", default=[], metavar="KEY=VALUE",
                         help="context extension for the simulated route (repeatable)")
+    parser.add_argument("--allow-denials", action="store_true",
+                        help="report a run with denied checks too (denials skip the AS, cache and policy)")
     args = parser.parse_args(argv)
     if args.calls < 1 or args.concurrency < 1:
         parser.error("--calls and --concurrency must be >= 1")
     extensions = dict(item.split("=", 1) for item in args.ext)
     token = args.token or os.environ.get(args.token_env)
     request = _request(token, args.path, extensions)
+    if not args.allow_denials:
+        _, _, probe = asyncio.run(_run(args.target, request, 1, 1, 0))
+        if 200 not in probe:
+            return _refuse(f"the first check was denied ({next(iter(probe))}): no run")
     latencies, elapsed, outcomes = asyncio.run(_run(args.target, request, args.calls, args.concurrency,
                                                     args.warmup))
+    denied = sum(n for status, n in outcomes.items() if status != 200)
+    if denied and not args.allow_denials:
+        print(f"calls {len(latencies)}  concurrency {args.concurrency}  outcomes {dict(sorted(outcomes.items()))}")
+        return _refuse(f"{denied} of {len(latencies)} checks were denied: no rate reported")
     latencies.sort()
     ms = [v * 1000 for v in latencies]
     print(f"calls {len(ms)}  concurrency {args.concurrency}  elapsed {elapsed:.2f}s  "

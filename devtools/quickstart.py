@@ -55,6 +55,14 @@ Try it:
   curl -s  -H "Authorization: Bearer $ALICE" http://127.0.0.1:8000/records/alice/profile   # 200: owner
   curl -si -H "Authorization: Bearer $ALICE" http://127.0.0.1:8000/records/bob/profile     # 403: not the owner
 
+  One request in every log: each line of Envoy's access log ({logs}/envoy.log, JSON) names the request's
+  x-request-id as request_id, and so do phantom-authz's lines about it: grep ID {logs}/*.log finds both.
+
+  Operator CLI (in .venv/bin):
+  authz admin stats                                   # the cache's sizes and counters (admin API 127.0.0.1:9002)
+  AUTHZ_CHECK_TOKEN=$TOKEN authz check --target 127.0.0.1:9001 --host localhost --path /httpbin/get \\
+      --ext required_scopes=read                     # the decision and why (authz check --help)
+
 Press Ctrl-C to stop everything.
 """
 

@@ -64,7 +64,10 @@ class TlsAS:
     def token(self) -> str:
         return self.dev.issue("demo-client", "alice", ("read",))
 
-    def stop(self) -> None:
+    def __enter__(self) -> TlsAS:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self._server.stop()
 
 
@@ -76,11 +79,8 @@ def authz_log(stack: Stack) -> str:
 
 @pytest.fixture(scope="module")
 def tls_as(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsAS]:
-    server = TlsAS(tmp_path_factory.mktemp("tls-as"))
-    try:
+    with TlsAS(tmp_path_factory.mktemp("tls-as")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

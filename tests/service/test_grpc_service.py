@@ -136,7 +136,7 @@ def test_bench_check_cli_reports_rate_and_percentiles(grpc_stack: Stack) -> None
     assert "calls 30" in done.stdout and "outcomes {200: 30}" in done.stdout
     assert "median" in done.stdout and "p99" in done.stdout
     denied = subprocess.run([sys.executable, "-m", "devtools.bench_check", "--target", target(grpc_stack), "-n", "5",
-                             "--warmup", "0", "--ext", "required_scopes=admin"],
+                             "--warmup", "0", "--ext", "required_scopes=admin", "--allow-denials"],
                             env={**os.environ, "AUTHZ_BENCH_TOKEN": token}, capture_output=True, text=True, timeout=60)
     assert "outcomes {403: 5}" in denied.stdout
 
