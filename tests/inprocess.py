@@ -4,8 +4,9 @@ and /metrics on the loopback addresses its configuration names — on an event l
 It is what ``authz serve`` runs (``authz.app.run`` serves through the same ``async with Server(config)``) minus the
 process around it: no signal handlers, no worker processes, no ``gc.freeze``, no ready line on stdout, and no log
 handler of its own: the ``authz`` loggers take ``server.log_level`` while a server runs, and their records reach the
-root logger, where pytest's ``caplog`` reads them (the process's stderr, with its filter of library records, is
-tested on the subprocess). It starts in a fraction of the subprocess's time. ``Stack.start_authz(in_process=True)``
+root logger, where pytest's ``caplog`` reads them (``tests/log_lines.py`` writes them as the service would). What
+the process's handler adds, its filter of library records and each check's ``request_id``/``trace_id`` fields, is
+tested on the subprocess. It starts in a fraction of the subprocess's time. ``Stack.start_authz(in_process=True)``
 uses it; tests of signals, the CLI, worker processes, exit codes or the process's own output start the subprocess.
 
 ``InProcessAuthz`` has the part of ``devtools.processes.Process``'s interface that ``Stack`` uses (``spawn``,

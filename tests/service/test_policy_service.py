@@ -15,6 +15,7 @@ import yaml
 
 from devtools.processes import Process, free_port
 from tests.harness import Stack, wait_until
+from tests.log_lines import json_lines
 from tests.service.test_grpc_service import call, check_request, target
 
 ALLOW_GET = """package demo
@@ -130,5 +131,6 @@ def test_dry_run_allows_but_logs_the_denial(stack_factory: type[Stack], tmp_path
     (tmp_path / "p" / "demo.rego").write_text(DENY_ALL)
     s = policy_stack(stack_factory, tmp_path / "p", dry_run=True)
     assert decide(s, s.token("read")) == 200
-    assert '"allowed":false' in caplog.text and '"dry_run":true' in caplog.text
+    (decision,) = json_lines(caplog.records, "authz.decisions")  # the line the service writes, read from its record
+    assert decision["result"]["allowed"] is False and decision["dry_run"] is True
 
