@@ -13,22 +13,26 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from authz.cert_binding import THUMBPRINT, X5T_S256
 from authz.errors import InvalidToken, UpstreamMisbehaved
 from authz.models import Answer, Identity
 from authz.numbers import finite_number
 from authz.scopes import granted_scopes
 
-__all__ = ["ClaimsChecker", "check_access_token", "scopes_of"]
+__all__ = ["CHECKED_CONFIRMATIONS", "ClaimsChecker", "check_access_token", "scopes_of"]
 
 # RFC 7662 token_type values that mean a plain bearer access token (compared case-insensitively); absent is accepted
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"})
+# cnf members (RFC 7800 confirmation methods) whose proof the pipeline checks on every request, so an identity may
+# carry them: RFC 8705's certificate thumbprint (authz.cert_binding)
+CHECKED_CONFIRMATIONS = frozenset({X5T_S256})
 
 
-def check_access_token(claims: Mapping[str, Any]) -> None:
+def check_access_token(claims: Mapping[str, Any], checked: frozenset[str] = frozenset()) -> None:
     """Refuse (401 ``invalid_token``) an answer about a token that is not a plain bearer access token: a
     ``token_type`` other than Bearer / access token (a refresh or ID token, a DPoP token), or a ``cnf`` claim (a
-    DPoP- or mTLS-bound token: its proof of possession is not checked here, so it cannot be taken as a bearer
-    token)."""
+    DPoP- or mTLS-bound token) with a member not in ``checked``: the confirmation methods whose proof of possession
+    the pipeline checks on every request (``CHECKED_CONFIRMATIONS``, for the claims an identity is made of)."""
     token_type = claims.get("token_type")
     if token_type is not None:
         if not isinstance(token_type, str):
@@ -36,7 +40,18 @@ def check_access_token(claims: Mapping[str, Any]) -> None:
         if not (token_type.isascii() and token_type.lower() in _ACCESS_TOKEN_TYPES):
             raise InvalidToken(f"token_type {token_type[:40]!r} is not an access token")
     if "cnf" in claims:
-        raise InvalidToken("token is sender-constrained (cnf claim); bound tokens are not accepted")
+        _check_confirmation(claims["cnf"], checked)
+
+
+def _check_confirmation(cnf: Any, checked: frozenset[str]) -> None:
+    if not isinstance(cnf, Mapping) or not cnf:
+        raise InvalidToken("token is sender-constrained (cnf claim) but says by what: cnf is not a non-empty object")
+    unchecked = sorted(set(cnf) - checked)
+    if unchecked:
+        raise InvalidToken(f"token is sender-constrained by cnf {unchecked[0][:40]!r}, which is not checked here")
+    thumbprint = cnf.get(X5T_S256)
+    if thumbprint is not None and not (isinstance(thumbprint, str) and THUMBPRINT.match(thumbprint)):
+        raise UpstreamMisbehaved("token cnf x5t#S256 is not a base64url SHA-256 thumbprint")
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -103,7 +118,7 @@ class ClaimsChecker:
 
     def identity(self, claims: Mapping[str, Any], jwt: str | None) -> Identity:
         """Every check, on every call (``identity_of`` keeps the result on the answer)."""
-        check_access_token(claims)
+        check_access_token(claims, CHECKED_CONFIRMATIONS)
         exp = _number(claims, "exp")
         self._check_times(exp, _number(claims, "nbf"))
         issuer = _string(claims, "iss")

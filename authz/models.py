@@ -28,6 +28,9 @@ class RequestInfo:
     # the mTLS peer's and the local workload's SPIFFE ids ("" when none); None: the transport does not carry them
     source_principal: str | None = None
     destination_principal: str | None = None
+    # the client's TLS certificate as Envoy sends it (URL-encoded PEM; "" when none); None: the transport does not
+    # carry it (Envoy's HTTP mode)
+    peer_certificate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class RouteSettings:
     keep_authorization: bool = False  # an allow forwarding no JWT keeps the client's Authorization (else removed)
     allow_encoded_slashes: bool = False  # the path may hold %2F inside a segment (authz.request_form)
     rule: str | None = None  # the name of the route rule these settings come from (None: no rule matched)
+    mtls_bound: str = "off"  # RFC 8705 certificate-bound tokens: off, allowed or required (authz.cert_binding)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
+from authz.cert_binding import check_binding
 from authz.config import Config
 from authz.credential import bearer_token
 from authz.errors import AuthzError
@@ -137,6 +138,7 @@ class Authorizer:
         try:
             answer = await authority.answer(token)
             identity = authority.identity(answer)  # the times checked on every request, the rest once per answer
+            check_binding(identity.claims, route.mtls_bound, request.peer_certificate)  # RFC 8705, every request
             require_scopes(identity.scopes, route.required_scopes)
             return await self._with_policy(self._allow_for(answer, identity, route), route, request, identity,
                                            answer, params)

@@ -15,6 +15,8 @@ typed):
                        preflight, claims-only answer), keep the client's ``Authorization`` instead of removing it
 ``allow_encoded_slashes`` ``true`` / ``false`` (default): the path may hold ``%2F`` inside a segment
                        (``authz.request_form``; ``parsed_path`` keeps it in its segment)
+``mtls_bound``         ``off`` (default; a certificate-bound token is refused), ``allowed``, ``required``: RFC 8705
+                       tokens bound to the client's TLS certificate (``authz.cert_binding``)
 
 Unknown keys, empty values and bad values are a misconfiguration: the route fails closed with a 500 and one error
 log line per distinct bad setting. Parsed settings are memoised per matched rule and distinct extension map (routes
@@ -27,6 +29,7 @@ import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
+from authz.cert_binding import MTLS_BOUND_MODES
 from authz.config import Config, RouteRule
 from authz.errors import NoRouteRule, RouteMisconfigured
 from authz.models import RequestInfo, RouteSettings
@@ -38,7 +41,8 @@ __all__ = ["KNOWN_KEYS", "RouteResolver", "SettingsMemo"]
 
 log = logging.getLogger("authz.routes")
 
-KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy", "keep_authorization", "allow_encoded_slashes"})
+KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy", "keep_authorization", "allow_encoded_slashes",
+                        "mtls_bound"})
 _MAX_MEMO = 4096
 _NO_PARAMS: Mapping[str, str] = {}
 
@@ -83,6 +87,7 @@ class RouteResolver:
             required_scopes=routes.required_scopes,
             disabled=routes.disabled,
             authorization_server=config.default_authorization_server,
+            mtls_bound=routes.mtls_bound,
         )
         self._table = routes.table
         self._unmatched = None if self._table is None or routes.default == "defaults" else NoRouteRule()
@@ -98,6 +103,7 @@ class RouteResolver:
             keep_authorization=bool(rule.keep_authorization),
             allow_encoded_slashes=bool(rule.allow_encoded_slashes),
             rule=rule.name,
+            mtls_bound=rule.mtls_bound or base.mtls_bound,
         )
 
     def resolve(self, request: RequestInfo) -> tuple[RouteSettings, Mapping[str, str]]:
@@ -155,7 +161,16 @@ class RouteResolver:
                              keep_authorization=_flag(ext, "keep_authorization", settings.keep_authorization),
                              allow_encoded_slashes=_flag(ext, "allow_encoded_slashes",
                                                          settings.allow_encoded_slashes),
-                             rule=settings.rule)
+                             rule=settings.rule, mtls_bound=_choice(ext, "mtls_bound", settings.mtls_bound,
+                                                                    MTLS_BOUND_MODES))
+
+
+def _choice(ext: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
+    if key not in ext:
+        return default
+    if ext[key] not in choices:
+        raise RouteMisconfigured(f"{key}: must be one of {', '.join(choices)}, got {ext[key][:100]!r}")
+    return ext[key]
 
 
 def _flag(ext: Mapping[str, str], key: str, default: bool) -> bool:

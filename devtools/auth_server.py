@@ -6,7 +6,8 @@ and the ``/dev/*`` helpers need no authentication. Endpoints:
 
 - ``POST /oauth/v2/oauth-token``: ``client_credentials`` with ``client_secret_basic`` or ``client_secret_post``;
   issues an opaque random token. Dev-only form field ``subject`` sets ``sub`` (default: the client id), so a demo
-  can act as a user such as "alice".
+  can act as a user such as "alice"; dev-only ``certificate`` (PEM) binds the token to it (RFC 8705
+  ``cnf.x5t#S256``; ``devtools.token_binding``).
 - ``POST /oauth/v2/oauth-introspect`` (clients allowed to introspect), in the dialect ``Accept`` prefers:
   ``application/jwt`` (Curity's phantom dialect): an active token gets 200 and a signed RS256 JWT of its claims,
   an inactive one 204; ``application/token-introspection+jwt`` (RFC 9701): 200 and an RS256 JWT (``typ``
@@ -41,9 +42,11 @@ from typing import Any
 
 from aiohttp import web
 
+from devtools.introspection_media import JWT_INTROSPECTION_MEDIA_TYPE, JWT_MEDIA_TYPE, negotiate
 from devtools.mtls_clients import DevTls, MtlsRegistration, peer_certificate
 from devtools.revocation_hook import evict_at_gateway
 from devtools.signing_keys import SigningKeys
+from devtools.token_binding import certificate_binding
 
 __all__ = ["DEV_AS_KEY", "DevASConfig", "DevAuthServer", "DevClient", "SigningKeys", "bound_port", "build_app",
            "default_clients", "main", "start"]
@@ -55,9 +58,6 @@ INTROSPECT_PATH = "/oauth/v2/oauth-introspect"
 REVOKE_PATH = "/oauth/v2/oauth-revoke"
 JWKS_PATH = "/oauth/v2/oauth-anonymous/jwks"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
-JWT_MEDIA_TYPE = "application/jwt"  # Curity's phantom dialect
-JWT_INTROSPECTION_MEDIA_TYPE = "application/token-introspection+jwt"  # RFC 9701
-JSON_MEDIA_TYPE = "application/json"  # RFC 7662
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PURGE_EVERY = 1024  # issued tokens between sweeps of expired records
 
@@ -106,6 +106,7 @@ class TokenRecord:
     exp: int
     jti: str
     revoked: bool = False
+    cnf: dict[str, str] | None = None  # confirmation claim: the token is bound to a key or certificate
 
     def active(self, now: float) -> bool:
         return not self.revoked and now < self.exp
@@ -122,19 +123,6 @@ def _oauth_error(error: str, description: str | None = None) -> web.HTTPExceptio
 def _form_str(form: Mapping[str, object], name: str) -> str | None:
     value = form.get(name)
     return value if isinstance(value, str) else None
-
-
-def _negotiate(accept: str) -> str:
-    """The introspection dialect ``Accept`` prefers: of the three media types it lists explicitly, the one with the
-    highest q > 0, ties going to RFC 9701, then application/jwt, then JSON; JSON when it lists none of them."""
-    quality = dict.fromkeys((JWT_INTROSPECTION_MEDIA_TYPE, JWT_MEDIA_TYPE, JSON_MEDIA_TYPE), 0.0)
-    for item in accept.split(","):
-        media, *params = (part.strip().lower() for part in item.split(";"))
-        q = next((value for name, _, value in (p.partition("=") for p in params) if name.strip() == "q"), "1")
-        if media in quality:
-            quality[media] = max(quality[media], float(q) if q.strip().replace(".", "", 1).isdigit() else 0.0)
-    best = max(quality, key=quality.__getitem__)  # the first of the highest, in the order above
-    return best if quality[best] > 0 else JSON_MEDIA_TYPE
 
 
 def _url_host(host: str) -> str:
@@ -203,18 +191,20 @@ class DevAuthServer:
             raise _oauth_error("invalid_client")
         return client_id, client
 
-    def issue(self, client_id: str, sub: str, scope: tuple[str, ...]) -> str:
+    def issue(self, client_id: str, sub: str, scope: tuple[str, ...], cnf: dict[str, str] | None = None) -> str:
         token = secrets.token_urlsafe(32)  # [A-Za-z0-9_-]: valid RFC 6750 b64token characters
         iat = int(time.time())
-        self.tokens[token] = TokenRecord(client_id, sub, scope, iat, iat + self.config.token_ttl, uuid.uuid4().hex)
+        self.tokens[token] = TokenRecord(client_id, sub, scope, iat, iat + self.config.token_ttl, uuid.uuid4().hex,
+                                         cnf=cnf)
         self.tokens_issued += 1
         if self.tokens_issued % _PURGE_EVERY == 0:  # forget expired tokens now and then
             self.tokens = {t: r for t, r in self.tokens.items() if iat < r.exp}
         return token
 
     def claims(self, record: TokenRecord) -> dict[str, Any]:
-        return {"iss": self.issuer, "sub": record.sub, "aud": self.config.audience, "scope": " ".join(record.scope),
-                "client_id": record.client_id, "exp": record.exp, "iat": record.iat, "jti": record.jti}
+        claims = {"iss": self.issuer, "sub": record.sub, "aud": self.config.audience, "scope": " ".join(record.scope),
+                  "client_id": record.client_id, "exp": record.exp, "iat": record.iat, "jti": record.jti}
+        return claims if record.cnf is None else {**claims, "cnf": dict(record.cnf)}
 
     def introspection_json(self, record: TokenRecord | None) -> dict[str, Any]:
         """The RFC 7662 answer: ``{"active": false}`` for an inactive token (``None``)."""
@@ -245,7 +235,12 @@ class DevAuthServer:
         if refused:
             raise _oauth_error("invalid_scope", f"not allowed for {client_id}: {' '.join(refused)}")
         sub = _form_str(form, "subject") or client_id  # dev-only impersonation
-        token = self.issue(client_id, sub, scope)
+        certificate = _form_str(form, "certificate")  # dev-only: the client certificate to bind the token to
+        try:
+            cnf = None if certificate is None else certificate_binding(certificate)
+        except ValueError:
+            raise _oauth_error("invalid_request", "certificate is not a PEM certificate") from None
+        token = self.issue(client_id, sub, scope, cnf)
         log.info("issued token to client=%s sub=%s scope=%r", client_id, sub, " ".join(scope))
         return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": self.config.token_ttl,
                                   "scope": " ".join(scope)}, headers=_NO_STORE)
@@ -265,7 +260,7 @@ class DevAuthServer:
         now = time.time()
         record = self.tokens.get(token)
         active = record if record is not None and record.active(now) else None
-        dialect = _negotiate(request.headers.get("Accept", ""))
+        dialect = negotiate(request.headers.get("Accept", ""))
         if active is None:
             if dialect == JWT_MEDIA_TYPE:
                 return web.Response(status=204)

@@ -18,6 +18,8 @@ from authz.config.types import HEADER_NAME, ConfigError, Listen, Model, Number, 
 __all__ = ["Config"]
 
 NO_SERVERS = "must map at least one name to an authorization server"
+_NO_CERTIFICATE = ("checks the client certificate, which Envoy's HTTP ext_authz does not send; with server.http.listen "
+                   "set, leave it off (certificate-bound tokens need the gRPC transport)")
 
 
 def _header_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,3 +106,7 @@ class Config(Model):
                 raise ConfigError("routes." + rule_key(self.routes, index, "match"),
                                   "matches on principals, which Envoy's HTTP ext_authz does not send; with "
                                   "server.http.listen set, match on hosts, paths, methods and headers only")
+            if rule.mtls_bound not in (None, "off") and self.server.http.enabled:
+                raise ConfigError("routes." + rule_key(self.routes, index, "mtls_bound"), _NO_CERTIFICATE)
+        if self.routes.mtls_bound != "off" and self.server.http.enabled:
+            raise ConfigError("routes.mtls_bound", _NO_CERTIFICATE)

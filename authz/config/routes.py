@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, PrivateAttr, StrictBool, StrictStr, field_validator, model_validator
 
+from authz.cert_binding import MtlsBound
 from authz.config.types import HEADER_NAME, ConfigError, Marker, Model, Section, Text
 from authz.policy.engine import DECISION_PATH
 from authz.route_rules.patterns import HostPattern, PathPattern, PatternError, PrincipalGlob
@@ -107,11 +108,14 @@ class RouteRule(Model):
     policy: Annotated[str, Text(DECISION_PATH, "must be a decision path like envoy/authz/allow")] | None = None
     keep_authorization: StrictBool | None = None
     allow_encoded_slashes: StrictBool | None = None
+    mtls_bound: MtlsBound | None = None  # RFC 8705 certificate-bound tokens (authz.cert_binding)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.disabled and self.required_scopes is not None:
             raise ConfigError("required_scopes", "a disabled rule needs no token, so its scopes would never apply")
+        if self.disabled and self.mtls_bound not in (None, "off"):
+            raise ConfigError("mtls_bound", "a disabled rule needs no token, so no token's binding is checked")
         return self
 
     def spec(self) -> RuleSpec:
@@ -133,6 +137,7 @@ class RoutesConfig(Section):
 
     required_scopes: Annotated[tuple[str, ...], _Scopes()] = ()
     disabled: StrictBool = False
+    mtls_bound: MtlsBound = "off"  # RFC 8705 certificate-bound tokens: off (refused), allowed, required
     default: Literal["deny", "defaults"] = "deny"
     rules: tuple[RouteRule, ...] = ()
     _table: RuleTable | None = PrivateAttr(None)

@@ -98,4 +98,5 @@ def request_info(request: CheckRequest) -> RequestInfo:
         make_view=partial(RequestView.of_check, request),
         source_principal=attributes.source.principal,
         destination_principal=attributes.destination.principal,
+        peer_certificate=attributes.source.certificate,  # "" unless Envoy's include_peer_certificate and a client cert
     )

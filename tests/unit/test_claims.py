@@ -241,9 +241,10 @@ def test_item08_non_access_token_type_is_invalid_token(token_type: str, jwt: str
     assert "token_type" in error.detail
 
 
-@pytest.mark.parametrize("cnf", [{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
-                                 {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, {}, None],
-                         ids=["dpop", "mtls", "empty", "null"])
+@pytest.mark.parametrize("cnf", [{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}, {}, None,
+                                 {"x5t": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"},
+                                 {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2", "jku": "https://x"}],
+                         ids=["dpop", "empty", "null", "sha1-x5t", "mtls-and-unknown"])
 @pytest.mark.parametrize("token_type", [None, "Bearer", "DPoP"])
 def test_item08_sender_constrained_token_is_invalid_token(cnf: Any, token_type: str | None) -> None:
     claims = {"sub": "a", "scope": "read", "cnf": cnf, **({"token_type": token_type} if token_type else {})}

@@ -462,7 +462,8 @@ async def test_item07_preflight_skips_policy_routes_only_when_configured(tmp_pat
 # --- issue 12 item 8: refresh, ID and bound tokens are refused (401 invalid_token), cached answer or not ----------
 
 @pytest.mark.parametrize("claims", [{"token_type": "refresh_token"}, {"token_type": "id_token"},
-                                    {"token_type": "Bearer", "cnf": {"jkt": "abc"}}, {"cnf": {"x5t#S256": "abc"}}],
+                                    {"token_type": "Bearer", "cnf": {"jkt": "abc"}},
+                                    {"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}],
                          ids=["refresh", "id", "dpop", "mtls"])
 @pytest.mark.parametrize("answer", [_jwt, _claims_only], ids=["jwt", "claims-only"])
 async def test_item08_non_access_and_bound_tokens_are_invalid_token(tmp_path: Path, claims: dict[str, Any],
