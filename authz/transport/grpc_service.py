@@ -2,7 +2,7 @@
 CheckResponse.
 
 Thin by design: it only translates (``authz.transport.grpc_request``); the decision and the response come from
-``authz.pipeline``.
+``authz.pipeline``; a denial of a gRPC request is sent in gRPC's terms (``authz.grpc_denial``).
 Never a gRPC error for an expected condition: Envoy would apply ``status_on_error`` and lose our status and headers.
 """
 
@@ -12,6 +12,7 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
+from authz.grpc_denial import grpc_denial, is_grpc
 from authz.log_context import bind_check, unbind_check
 from authz.logs import loggable_path
 from authz.pipeline import Authorizer
@@ -27,7 +28,10 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
         bound = bind_check(check_header, request)  # log lines name the request by Envoy's x-request-id
         try:
-            return await self._authorizer.decide(lambda: request_info(request), lambda: _where(request))
+            response = await self._authorizer.decide(lambda: request_info(request), lambda: _where(request))
+            if response.HasField("denied_response") and is_grpc(check_header(request, "content-type")):
+                return grpc_denial(response)  # what a gRPC client reads: grpc-status, grpc-message
+            return response
         finally:
             unbind_check(bound)
 

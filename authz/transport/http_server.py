@@ -32,6 +32,7 @@ from multidict import CIMultiDictProxy
 
 from authz.config import HttpTransportConfig
 from authz.errors import MalformedRequest, RequestTooLarge
+from authz.grpc_denial import grpc_denial, is_grpc
 from authz.http_body import read_at_most
 from authz.library_logs import describe_exception
 from authz.log_context import bind_check, unbind_check
@@ -223,6 +224,8 @@ class HttpTransport:
         finally:
             unbind_check(bound)
         if replies is None:  # a denial
+            if is_grpc(request.headers.get("content-type")):
+                response = grpc_denial(response)  # what a gRPC client reads: grpc-status, grpc-message
             return _response(http_answer(response))
         if replies.http_answer is None:  # an allow's HTTP answer is made once per kept reply (a cached answer's)
             replies.http_answer = http_answer(response)
