@@ -69,9 +69,8 @@ class Server:
         if not settings.enabled:
             return dict(authorities)
         redis = None
-        if settings.redis.url is not None:
-            redis = RedisTier(settings.redis.url, settings.redis.timeout_seconds, settings.redis.key_prefix,
-                              self.metrics)
+        if settings.redis.enabled:
+            redis = RedisTier(settings.redis, self.metrics)
         # the workers of one sidecar share one origin: they relay evictions to each other over the admin API
         self.cache = IntrospectionCache(settings, self.metrics, redis, origin=os.environ.get(SIDECAR_ENV))
         return {name: self.cache.wrap(authority) for name, authority in authorities.items()}

@@ -15,15 +15,24 @@ def redis_available() -> bool:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+    """``args`` are more ``redis-server`` options (later ones win: ``--port 0 --tls-port N`` serves TLS only)."""
+
+    def __init__(self, workdir: Path, *args: str, name: str = "redis", port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.address = f"127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(workdir)]
-        self.process = Process("redis", argv, self.port, workdir)
+                "--dir", str(workdir), *args]
+        self.process = Process(name, argv, self.port, workdir)
 
     def start(self) -> RedisServer:
         self.process.start()
+        return self
+
+    def spawn(self) -> RedisServer:
+        """Start without waiting (``process.await_ready`` waits): several side by side."""
+        self.process.spawn()
         return self
 
     def stop(self) -> None:

@@ -72,6 +72,8 @@ class IntrospectionCache:
     def __init__(self, config: CacheConfig, metrics: Metrics, redis: RedisTier | None = None,
                  clock: Callable[[], float] = time.time, origin: str | None = None) -> None:
         self.config = config
+        self._lapsed_lease: float | None = None  # set while cut off from the eviction feed beyond its lease
+        self._entries = config  # the TTL rule's inputs for new entries (``_entry_rule``)
         self.metrics = metrics
         self.redis = redis
         self._clock = clock
@@ -90,6 +92,7 @@ class IntrospectionCache:
         """A reloaded ``cache`` section: its TTLs apply to answers loaded from now on, its bounds at the next insert
         (the tiers, ``enabled`` and ``redis``, take a restart). Tombstones never live shorter than before."""
         self.config = config
+        self._entry_rule()
         self.positive.max_entries, self.positive.max_bytes = config.max_entries, config.max_bytes
         self.negative.max_entries = config.negative_max_entries
         self.negative.max_bytes = config.negative_max_entries * 256
@@ -190,7 +193,7 @@ class IntrospectionCache:
             handed = Answer(answer)
         else:
             self.negative.delete(key)
-            entry = Entry.build(answer, now, self.config, token_id(token))
+            entry = Entry.build(answer, now, self._entries, token_id(token))
             if entry is None:
                 self.positive.delete(key)
                 return Answer(answer)
@@ -264,7 +267,7 @@ class IntrospectionCache:
     def listen(self) -> None:
         """Apply the evictions other sidecars broadcast through Redis (no-op without Redis)."""
         if self.redis is not None:
-            self.redis.listen(self._received, self._resynced)
+            self.redis.listen(self._received, self._resynced, self._lapsed)
 
     def _received(self, raw: bytes) -> None:
         parsed = Eviction.from_message(raw)
@@ -278,8 +281,25 @@ class IntrospectionCache:
 
     def _resynced(self) -> None:
         """The subscription was lost for a while: evictions sent meanwhile are unknown, so forget everything."""
+        self._lapsed_lease = None
+        self._entry_rule()
         evicted, _ = self.apply(Eviction(purge=True))
         log.warning("eviction feed from Redis resumed after a gap: %d cached answers dropped", evicted)
+
+    def _lapsed(self) -> None:
+        """Cut off from the feed for longer than its lease: other sidecars' evictions no longer wait for this one, so
+        forget everything, and until the feed is back keep answers at most a lease long, never stale."""
+        assert self.redis is not None
+        self._lapsed_lease = lease = self.redis.lease_seconds
+        self._entry_rule()
+        evicted, _ = self.apply(Eviction(purge=True))
+        log.warning("eviction feed from Redis down longer than its %.0fs lease: %d cached answers dropped; answers "
+                    "are kept at most %.0fs until it is back", lease, evicted, lease)
+
+    def _entry_rule(self) -> None:
+        lease = self._lapsed_lease
+        self._entries = self.config if lease is None else self.config.model_copy(update={
+            "max_ttl_seconds": min(self.config.max_ttl_seconds, lease), "stale_if_error_seconds": 0.0})
 
 
 def _names(key: str, token: str, answer: Introspection) -> list[str]:

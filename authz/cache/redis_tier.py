@@ -5,9 +5,9 @@ gateway's credential at the AS, with the Redis key name as associated data, unde
 the L1 TTL rule's TTL. Whoever can write Redis can neither read an answer nor write or move one that we accept; the
 cache also refuses a claims-only answer for a dialect that always returns a JWT, and re-verifies every JWT it reads
 (``Upstream.verified``). ``<prefix>:s:<sha256(sub)>`` is a set of a subject's lookup keys, for eviction by subject.
-Evictions are broadcast on the pub/sub channel ``<prefix>:evictions`` (``authz.cache.evictions``: hashes only, never
-a token); every sidecar subscribes, resubscribes with backoff after a failure, and then drops its L1 (what it missed
-is unknown).
+Evictions are broadcast on the channel ``<prefix>:evictions`` by ``authz.cache.eviction_feed`` (which also knows
+whether every listening sidecar heard one). The topology (one Redis, Sentinel, Cluster), TLS and the ACL user are
+``authz.cache.redis_clients``'.
 
 Redis is an optimisation, never a dependency: every call is bounded by ``timeout_seconds``; an error, a timeout or a
 value that does not open counts as a miss; after a failure Redis is skipped for ``backoff_seconds`` so a down Redis
@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from authz.cache.entries import subject_hash
+from authz.cache.eviction_feed import EvictionFeed
+from authz.cache.redis_clients import RedisClients
 from authz.cache.sealing import Sealed, ValueKey
+from authz.config.redis import RedisConfig
 from authz.metrics import Metrics
 from authz.models import Introspection
 
@@ -34,25 +35,26 @@ __all__ = ["RedisTier"]
 
 log = logging.getLogger("authz.cache.redis")
 
-_FIRST_RETRY, _LAST_RETRY = 0.1, 5.0  # seconds between attempts to resubscribe to evictions
-
 
 class RedisTier:
-    def __init__(self, url: str, timeout_seconds: float, prefix: str, metrics: Metrics,
-                 backoff_seconds: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: RedisConfig, metrics: Metrics, backoff_seconds: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``config``: ``cache.redis`` with a topology set (standalone, sentinel or cluster)."""
         self._clock = clock
-        self._url = url
-        self.channel = f"{prefix}:evictions"
-        self._listener: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()  # set while the eviction subscription is live (tests wait on it)
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_seconds,
-                                              socket_connect_timeout=timeout_seconds, retry_on_timeout=False)
-        self._timeout = timeout_seconds
-        self._prefix = prefix
+        self._clients = RedisClients(config)
+        self._redis = self._clients.commands
+        self._timeout = config.timeout_seconds
+        self._prefix = config.key_prefix
         self._errors = metrics.cache.labels("l2_error")
         self._backoff = backoff_seconds
         self._down_until = 0.0
         self._pending: set[asyncio.Task[None]] = set()
+        self.feed = EvictionFeed(self._clients, config.key_prefix, config.eviction_lease_seconds,
+                                 config.timeout_seconds, self._failed, clock)
+        self.lease_seconds = config.eviction_lease_seconds
+        self.subscribed = self.feed.subscribed  # tests wait on it
+        self.publish = self.feed.publish
+        self.listen = self.feed.listen
 
     def _answer_key(self, key: str) -> str:
         return f"{self._prefix}:a:{key}"
@@ -129,11 +131,13 @@ class RedisTier:
         return evicted
 
     async def purge(self) -> int:
+        """Delete every answer and subject set (not the eviction feed's listener set)."""
         evicted = 0
         async def scan() -> int:
             count = 0
-            async for name in self._redis.scan_iter(match=f"{self._prefix}:*", count=500):
-                count += int(await self._redis.delete(name))
+            for kind in ("a", "s"):
+                async for name in self._redis.scan_iter(match=f"{self._prefix}:{kind}:*", count=500):
+                    count += int(await self._redis.delete(name))
             return count
         try:
             evicted = await asyncio.wait_for(scan(), max(1.0, self._timeout * 100))
@@ -141,57 +145,8 @@ class RedisTier:
             self._failed("purge", exc)
         return evicted
 
-    async def publish(self, message: bytes) -> bool:
-        """Send an eviction to every sidecar subscribed to the channel; False if Redis could not be reached."""
-        try:
-            await asyncio.wait_for(self._redis.publish(self.channel, message), max(1.0, self._timeout * 20))
-        except Exception as exc:  # not skipped while backing off: an eviction is worth a try
-            self._failed("PUBLISH", exc)
-            return False
-        return True
-
-    def listen(self, received: Callable[[bytes], None], resynced: Callable[[], None]) -> None:
-        """Subscribe to the eviction channel in the background: ``received(message)`` for each message;
-        ``resynced()`` when the subscription is back after a gap (messages sent meanwhile are lost)."""
-        if self._listener is None:
-            self._listener = asyncio.ensure_future(self._listen(received, resynced))
-
-    async def _listen(self, received: Callable[[bytes], None], resynced: Callable[[], None]) -> None:
-        delay, lost = _FIRST_RETRY, False
-        # its own connection: a subscription blocks on reads that the GET/SET timeout would cut short
-        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=max(1.0, self._timeout * 20),
-                                         socket_keepalive=True, health_check_interval=5)
-        try:
-            while True:
-                try:
-                    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                        await pubsub.subscribe(self.channel)
-                        if lost:
-                            log.warning("redis eviction subscription is back")
-                            resynced()
-                        self.subscribed.set()
-                        delay, lost = _FIRST_RETRY, False
-                        while True:
-                            message = await pubsub.get_message(timeout=5.0)
-                            if message is not None and message.get("type") == "message":
-                                received(message["data"])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # Redis down: checks carry on; retry with backoff
-                    if not lost:
-                        log.warning("redis eviction subscription lost (%s: %s); retrying", type(exc).__name__, exc)
-                    self.subscribed.clear()
-                    lost = True
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _LAST_RETRY)
-        finally:
-            self.subscribed.clear()
-            await client.aclose()
-
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        await self.feed.close()
         if self._pending:
             await asyncio.wait(self._pending, timeout=self._timeout * 4)
-        await self._redis.aclose()
+        await self._clients.aclose()

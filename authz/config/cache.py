@@ -3,24 +3,14 @@ optional shared Redis tier (``cache.redis``)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import StrictBool
 
-from authz.config.types import Number, Section, Text
+from authz.config.redis import RedisConfig
+from authz.config.types import Number, Section
 
 __all__ = ["CacheConfig", "RedisConfig"]
-
-
-class RedisConfig(Section):
-    """The shared L2 tier; off unless ``url`` is set."""
-
-    # e.g. redis://127.0.0.1:6379/0; may hold a password, so never quoted in an error
-    url: Annotated[str, Text(re.compile(r"^(redis|rediss|unix)://"), "must be a redis://, rediss:// or unix:// URL",
-                             quote=False)] | None = None
-    timeout_seconds: Annotated[float, Number(gt=0)] = 0.05
-    key_prefix: Annotated[str, Text()] = "phantom-authz"
 
 
 class CacheConfig(Section):
@@ -34,4 +24,4 @@ class CacheConfig(Section):
     negative_ttl_seconds: Annotated[float, Number(ge=0)] = 5.0
     negative_max_entries: Annotated[int, Number(ge=0, integer=True)] = 100_000
     stale_if_error_seconds: Annotated[float, Number(ge=0)] = 60.0  # 0 disables stale-if-error
-    redis: RedisConfig = RedisConfig()
+    redis: RedisConfig = RedisConfig()  # the shared L2 tier (authz.config.redis); off unless a topology is set

@@ -17,109 +17,36 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from authz.cache import IntrospectionCache, RedisTier, cache_key
+from authz.cache import cache_key
 from authz.cache.introspection_cache import BroadcastFailed
 from authz.cache.sealing import ValueKey
-from authz.config import AuthorizationServerConfig, CacheConfig, Secret
+from authz.config import AuthorizationServerConfig, Secret
 from authz.errors import InvalidToken
 from authz.introspection import Authority
 from authz.logs import token_id
-from authz.metrics import Metrics
-from authz.models import Answer, Identity, Introspection
+from authz.models import Introspection
 from devtools.processes import free_port
-from tests.redis_server import RedisServer, redis_available
-
-T0 = 1_700_000_000.0
-PREFIX = "phantom-authz-test"
-TOKEN = "opaque-SECRET-token-0123456789abcdefghij"
-AS_IDENTITY = "https://as.example/introspect\0gw\0rfc7662"
-GATEWAY_SECRET = b"the-gateway-client-secret"  # the sidecars' credential at the AS: a Redis writer lacks it
-
-
-def _require_redis_server() -> None:
-    if redis_available():
-        return
-    reason = "redis-server (Debian package redis-server) is not installed; the L2 tests need a real one"
-    if os.environ.get("CI_REQUIRE_INTEROP") == "1":
-        pytest.fail(f"CI_REQUIRE_INTEROP=1 but {reason}")
-    pytest.skip(reason)
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeUpstream:
-    """The AS as the cache sees it; the same AS (same cache identity) behind every sidecar. ``verified`` marks what
-    it verified, so a test can tell an answer that went through it."""
-
-    def __init__(self, clock: Clock, sidecar: str) -> None:
-        self.name = "as1"
-        self.cache_identity = AS_IDENTITY
-        self.returns_jwt = False  # an rfc7662 AS without jwt_field: claims only
-        self.sealing_secret = GATEWAY_SECRET
-        self.clock = clock
-        self.sidecar = sidecar
-        self.calls: list[str] = []
-        self.verified_calls: list[Introspection] = []
-        self.verify_error: Exception | None = None
-        self.answer = self.active()
-
-    def active(self, sub: str = "alice", exp: float | None = None, max_age: int | None = None) -> Introspection:
-        claims = {"sub": sub, "scope": "read", "exp": self.clock.now + 3_600 if exp is None else exp}
-        return Introspection(active=True, jwt=None, claims=claims, max_age=max_age)
-
-    async def introspect(self, token: str) -> Introspection:
-        self.calls.append(token)
-        return self.answer
-
-    async def verified(self, answer: Introspection) -> Introspection:
-        self.verified_calls.append(answer)
-        if self.verify_error is not None:
-            raise self.verify_error
-        if not answer.active:
-            return answer
-        return Introspection(active=True, jwt=answer.jwt, claims={**answer.claims, "verified_by": self.sidecar})
-
-    def identity(self, answer: Answer) -> Identity:
-        raise NotImplementedError
-
-
-class Sidecar:
-    def __init__(self, url: str, clock: Clock, name: str, timeout: float, **config: Any) -> None:
-        settings: dict[str, Any] = {"max_ttl_seconds": 300.0, "expiry_skew_seconds": 5.0,
-                                    "negative_ttl_seconds": 5.0,
-                                    "redis": {"url": url, "timeout_seconds": timeout, "key_prefix": PREFIX}}
-        settings.update(config)
-        self.metrics = Metrics()
-        self.tier = RedisTier(url, timeout, PREFIX, self.metrics)
-        self.cache = IntrospectionCache(CacheConfig(**settings), self.metrics, self.tier, clock)
-        self.upstream = FakeUpstream(clock, name)
-        self.cache.wrap(self.upstream)
-
-    async def lookup(self, token: str = TOKEN) -> Introspection:
-        return (await self.cache.introspect(self.upstream, token)).introspection
-
-    def count(self, result: str) -> float:
-        value = self.metrics.registry.get_sample_value("phantom_authz_cache_lookups_total", {"result": result})
-        return value or 0.0
-
+from tests.redis_server import RedisServer
+from tests.redis_sidecars import (
+    AS_IDENTITY,
+    GATEWAY_SECRET,
+    PREFIX,
+    T0,
+    TOKEN,
+    Clock,
+    Sidecar,
+    listening,
+    require_redis_server,
+    running,
+    until_async,
+)
 
 SidecarFactory = Callable[..., Sidecar]
 
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    _require_redis_server()
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(lambda: RedisServer(tmp_path_factory.mktemp("redis")).start())
 
 
 @pytest.fixture
@@ -141,7 +68,7 @@ async def sidecars(request: pytest.FixtureRequest) -> AsyncIterator[SidecarFacto
              **config: Any) -> Sidecar:
         if url is None:
             url = request.getfixturevalue("redis_server").url
-        sidecar = Sidecar(url, clock or Clock(), name, timeout, **config)
+        sidecar = Sidecar({"url": url, "timeout_seconds": timeout}, clock or Clock(), name, **config)
         made.append(sidecar)
         return sidecar
 
@@ -393,7 +320,7 @@ async def test_purge_removes_every_redis_key(shared: aioredis.Redis, sidecars: S
 
 
 async def test_redis_stopped_lookups_go_to_the_as(tmp_path: Path, sidecars: SidecarFactory) -> None:
-    _require_redis_server()
+    require_redis_server()
     server = RedisServer(tmp_path).start()
     try:
         a = sidecars("a", url=server.url, timeout=0.5)
@@ -604,26 +531,12 @@ async def test_item03_authority_says_which_dialects_always_return_a_jwt(dialect:
 # --- item 13: evictions reach every sidecar sharing the Redis tier ---------------------------------------------------
 
 
-async def _listening(*sidecars: Sidecar) -> None:
-    for sidecar in sidecars:
-        sidecar.cache.listen()
-        await asyncio.wait_for(sidecar.tier.subscribed.wait(), 5)
-
-
-async def _until_async(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Poll ``condition`` (the event loop keeps running between polls) until it holds, or fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
 @pytest.mark.parametrize("how", ["token", "token_id", "subject", "purge"])
 async def test_item13_an_eviction_reaches_the_l1_of_another_sidecar(shared: aioredis.Redis, sidecars: SidecarFactory,
                                                                     how: str) -> None:
     clock = Clock()
     a, b = sidecars("a", clock), sidecars("b", clock)
-    await _listening(a, b)
+    await listening(a, b)
     await a.lookup()
     await _written(shared)
     await b.lookup()
@@ -631,7 +544,7 @@ async def test_item13_an_eviction_reaches_the_l1_of_another_sidecar(shared: aior
     evict = {"token": lambda: a.cache.evict_token(token=TOKEN), "token_id": lambda: a.cache.evict_token(
         short_id=token_id(TOKEN)), "subject": lambda: a.cache.evict_subject("alice"), "purge": a.cache.purge}[how]
     await evict()
-    await _until_async(lambda: len(b.cache.positive) == 0)
+    await until_async(lambda: len(b.cache.positive) == 0)
     b.upstream.answer = Introspection(active=False)  # revoked at the AS
     assert not (await b.lookup()).active
     assert b.upstream.calls == [TOKEN]
@@ -664,13 +577,13 @@ async def test_item13_value_asked_before_an_eviction_is_refused_whenever_it_land
     the revoked answer to Redis after the eviction deleted it: every sidecar that saw the eviction refuses it."""
     clock = Clock()
     a, b = sidecars("a", clock), sidecars("b", clock)
-    await _listening(b)
+    await listening(b)
     await a.lookup()
     await _written(shared)
     replayed = await shared.get(_answer_key())
     clock.now += 10
     await a.cache.evict_token(token=TOKEN)
-    await _until_async(lambda: b.count("l2_hit") == 0 and b.metrics.registry.get_sample_value(
+    await until_async(lambda: b.count("l2_hit") == 0 and b.metrics.registry.get_sample_value(
         "phantom_authz_cache_admin_evictions_total", {"how": "broadcast"}) is not None)
     await shared.set(_answer_key(), replayed, px=60_000)  # the old value, back after the DEL
     b.upstream.answer = Introspection(active=False)
@@ -681,15 +594,15 @@ async def test_item13_value_asked_before_an_eviction_is_refused_whenever_it_land
 
 async def test_item13_subscriber_comes_back_after_redis_restarts_and_drops_what_it_may_have_missed(
         tmp_path: Path, sidecars: SidecarFactory) -> None:
-    _require_redis_server()
+    require_redis_server()
     server = RedisServer(tmp_path).start()
     try:
         clock = Clock()
         a, b = sidecars("a", clock, url=server.url), sidecars("b", clock, url=server.url)
-        await _listening(a, b)
+        await listening(a, b)
         await b.lookup()
         server.stop()
-        await _until_async(lambda: not b.tier.subscribed.is_set())
+        await until_async(lambda: not b.tier.subscribed.is_set())
         assert (await b.lookup()).active  # Redis down: checks carry on from L1
         server.start()
         await asyncio.wait_for(b.tier.subscribed.wait(), 10)
@@ -697,7 +610,7 @@ async def test_item13_subscriber_comes_back_after_redis_restarts_and_drops_what_
         await b.lookup()
         await asyncio.wait_for(a.tier.subscribed.wait(), 10)
         await a.cache.evict_token(token=TOKEN)
-        await _until_async(lambda: len(b.cache.positive) == 0)
+        await until_async(lambda: len(b.cache.positive) == 0)
     finally:
         server.stop()
 
