@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import grpc
@@ -24,17 +24,22 @@ from authz.cache import IntrospectionCache, RedisTier
 from authz.config import Config
 from authz.introspection import build_authorities
 from authz.introspection.jwks import KeySet
+from authz.log_context import add_trace_id_source
 from authz.metrics import Metrics
 from authz.pipeline import AuthorityLike, Authorizer
 from authz.policy.embedded import EmbeddedEngine
 from authz.policy.jwt_builtins import JwtBuiltins
 from authz.policy.remote import RemoteEngine
 from authz.policy.stage import PolicyStage
+from authz.tracing import build_tracing
 from authz.transport.grpc_server import AUTHORIZATION_SERVICE, GrpcTransport, bind
 from authz.transport.http_gaps import refuse_http_gaps
 from authz.transport.http_server import HttpTransport
 from authz.transport.tls import ServerTls
 from authz.workers import SIDECAR_ENV, WORKER_ENV, offset_address
+
+if TYPE_CHECKING:
+    from authz.tracing.otel import Tracing
 
 __all__ = ["Server", "run"]
 
@@ -60,10 +65,12 @@ class Server:
         self.policy_engine: EmbeddedEngine | None = None
         self._watcher: asyncio.Future[None] | None = None
         self.http: HttpTransport | None = None
+        self.tracing: Tracing | None = None  # tracing.enabled: spans for each check (authz.tracing)
+        self._untrace_logs: Callable[[], None] | None = None
         self.tls: ServerTls | None = None  # server.tls, shared by both listeners
 
     def _authorities(self, session: aiohttp.ClientSession) -> dict[str, AuthorityLike]:
-        authorities = build_authorities(self.config, session)
+        authorities = build_authorities(self.config, session, self.tracing)
         self._key_sets = [a.keys for a in authorities.values() if a.keys is not None]
         settings = self.config.cache
         if not settings.enabled:
@@ -73,12 +80,19 @@ class Server:
             redis = RedisTier(settings.redis, self.metrics)
         # the workers of one sidecar share one origin: they relay evictions to each other over the admin API
         self.cache = IntrospectionCache(settings, self.metrics, redis, origin=os.environ.get(SIDECAR_ENV))
+        if self.tracing is not None:
+            self.cache.on_lookup = self.tracing.note_cache
         return {name: self.cache.wrap(authority) for name, authority in authorities.items()}
 
     async def start(self) -> None:
+        self.tracing = build_tracing(self.config.tracing)
+        if self.tracing is not None:  # log lines carry the current span's trace id
+            self._untrace_logs = add_trace_id_source(self.tracing.current_trace_id)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=300),
             raise_for_status=False,
+            # tracing: every AS call (and a remote OPA's) carries the current span's context
+            trace_configs=[self.tracing.trace_config()] if self.tracing is not None else None,
         )
         try:
             await self._start()
@@ -88,8 +102,7 @@ class Server:
 
     async def _start(self) -> None:
         assert self._session is not None
-        authorizer = Authorizer(self.config, self._authorities(self._session), self._policy_stage(self._session),
-                                self.metrics)
+        authorizer = self._authorizer(self._session)
         self.authorizer = authorizer
         self.tls = ServerTls(self.config.server.tls) if self.config.server.tls is not None else None
         self._grpc = GrpcTransport(authorizer, self.config.server.listen, reuse_port=self.worker_index is not None,
@@ -127,6 +140,14 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def _authorizer(self, session: aiohttp.ClientSession) -> Authorizer:
+        authorities, policy = self._authorities(session), self._policy_stage(session)
+        if self.tracing is None:
+            return Authorizer(self.config, authorities, policy, self.metrics)
+        from authz.tracing.check import TracedAuthorizer  # needs the otel extra, so only when tracing is on
+
+        return TracedAuthorizer(self.tracing, self.config, authorities, policy, self.metrics)
+
     def _own(self, address: str) -> str:
         """This worker's copy of a per-process address (admin, metrics)."""
         return address if self.worker_index is None else offset_address(address, self.worker_index)
@@ -142,11 +163,11 @@ class Server:
             self.policy_engine = engine
             if settings.watch_interval_seconds > 0:
                 self._watcher = asyncio.ensure_future(engine.watch(settings.watch_interval_seconds))
-            return PolicyStage(settings, engine)
+            return PolicyStage(settings, engine, self.tracing)
         if settings.engine == "remote":
             assert settings.remote.url is not None
             return PolicyStage(settings, RemoteEngine(settings.remote.url, settings.timeout_seconds,
-                                                      settings.remote.token, session))
+                                                      settings.remote.token, session), self.tracing)
         return None
 
     def reload_policies(self) -> None:
@@ -190,6 +211,11 @@ class Server:
             await self.cache.redis.close()
         if self._session is not None:
             await self._session.close()
+        if self._untrace_logs is not None:
+            self._untrace_logs()
+            self._untrace_logs = None
+        if self.tracing is not None:  # the spans still buffered go out (at most tracing.export_timeout_seconds)
+            await asyncio.to_thread(self.tracing.shutdown)
 
 
 async def run(config: Config, ready: Callable[[Server], None] | None = None) -> int:

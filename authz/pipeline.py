@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
@@ -33,6 +33,9 @@ from authz.response import allow_response, deny_response
 from authz.routes import RouteResolver
 from authz.scopes import require_scopes
 
+if TYPE_CHECKING:
+    from authz.tracing.otel import Tracing
+
 __all__ = ["AuthorityLike", "Authorizer"]
 
 log = logging.getLogger("authz.check")
@@ -47,6 +50,8 @@ class AuthorityLike(Protocol):
 
 
 class Authorizer:
+    tracing: Tracing | None = None  # on: authz.tracing.check.TracedAuthorizer (the transports read it)
+
     def __init__(self, config: Config, authorities: Mapping[str, AuthorityLike],
                  policy: PolicyStage | None = None, metrics: Metrics | None = None) -> None:
         self.config = config

@@ -111,6 +111,7 @@ SCENARIOS: dict[str, str] = {
     "h": "no-op Python aiohttp HTTP ext_authz (HTTP floor)",
     "c": "phantom-authz, cache hit, scope check",
     "r": "c with 1,000 route rules (routes.rules)",
+    "t": "c with tracing on (a span per check, exporter none)",
     "d": "c + embedded Rego policy",
     "f": "cache miss on every request",
     "g": "1,000 concurrent requests, one fresh token",
@@ -119,7 +120,7 @@ SCENARIOS: dict[str, str] = {
     "e": "c + remote OPA (Data API double)",
 }
 # The table's rows, in reading order: ceilings, floors, then phantom-authz (gRPC next to HTTP).
-WRK_SCENARIOS = ("a", "j", "b", "h", "c", "c1", "r", "ch", "d", "dh", "e", "f", "f1")
+WRK_SCENARIOS = ("a", "j", "b", "h", "c", "c1", "r", "t", "ch", "d", "dh", "e", "f", "f1")
 ROWS: dict[str, str] = {**SCENARIOS, "c1": "c at 1 connection (unloaded)", "f1": "f at 1 connection (unloaded)"}
 HTTP_MODE = ("ch", "dh")
 AB_SCENARIOS = ("c", "ch", "d", "dh")  # what --baseline measures as an A/B, in this order within a round
@@ -372,11 +373,12 @@ class BenchStack(Stack):
         return f"http://127.0.0.1:{port}"
 
     def start_phantom(self, name: str, policy: dict[str, Any], http_port: int | None = None,
-                      tree: SourceTree | None = None, routes: dict[str, Any] | None = None) -> Process:
+                      tree: SourceTree | None = None, **sections: Any) -> Process:
         """phantom-authz on a port we choose, so the whole ``server`` section can be given (Stack.start_authz
         picks the port itself and would need ``server`` to be left at its DEBUG default). With ``http_port``, its
         HTTP transport listens there too (``server.http.listen``) and is what we wait for. With ``tree`` (the
-        --baseline A/B), it runs from that source tree, with the configuration that tree accepts."""
+        --baseline A/B), it runs from that source tree, with the configuration that tree accepts. ``sections``: more
+        top-level configuration sections (``routes``, ``tracing``)."""
         self.authz_port = port = free_port()
         server: dict[str, Any] = {"listen": f"127.0.0.1:{port}", "log_level": "WARNING", "shutdown_grace_seconds": 2}
         if http_port is not None:  # server.http.listen; server.http_listen in the first drafts of HTTP mode
@@ -384,7 +386,7 @@ class BenchStack(Stack):
             server.update({"http": {"listen": address}} if http_listen_key() == "http.listen"
                           else {"http_listen": address})
         config = self.authz_config(server=server, policy={**policy, "decision_log": self.settings.decision_log},
-                                   **({"routes": routes} if routes is not None else {}))
+                                   **sections)
         path = self.dir / f"{name}.yaml"
         env = {"TEST_GATEWAY_SECRET": GATEWAY_SECRET}
         if tree is None:
@@ -818,17 +820,10 @@ class Runner:
             s.stop_role("ext_authz")
         if "r" in wanted:
             self.log("phase r: Envoy -> phantom-authz with 1,000 route rules")
-            try:
-                s.start_phantom("phantom-authz-rules", {"paths": [str(POLICIES)], "watch_interval_seconds": 0},
-                                routes=bench_route_rules(1000))
-                s.start_bench_envoy("envoy-rules")
-            except (RuntimeError, TimeoutError, OSError) as exc:
-                self.errors["r"] = str(exc)
-                self.log(f"  [r] FAILED to start: {exc}")
-            else:
-                self.attempt("r", lambda: self.cache_hit("r", read_token, static))
-            s.stop_role("envoy")
-            s.stop_role("ext_authz")
+            self.c_with("r", "rules", read_token, static, routes=bench_route_rules(1000))
+        if "t" in wanted:
+            self.log("phase t: Envoy -> phantom-authz with tracing on (exporter none)")
+            self.c_with("t", "traced", read_token, static, tracing={"enabled": True, "exporter": "none"})
         if wanted & set(HTTP_MODE):
             self.http_mode(read_token, static)
         if "e" in wanted:
@@ -847,6 +842,21 @@ class Runner:
                 s.stop_role(role)
         if self.ab_keys:
             self.ab_phase(read_token, static)
+
+    def c_with(self, key: str, name: str, token: str, token_file: Path, **sections: Any) -> None:
+        """Scenario ``key``: c against a phantom-authz with these configuration ``sections`` added."""
+        s = self.stack
+        try:
+            s.start_phantom(f"phantom-authz-{name}", {"paths": [str(POLICIES)], "watch_interval_seconds": 0},
+                            **sections)
+            s.start_bench_envoy(f"envoy-{name}")
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            self.errors[key] = str(exc)
+            self.log(f"  [{key}] FAILED to start: {exc}")
+        else:
+            self.attempt(key, lambda: self.cache_hit(key, token, token_file))
+        s.stop_role("envoy")
+        s.stop_role("ext_authz")
 
     def ab_phase(self, token: str, token_file: Path) -> None:
         """--baseline: c, ch, d and dh (those selected) with phantom-authz from the current tree (new) and from the
@@ -1145,6 +1155,7 @@ RATIOS: dict[str, str] = {
     "dh/d": "the same with the embedded policy",
     "j/a": "jwt_authn against no token check at all",
     "r/c": "1,000 route rules against none",
+    "t/c": "tracing on (exporter none) against off",
 }
 # The issue's goals for HTTP mode, reported, not asserted: (label, ratio, figure, bound, at least?).
 GOALS: tuple[tuple[str, str, str, float, bool], ...] = (

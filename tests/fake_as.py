@@ -70,16 +70,22 @@ class FakeAS:
     def __init__(self) -> None:
         self.port = 0
         self.calls: dict[str, int] = {}
+        self.received: list[tuple[str, dict[str, str]]] = []  # (path, headers in lower case) of every request
         self._server = ThreadedServer()
 
     async def _introspect(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["behaviour"]
         self.calls[name] = self.calls.get(name, 0) + 1
+        self._note(request)
         await request.post()
         return BEHAVIOURS[name]()  # type: ignore[no-any-return]
 
     async def _jwks(self, request: web.Request) -> web.Response:
+        self._note(request)
         return web.json_response(_jwks())
+
+    def _note(self, request: web.Request) -> None:
+        self.received.append((request.path, {k.lower(): v for k, v in request.headers.items()}))
 
     def start(self) -> FakeAS:
         app = web.Application()

@@ -87,6 +87,8 @@ class IntrospectionCache:
         self._identities: set[str] = set()
         self._lookups = {name: metrics.cache.labels(name) for name in
                          ("hit", "miss", "negative_hit", "stale", "l2_hit")}
+        # tracing on (authz.tracing): told where each lookup's answer came from, one of the labels above or "joined"
+        self.on_lookup: Callable[[str], None] | None = None
 
     def reconfigure(self, config: CacheConfig) -> None:
         """A reloaded ``cache`` section: its TTLs apply to answers loaded from now on, its bounds at the next insert
@@ -108,19 +110,27 @@ class IntrospectionCache:
         negative = self.negative.get(key)
         if negative is not None and now < negative[0]:
             self._lookups["negative_hit"].inc()
+            if self.on_lookup is not None:
+                self.on_lookup("negative_hit")
             return Answer(_INACTIVE)
         entry = self.positive.get(key)
         if entry is not None and now < entry.fresh_until:
             self._lookups["hit"].inc()
+            if self.on_lookup is not None:
+                self.on_lookup("hit")
             return entry.answer
         flight = self._inflight.get(key)
         if flight is None:
             self._lookups["miss"].inc()
+            if self.on_lookup is not None:
+                self.on_lookup("miss")
             flight = asyncio.ensure_future(self._load(upstream, key, token, self._epoch))
             self._inflight[key] = flight
             flight.add_done_callback(lambda done: self._landed(key, done))
         else:
             self.metrics.singleflight_joins.inc()
+            if self.on_lookup is not None:
+                self.on_lookup("joined")
         return await asyncio.shield(flight)
 
     def _landed(self, key: str, flight: asyncio.Future[Answer]) -> None:
@@ -142,6 +152,8 @@ class IntrospectionCache:
                 answer = await self._trusted(upstream, key, shared.answer)
                 if answer is not None:
                     self._lookups["l2_hit"].inc()
+                    if self.on_lookup is not None:
+                        self.on_lookup("l2_hit")
                     return self._remember(key, token, answer, None, asked_at, epoch)
         started = time.perf_counter()
         outcome = "error"
@@ -153,6 +165,8 @@ class IntrospectionCache:
             stale = self.positive.get(key)
             if stale is not None and self._clock() < stale.stale_until:
                 self._lookups["stale"].inc()
+                if self.on_lookup is not None:
+                    self.on_lookup("stale")
                 return stale.answer
             raise
         finally:

@@ -1,6 +1,6 @@
 """Typed, validated configuration, declared as frozen pydantic models: one YAML file plus ``AUTHZ__``-prefixed
 environment overrides (``loader``), one model per section (``server``, ``authorization_servers``, ``cache``,
-``policy``, ``routes``; the whole in ``models``), built from the value types in ``types``.
+``policy``, ``routes``, ``tracing``; the whole in ``models``), built from the value types in ``types``.
 
 Every default is written once, on its model's field; choices are ``Literal``s; secrets are ``Secret`` (masked in
 ``repr``); cross-field rules are model validators. Every error names the key it is about
@@ -27,6 +27,7 @@ from authz.config.server import (
     ServerConfig,
 )
 from authz.config.tls import ListenerTlsConfig
+from authz.config.tracing import TracingConfig
 from authz.config.types import ConfigError, Secret
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "RuleMatch",
     "Secret",
     "ServerConfig",
+    "TracingConfig",
     "config_schema",
     "load_config",
 ]

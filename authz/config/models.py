@@ -13,6 +13,7 @@ from authz.config.cache import CacheConfig
 from authz.config.policy import PolicyConfig
 from authz.config.routes import RoutesConfig, rule_key
 from authz.config.server import CredentialConfig, ServerConfig
+from authz.config.tracing import TracingConfig
 from authz.config.types import HEADER_NAME, ConfigError, Listen, Model, Number, Text, Words
 
 __all__ = ["Config"]
@@ -49,6 +50,7 @@ class Config(Model):
     admin_listen: Annotated[str | None, Listen(optional=True, loopback=True)] = "127.0.0.1:9002"
     metrics_listen: Annotated[str | None, Listen(optional=True)] = "127.0.0.1:9102"  # Prometheus /metrics; empty: off
     policy: PolicyConfig = PolicyConfig()
+    tracing: TracingConfig = TracingConfig()  # OpenTelemetry spans (the otel extra); off by default
 
     @property
     def default_as(self) -> AuthorizationServerConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -12,6 +13,9 @@ from authz.introspection.client import ASResponse, AuthorizationServerClient
 from authz.introspection.phantom import PhantomIntrospector
 from authz.introspection.rfc7662 import Rfc7662Introspector
 from authz.introspection.rfc9701 import Rfc9701Introspector
+
+if TYPE_CHECKING:
+    from authz.tracing.otel import Tracing
 
 __all__ = [
     "ASResponse",
@@ -24,6 +28,7 @@ __all__ = [
 ]
 
 
-def build_authorities(config: Config, session: aiohttp.ClientSession) -> Mapping[str, Authority]:
+def build_authorities(config: Config, session: aiohttp.ClientSession,
+                      tracing: Tracing | None = None) -> Mapping[str, Authority]:
     """One ``Authority`` per configured authorization server, sharing one HTTP session."""
-    return {name: Authority(server, session) for name, server in config.authorization_servers.items()}
+    return {name: Authority(server, session, tracing=tracing) for name, server in config.authorization_servers.items()}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -29,14 +30,18 @@ from authz.introspection.rfc9701 import Rfc9701Introspector
 from authz.models import Answer, Identity, Introspection
 from authz.token import JwtVerifier
 
+if TYPE_CHECKING:
+    from authz.tracing.otel import Tracing
+
 __all__ = ["Authority", "configuration_hash"]
 
 
 class Authority:
     def __init__(self, config: AuthorizationServerConfig, session: aiohttp.ClientSession,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tracing: Tracing | None = None) -> None:
         self.config = config
         self.name = config.name
+        self._tracing = tracing  # on: each introspection is a span (authz.introspection), so is each JWKS fetch
         # the cache key's AS identity: the whole configuration that shapes the answer and what is derived from it
         self.cache_identity = configuration_hash(config)
         # every active answer carries a JWT (phantom; rfc7662 with jwt_field; rfc9701 never has one to forward):
@@ -46,7 +51,7 @@ class Authority:
         # key that seals L2 values (authz.cache.sealing), so nobody without it can write a value we serve
         self.sealing_secret = _credential(config)
         self.client = AuthorizationServerClient(config, session)
-        self.keys = KeySet(config, self.client) if config.issuer is not None else None
+        self.keys = KeySet(config, self.client, tracing=tracing) if config.issuer is not None else None
         self._verifier = JwtVerifier(self.keys, config.algorithms) if self.keys is not None else None
         self._claims = ClaimsChecker(config.issuer, config.audiences, config.leeway_seconds, clock)
         if config.dialect == "rfc9701":
@@ -60,7 +65,13 @@ class Authority:
 
     async def introspect(self, token: str) -> Introspection:
         """The AS's answer; an access-token JWT in it has had its signature verified."""
-        return await self.verified(await self.introspector.introspect(token))
+        if self._tracing is None:
+            return await self.verified(await self.introspector.introspect(token))
+        with self._tracing.client_span("authz.introspection", {"authz.authorization_server": self.name,
+                                                                "authz.dialect": self.config.dialect}) as span:
+            answer = await self.verified(await self.introspector.introspect(token))
+            span.set_attribute("authz.introspection.active", answer.active)
+            return answer
 
     async def verified(self, answer: Introspection) -> Introspection:
         """``answer`` with its JWT's signature verified and its claims taken from the JWT."""

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from authz.config import AuthorizationServerConfig
@@ -26,6 +26,9 @@ from authz.errors import AuthzError, UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
 from authz.json_body import parse_json_object
 from authz.verification_keys import UnusableKey, VerificationKey, verification_key
+
+if TYPE_CHECKING:
+    from authz.tracing.otel import Tracing
 
 __all__ = ["KeySet", "metadata_urls"]
 
@@ -45,8 +48,9 @@ def metadata_urls(issuer: str) -> list[str]:
 
 class KeySet:
     def __init__(self, config: AuthorizationServerConfig, client: AuthorizationServerClient,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, tracing: Tracing | None = None) -> None:
         self._config = config
+        self._tracing = tracing  # on: each fetch (discovery included) is an authz.jwks_fetch span
         self._client = client
         self._clock = clock
         self._jwks_uri = config.jwks_uri
@@ -96,7 +100,7 @@ class KeySet:
             if self._generation == generation:  # nobody fetched while we waited for the lock
                 self._attempted_at = self._clock()
                 try:
-                    self._keys = await self._fetch()
+                    self._keys = await (self._fetch() if self._tracing is None else self._traced_fetch(self._tracing))
                     self._last_error = None
                     self._next_fetch_at = self._clock() + self._config.jwks_cache_seconds
                 except AuthzError as exc:
@@ -109,6 +113,12 @@ class KeySet:
                     self._generation += 1
         if not self._keys and self._last_error is not None:
             raise self._last_error
+
+    async def _traced_fetch(self, tracing: Tracing) -> dict[str | None, tuple[VerificationKey, ...]]:
+        with tracing.client_span("authz.jwks_fetch", {"authz.authorization_server": self.name}) as span:
+            keys = await self._fetch()
+            span.set_attribute("authz.jwks.keys", sum(len(found) for found in keys.values()))
+            return keys
 
     async def _fetch(self) -> dict[str | None, tuple[VerificationKey, ...]]:
         if self._jwks_uri is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from authz.config import PolicyConfig
 from authz.errors import PolicyDenied, PolicyFailed
@@ -20,6 +20,9 @@ from authz.policy.engine import Evaluation, PolicyEngine, PolicyEvaluationError,
 from authz.policy.projection import Projection
 from authz.policy.view import RequestView
 from authz.request_form import check_policy_request
+
+if TYPE_CHECKING:
+    from authz.tracing.otel import Tracing
 
 __all__ = ["PolicyOutcome", "PolicyStage"]
 
@@ -37,9 +40,10 @@ class PolicyOutcome:
 
 
 class PolicyStage:
-    def __init__(self, config: PolicyConfig, engine: PolicyEngine) -> None:
+    def __init__(self, config: PolicyConfig, engine: PolicyEngine, tracing: Tracing | None = None) -> None:
         self._config = config
         self.engine = engine
+        self._tracing = tracing  # on: each decision is an authz.policy span under the check's
         self._log = DecisionLogger(config.decision_log, config.decision_log_mask, config.decision_log_mask_headers)
         self._decisions: dict[str, PolicyDecision] = {}  # by the result's repr: equal results, one decision
         # decisions found from the request alone, before its input is built; not when the full input is logged
@@ -113,3 +117,7 @@ class PolicyStage:
                       duration_ms=(time.perf_counter() - started) * 1000,
                       subject=identity.subject if identity is not None else None, allowed=allowed, status=status,
                       dry_run=self._config.dry_run, error=error, policy_input=policy_input)
+        if self._tracing is not None:
+            self._tracing.policy_evaluated(path=path, engine=self.engine.name, decision_id=decision_id,
+                                           started=started, allowed=allowed, status=status, failed=error is not None,
+                                           dry_run=self._config.dry_run)

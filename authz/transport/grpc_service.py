@@ -16,6 +16,7 @@ from authz.grpc_denial import grpc_denial, is_grpc
 from authz.log_context import bind_check, unbind_check
 from authz.logs import loggable_path
 from authz.pipeline import Authorizer
+from authz.tracing import detach
 from authz.transport.grpc_request import header_text, request_info
 
 __all__ = ["AuthorizationService", "check_header"]
@@ -27,6 +28,8 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
         bound = bind_check(check_header, request)  # log lines name the request by Envoy's x-request-id
+        tracing = self._authorizer.tracing  # on: Envoy's span in the call's metadata is the check span's parent
+        parent = None if tracing is None else tracing.attach_parent(context.invocation_metadata())
         try:
             response = await self._authorizer.decide(lambda: request_info(request), lambda: _where(request))
             if response.HasField("denied_response") and is_grpc(check_header(request, "content-type")):
@@ -34,6 +37,8 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
             return response
         finally:
             unbind_check(bound)
+            if parent is not None:
+                detach(parent)
 
 
 def _where(request: CheckRequest) -> str:
