@@ -48,6 +48,7 @@ bench: $(STAMP) wrk
 	$(PY) bench/envoy_bench.py $(BENCH_ARGS)
 	$(PY) bench/cache_bench.py $(BENCH_ARGS)
 	$(PY) bench/policy_bench.py $(BENCH_ARGS)
+	$(PY) bench/dpop_bench.py $(BENCH_ARGS)
 
 # Debian programs the tests and benchmarks run for real, installed when missing: redis-server (the cache's L2
 # tier) and wrk (the load generator of bench/envoy_bench.py).

@@ -22,6 +22,7 @@ from authz.admin import CacheAdminService
 from authz.adminpb import admin_pb2_grpc
 from authz.cache import IntrospectionCache, RedisTier
 from authz.config import Config
+from authz.dpop import ReplayCache
 from authz.introspection import build_authorities
 from authz.introspection.jwks import KeySet
 from authz.log_context import add_trace_id_source
@@ -68,6 +69,7 @@ class Server:
         self.tracing: Tracing | None = None  # tracing.enabled: spans for each check (authz.tracing)
         self._untrace_logs: Callable[[], None] | None = None
         self.tls: ServerTls | None = None  # server.tls, shared by both listeners
+        self.dpop_replay: ReplayCache | None = None  # DPoP jti values seen (shared through cache.redis when set)
 
     def _authorities(self, session: aiohttp.ClientSession) -> dict[str, AuthorityLike]:
         authorities = build_authorities(self.config, session, self.tracing)
@@ -104,6 +106,7 @@ class Server:
         assert self._session is not None
         authorizer = self._authorizer(self._session)
         self.authorizer = authorizer
+        self.dpop_replay = authorizer.dpop.replay = ReplayCache.for_config(self.config.dpop, self.config.cache.redis)
         self.tls = ServerTls(self.config.server.tls) if self.config.server.tls is not None else None
         self._grpc = GrpcTransport(authorizer, self.config.server.listen, reuse_port=self.worker_index is not None,
                                    max_receive_bytes=self.config.server.max_receive_bytes, tls=self.tls)
@@ -209,6 +212,8 @@ class Server:
             await self._metrics_runner.cleanup()
         if self.cache is not None and self.cache.redis is not None:
             await self.cache.redis.close()
+        if self.dpop_replay is not None:
+            await self.dpop_replay.aclose()
         if self._session is not None:
             await self._session.close()
         if self._untrace_logs is not None:

@@ -19,13 +19,14 @@ from authz.models import Answer, Identity
 from authz.numbers import finite_number
 from authz.scopes import granted_scopes
 
-__all__ = ["CHECKED_CONFIRMATIONS", "ClaimsChecker", "check_access_token", "scopes_of"]
+__all__ = ["CHECKED_CONFIRMATIONS", "JKT", "ClaimsChecker", "check_access_token", "scopes_of"]
 
 # RFC 7662 token_type values that mean a plain bearer access token (compared case-insensitively); absent is accepted
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"})
 # cnf members (RFC 7800 confirmation methods) whose proof the pipeline checks on every request, so an identity may
-# carry them: RFC 8705's certificate thumbprint (authz.cert_binding)
-CHECKED_CONFIRMATIONS = frozenset({X5T_S256})
+# carry them: RFC 8705's certificate thumbprint (authz.cert_binding), RFC 9449's DPoP key thumbprint (authz.dpop)
+JKT = "jkt"
+CHECKED_CONFIRMATIONS = frozenset({X5T_S256, JKT})
 
 
 def check_access_token(claims: Mapping[str, Any], checked: frozenset[str] = frozenset()) -> None:
@@ -37,7 +38,8 @@ def check_access_token(claims: Mapping[str, Any], checked: frozenset[str] = froz
     if token_type is not None:
         if not isinstance(token_type, str):
             raise UpstreamMisbehaved("token token_type claim is not a string")
-        if not (token_type.isascii() and token_type.lower() in _ACCESS_TOKEN_TYPES):
+        kind = token_type.lower() if token_type.isascii() else ""
+        if not (kind in _ACCESS_TOKEN_TYPES or (kind == "dpop" and JKT in checked and _cnf(claims, JKT) is not None)):
             raise InvalidToken(f"token_type {token_type[:40]!r} is not an access token")
     if "cnf" in claims:
         _check_confirmation(claims["cnf"], checked)
@@ -52,6 +54,14 @@ def _check_confirmation(cnf: Any, checked: frozenset[str]) -> None:
     thumbprint = cnf.get(X5T_S256)
     if thumbprint is not None and not (isinstance(thumbprint, str) and THUMBPRINT.match(thumbprint)):
         raise UpstreamMisbehaved("token cnf x5t#S256 is not a base64url SHA-256 thumbprint")
+    if JKT in cnf and not (isinstance(cnf[JKT], str) and THUMBPRINT.match(cnf[JKT])):
+        raise UpstreamMisbehaved("token cnf jkt is not a base64url SHA-256 thumbprint")
+
+
+def _cnf(claims: Mapping[str, Any], member: str) -> Any:
+    """``cnf.<member>`` of claims that passed ``check_access_token``; None when absent."""
+    cnf = claims.get("cnf")
+    return cnf.get(member) if isinstance(cnf, Mapping) else None
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -135,6 +145,7 @@ class ClaimsChecker:
             subject=_string(claims, "sub"),
             client_id=_string(claims, "client_id"),
             expires_at=exp,
+            jkt=_cnf(claims, JKT),
         )
 
     def _check_times(self, exp: float | None, nbf: float | None) -> None:

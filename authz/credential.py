@@ -1,8 +1,10 @@
-"""Stage 2: the bearer credential, by RFC 6750 §2.1. Pure: no I/O.
+"""Stage 2: the bearer credential, by RFC 6750 §2.1 (and RFC 9449 §7.1's ``DPoP`` scheme on routes taking DPoP).
+Pure: no I/O.
 
 ``credentials = "Bearer" 1*SP b64token`` where ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
-*"="``. The scheme is case-insensitive. No header, or another scheme, is a missing credential (401 without an error
-code); everything else that is wrong is a malformed request (400 ``invalid_request``).
+*"="`` (``DPoP 1*SP token68``: the same characters). The scheme is case-insensitive. No header, or a scheme the route
+does not take, is a missing credential (401 without an error code); everything else that is wrong is a malformed
+request (400 ``invalid_request``).
 """
 
 from __future__ import annotations
@@ -11,13 +13,21 @@ import re
 
 from authz.errors import MalformedCredential, MissingCredential
 
-__all__ = ["bearer_token"]
+__all__ = ["BEARER", "DPOP", "access_token", "bearer_token"]
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+BEARER, DPOP = "bearer", "dpop"  # schemes, lower-cased
+_BEARER_ONLY = frozenset({BEARER})
 
 
 def bearer_token(authorization: tuple[str, ...], max_length: int) -> str:
     """Return the token, or raise ``MissingCredential`` / ``MalformedCredential``."""
+    return access_token(authorization, max_length, _BEARER_ONLY)[1]
+
+
+def access_token(authorization: tuple[str, ...], max_length: int, schemes: frozenset[str]) -> tuple[str, str]:
+    """Return (the scheme, lower-cased, the token) for a credential in one of ``schemes``; raise
+    ``MissingCredential`` (no header, another scheme) or ``MalformedCredential``."""
     if not authorization:
         raise MissingCredential("no Authorization header")
     if len(authorization) > 1:
@@ -26,8 +36,10 @@ def bearer_token(authorization: tuple[str, ...], max_length: int) -> str:
     if len(value) > max_length + 16:
         raise MalformedCredential("Authorization header exceeds the size limit")
     scheme, _, rest = value.partition(" ")
-    if scheme.lower() != "bearer":
-        raise MissingCredential("Authorization header is not a Bearer credential")
+    scheme = scheme.lower()
+    if scheme not in schemes:
+        raise MissingCredential("Authorization header is not a Bearer credential" if schemes is _BEARER_ONLY
+                                else f"Authorization header is not a {' or '.join(sorted(schemes))} credential")
     token = rest.lstrip(" ")
     if not token:
         raise MalformedCredential("empty bearer token")
@@ -37,4 +49,4 @@ def bearer_token(authorization: tuple[str, ...], max_length: int) -> str:
         raise MalformedCredential("more than one bearer token")
     if not _B64TOKEN.fullmatch(token):
         raise MalformedCredential("bearer token has characters outside RFC 6750 b64token")
-    return token
+    return scheme, token

@@ -9,6 +9,9 @@ Each error carries a stable snake_case ``reason`` (used in logs, metrics and the
     │   └── MalformedCredential        400  invalid_request: two tokens, bad characters, too long, two headers
     ├── MalformedRequest               400  invalid_request: path not in normal form, unparsable query or body
     ├── InvalidToken                   401  invalid_token: inactive, expired, wrong audience/issuer
+    │   └── DpopBindingError           401  invalid_token: a DPoP-bound token without its key's proof (RFC 9449 §7)
+    ├── InvalidDpopProof               401  invalid_dpop_proof: the DPoP proof is missing, malformed, replayed, ...
+    │   └── UseDpopNonce               401  use_dpop_nonce: a nonce we issued is required (DPoP-Nonce header)
     ├── InsufficientScope              403  insufficient_scope: a required scope is missing
     ├── NoRouteRule                    403  route rules are configured, none matches, and routes.default is deny
     ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
@@ -22,12 +25,17 @@ Anything that is not an ``AuthzError`` is a bug and becomes a 500 ``internal_err
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from authz.dpop.challenge import DpopChallenge
 
 __all__ = [
     "AuthzError",
     "CredentialError",
+    "DpopBindingError",
     "InsufficientScope",
+    "InvalidDpopProof",
     "InvalidToken",
     "MalformedCredential",
     "MalformedRequest",
@@ -40,6 +48,7 @@ __all__ = [
     "UnsupportedDecision",
     "UpstreamMisbehaved",
     "UpstreamUnavailable",
+    "UseDpopNonce",
 ]
 
 
@@ -51,6 +60,7 @@ class AuthzError(Exception):
     oauth_error: str | None = None  # RFC 6750 error code for WWW-Authenticate, when one applies
     description: str = "the request could not be authorized"
     token_id: str | None = None  # short hash of the token involved, for logs; set by the pipeline
+    dpop: DpopChallenge | None = None  # on a route taking DPoP: the challenges to offer (set by authz.dpop)
 
     def __init__(self, detail: str = "", *, description: str | None = None) -> None:
         super().__init__(detail or self.description)
@@ -91,6 +101,39 @@ class InvalidToken(AuthzError):
     reason = "invalid_token"
     oauth_error = "invalid_token"
     description = "the access token is invalid, expired or revoked"
+
+
+class DpopBindingError(InvalidToken):
+    """RFC 9449 §7.1: the token is DPoP-bound but came as a Bearer token, came as DPoP but is not bound, or is bound
+    to another key than the proof's. ``why`` names which, for logs and metrics (reason ``dpop_<why>``)."""
+
+    def __init__(self, why: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = f"dpop_{why}"
+
+
+class InvalidDpopProof(AuthzError):
+    """The DPoP proof cannot be accepted (RFC 9449 §4.3); ``why`` names the failed check (reason ``dpop_<why>``)."""
+
+    status = 401
+    reason = "invalid_dpop_proof"
+    oauth_error = "invalid_dpop_proof"
+    description = "the DPoP proof is missing or invalid"
+
+    def __init__(self, why: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = f"dpop_{why}"
+
+
+class UseDpopNonce(InvalidDpopProof):
+    """RFC 9449 §9: the proof must carry a nonce we issued; ``nonce`` goes to the client in ``DPoP-Nonce``."""
+
+    oauth_error = "use_dpop_nonce"
+    description = "the DPoP proof must carry the server's nonce"
+
+    def __init__(self, why: str, detail: str, nonce: str) -> None:
+        super().__init__(why, detail)
+        self.nonce = nonce
 
 
 class InsufficientScope(AuthzError):

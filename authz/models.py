@@ -28,6 +28,8 @@ class RequestInfo:
     # the mTLS peer's and the local workload's SPIFFE ids ("" when none); None: the transport does not carry them
     source_principal: str | None = None
     destination_principal: str | None = None
+    # the URL scheme the client used as Envoy tells it (gRPC: :scheme; HTTP mode: x-forwarded-proto); "": unknown
+    scheme: str = ""
     # the client's TLS certificate as Envoy sends it (URL-encoded PEM; "" when none); None: the transport does not
     # carry it (Envoy's HTTP mode)
     peer_certificate: str | None = None
@@ -45,6 +47,7 @@ class RouteSettings:
     allow_encoded_slashes: bool = False  # the path may hold %2F inside a segment (authz.request_form)
     rule: str | None = None  # the name of the route rule these settings come from (None: no rule matched)
     mtls_bound: str = "off"  # RFC 8705 certificate-bound tokens: off, allowed or required (authz.cert_binding)
+    dpop: str = "off"  # RFC 9449 DPoP: off (a DPoP-bound token is refused), allowed, required (authz.dpop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,7 @@ class Identity:
     subject: str | None
     client_id: str | None
     expires_at: float | None
+    jkt: str | None = None  # cnf.jkt: the token is DPoP-bound to the key with this RFC 7638 thumbprint
 
 
 class Replies:

@@ -21,7 +21,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
 from authz.cert_binding import check_binding
 from authz.config import Config
-from authz.credential import bearer_token
+from authz.dpop import DpopStage
 from authz.errors import AuthzError
 from authz.log_context import note_route_rule
 from authz.logs import token_id
@@ -69,6 +69,10 @@ class Authorizer:
         # an allow that swaps in no JWT removes the client's Authorization (its opaque token) unless the route keeps it
         self._pass = Allow(headers_to_remove=self._remove_with_authorization, replies=Replies())
         self._pass_keeping_authorization = Allow(headers_to_remove=self._remove, replies=Replies())
+        # RFC 9449: the credential per route, DPoP proofs and bindings (the app gives it a longer-lived replay cache)
+        self.dpop = DpopStage(config.dpop, config.credential.max_token_length)
+        self._dpop_scheme = "DPoP " if config.dpop.forward == "dpop" else "Bearer "  # a DPoP-bound token's JWT
+        self._dpop_proof_removal = () if config.dpop.forward_proof else ("dpop",)
 
     async def decide(self, translate: Callable[[], RequestInfo], where: Callable[[], str]) -> CheckResponse:
         """``translate`` builds the RequestInfo (and may raise ``AuthzError`` for a malformed request);
@@ -138,17 +142,22 @@ class Authorizer:
             return passed
         if route.disabled:
             return await self._with_policy(passed, route, request, None, params=params)
-        token = bearer_token(request.authorization, self.config.credential.max_token_length)
+        presented = self.dpop.present(request, route.dpop)  # the token (RFC 6750; RFC 9449 §7.1) and its DPoP proof
+        token = presented.token
         authority = self._authorities[route.authorization_server]
         try:
             answer = await authority.answer(token)
             identity = authority.identity(answer)  # the times checked on every request, the rest once per answer
             check_binding(identity.claims, route.mtls_bound, request.peer_certificate)  # RFC 8705, every request
+            if identity.jkt is not None or presented.proof is not None:  # RFC 9449: the bound key's proof, once
+                await self.dpop.bind(presented, identity.jkt)
             require_scopes(identity.scopes, route.required_scopes)
             return await self._with_policy(self._allow_for(answer, identity, route), route, request, identity,
                                            answer, params)
         except AuthzError as exc:
             exc.token_id = token_id(token)
+            if exc.dpop is None:
+                exc.dpop = presented.challenge
             raise
 
     async def _with_policy(self, allow: Allow, route: RouteSettings, request: RequestInfo,
@@ -177,13 +186,16 @@ class Authorizer:
 
     def _allow(self, identity: Identity, server: str, keep_authorization: bool = False) -> Allow:
         metadata = _metadata(identity)
+        bound = identity.jkt is not None  # DPoP-bound: the JWT as dpop.forward says, the proof removed unless kept
+        proof_removal = self._dpop_proof_removal if bound else ()
         if identity.jwt is not None:
-            return Allow((("authorization", "Bearer " + identity.jwt),), self._remove, metadata, identity,
-                         replies=Replies())
+            scheme = self._dpop_scheme if bound else "Bearer "
+            return Allow((("authorization", scheme + identity.jwt),), (*self._remove, *proof_removal), metadata,
+                         identity, replies=Replies())
         # claims but no JWT: never pass the opaque token on as if it were one (unless the route keeps it)
         settings = self.config.authorization_servers[server]
         headers: tuple[tuple[str, str], ...] = ()
-        remove = self._remove if keep_authorization else self._remove_with_authorization
+        remove = (*(self._remove if keep_authorization else self._remove_with_authorization), *proof_removal)
         if settings.claims_forwarding == "header":
             payload = json.dumps(dict(identity.claims), separators=(",", ":"), sort_keys=True).encode()
             headers = ((settings.claims_header, base64.urlsafe_b64encode(payload).rstrip(b"=").decode()),)

@@ -29,7 +29,8 @@ log = logging.getLogger("authz.reload")
 
 # top-level keys, or "section.key", that a running process cannot change
 RESTART_ONLY = ("server.listen", "server.workers", "server.event_loop", "server.max_receive_bytes", "server.http",
-                "server.tls", "admin_listen", "metrics_listen", "cache.enabled", "cache.redis", "tracing")
+                "server.tls", "admin_listen", "metrics_listen", "cache.enabled", "cache.redis", "tracing",
+                "dpop.replay_cache_entries", "dpop.replay_on_redis_error")  # the replay cache outlives a reload
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:

@@ -14,7 +14,7 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
-from authz.errors import AuthzError, InsufficientScope, PolicyDenied, UpstreamUnavailable
+from authz.errors import AuthzError, InsufficientScope, PolicyDenied, UpstreamUnavailable, UseDpopNonce
 from authz.models import Allow
 from authz.policy.response_mapping import apply_to_ok, denied_http_response, metadata_struct
 
@@ -37,15 +37,27 @@ def _quoted(value: str) -> str:
 
 
 def www_authenticate(error: AuthzError, realm: str) -> str | None:
-    """The RFC 6750 challenge for a 400/401/403 denial; ``None`` for server-side failures."""
+    """The RFC 6750 challenge for a 400/401/403 denial; ``None`` for server-side failures. On a route taking DPoP
+    (``error.dpop``), RFC 9449's ``DPoP`` challenge with ``algs`` too (after the Bearer one when the route also takes
+    Bearer tokens), the error on the challenge of the scheme the client used."""
     if error.status not in (400, 401, 403):
         return None
-    parts = [f'Bearer realm="{_quoted(realm)}"']
-    if error.oauth_error is not None:
+    offer = error.dpop
+    if offer is None:
+        return _challenge("Bearer", realm, error)
+    dpop = f'{_challenge("DPoP", realm, error if offer.error_on_dpop else None)}, algs="{offer.algs}"'
+    if not offer.bearer:
+        return dpop
+    return f'{_challenge("Bearer", realm, None if offer.error_on_dpop else error)}, {dpop}'
+
+
+def _challenge(scheme: str, realm: str, error: AuthzError | None) -> str:
+    parts = [f'{scheme} realm="{_quoted(realm)}"']
+    if error is not None and error.oauth_error is not None:
         parts.append(f'error="{error.oauth_error}"')
         parts.append(f'error_description="{_quoted(error.description)}"')
-    if isinstance(error, InsufficientScope):
-        parts.append(f'scope="{" ".join(error.required)}"')
+        if isinstance(error, InsufficientScope):
+            parts.append(f'scope="{" ".join(error.required)}"')
     return ", ".join(parts)
 
 
@@ -82,6 +94,8 @@ def deny_response(error: AuthzError, realm: str) -> CheckResponse:
     challenge = www_authenticate(error, realm)
     if challenge is not None:
         headers.append(_header("www-authenticate", challenge))
+    if isinstance(error, UseDpopNonce):  # RFC 9449 §9: the nonce the next proof must carry
+        headers.append(_header("dpop-nonce", error.nonce))
     if isinstance(error, UpstreamUnavailable) and error.retry_after is not None:
         headers.append(_header("retry-after", str(error.retry_after)))
     denied = DeniedHttpResponse(

@@ -17,6 +17,8 @@ typed):
                        (``authz.request_form``; ``parsed_path`` keeps it in its segment)
 ``mtls_bound``         ``off`` (default; a certificate-bound token is refused), ``allowed``, ``required``: RFC 8705
                        tokens bound to the client's TLS certificate (``authz.cert_binding``)
+``dpop``               ``off`` (default; a DPoP-bound token is refused), ``allowed`` (Bearer, or DPoP with a proof),
+                       ``required`` (DPoP only): RFC 9449 DPoP-bound tokens and their proofs (``authz.dpop``)
 
 Unknown keys, empty values and bad values are a misconfiguration: the route fails closed with a 500 and one error
 log line per distinct bad setting. Parsed settings are memoised per matched rule and distinct extension map (routes
@@ -31,6 +33,7 @@ from typing import Generic, TypeVar
 
 from authz.cert_binding import MTLS_BOUND_MODES
 from authz.config import Config, RouteRule
+from authz.config.dpop import DPOP_MODES
 from authz.errors import NoRouteRule, RouteMisconfigured
 from authz.models import RequestInfo, RouteSettings
 from authz.policy.engine import DECISION_PATH
@@ -42,7 +45,7 @@ __all__ = ["KNOWN_KEYS", "RouteResolver", "SettingsMemo"]
 log = logging.getLogger("authz.routes")
 
 KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy", "keep_authorization", "allow_encoded_slashes",
-                        "mtls_bound"})
+                        "mtls_bound", "dpop"})
 _MAX_MEMO = 4096
 _NO_PARAMS: Mapping[str, str] = {}
 
@@ -88,6 +91,7 @@ class RouteResolver:
             disabled=routes.disabled,
             authorization_server=config.default_authorization_server,
             mtls_bound=routes.mtls_bound,
+            dpop=routes.dpop,
         )
         self._table = routes.table
         self._unmatched = None if self._table is None or routes.default == "defaults" else NoRouteRule()
@@ -104,6 +108,7 @@ class RouteResolver:
             allow_encoded_slashes=bool(rule.allow_encoded_slashes),
             rule=rule.name,
             mtls_bound=rule.mtls_bound or base.mtls_bound,
+            dpop=rule.dpop or base.dpop,
         )
 
     def resolve(self, request: RequestInfo) -> tuple[RouteSettings, Mapping[str, str]]:
@@ -162,7 +167,8 @@ class RouteResolver:
                              allow_encoded_slashes=_flag(ext, "allow_encoded_slashes",
                                                          settings.allow_encoded_slashes),
                              rule=settings.rule, mtls_bound=_choice(ext, "mtls_bound", settings.mtls_bound,
-                                                                    MTLS_BOUND_MODES))
+                                                                    MTLS_BOUND_MODES),
+                             dpop=_choice(ext, "dpop", settings.dpop, DPOP_MODES))
 
 
 def _choice(ext: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:

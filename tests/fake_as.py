@@ -14,11 +14,13 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.dpop_client import DpopClient
 from tests.local_http import ThreadedServer
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 KID = "fake-as-key"
 THUMBPRINT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"  # a cnf jkt / x5t#S256 value (RFC 7638 / RFC 8705)
+DPOP_CLIENT = DpopClient("ES256")  # the client whose key "jwt_dpop_bound" tokens are bound to (RFC 9449)
 
 
 def good_jwt(**claims: Any) -> str:
@@ -59,6 +61,8 @@ BEHAVIOURS: dict[str, Any] = {
     "json_bearer": lambda: _json_answer(token_type="Bearer"),
     "json_refresh_token": lambda: _json_answer(token_type="refresh_token"),
     "json_dpop_bound": lambda: _json_answer(token_type="DPoP", cnf={"jkt": THUMBPRINT}),
+    "jwt_dpop_bound": lambda: web.Response(body=good_jwt(cnf={"jkt": DPOP_CLIENT.thumbprint}, token_type="DPoP"),
+                                           content_type="application/jwt"),
     "jwt_mtls_bound": lambda: web.Response(body=good_jwt(cnf={"x5t#S256": THUMBPRINT}), content_type="application/jwt"),
     "hs256_with_public_key": lambda: web.Response(
         body=jwt.encode({"iss": "http://fake-as", "sub": "mallory", "scope": "read admin"}, "x" * 32,

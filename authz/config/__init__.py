@@ -16,6 +16,7 @@ from authz.config.authorization_servers import (
     PrivateKeyJwtConfig,
 )
 from authz.config.cache import CacheConfig, RedisConfig
+from authz.config.dpop import DpopConfig, DpopNonceConfig
 from authz.config.loader import ENV_PREFIX, config_schema, load_config
 from authz.config.models import Config
 from authz.config.policy import DEFAULT_MASK, PolicyConfig, RemoteOpaConfig
@@ -41,6 +42,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "CredentialConfig",
+    "DpopConfig",
+    "DpopNonceConfig",
     "HeaderCondition",
     "HttpTransportConfig",
     "ListenerTlsConfig",

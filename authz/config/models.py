@@ -10,6 +10,7 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 
 from authz.config.authorization_servers import DEFAULT_CLOCK_SKEW_SECONDS, AuthorizationServerConfig
 from authz.config.cache import CacheConfig
+from authz.config.dpop import DpopConfig
 from authz.config.policy import PolicyConfig
 from authz.config.routes import RoutesConfig, rule_key
 from authz.config.server import CredentialConfig, ServerConfig
@@ -34,6 +35,7 @@ class Config(Model):
     server: ServerConfig = ServerConfig()
     realm: Annotated[str, Text(re.compile(r'^[^"\\]*$'), "must not contain quotes or backslashes")] = "api"
     credential: CredentialConfig = CredentialConfig()
+    dpop: DpopConfig = DpopConfig()  # RFC 9449 DPoP proofs (routes take them with their dpop setting)
     routes: RoutesConfig = RoutesConfig()
     # client-sent headers removed before the request goes upstream (so upstreams cannot be spoofed)
     headers_to_remove: Annotated[tuple[str, ...], Words(HEADER_NAME, "header name", _header_names)] = ()

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, PrivateAttr, StrictBool, StrictStr, field_validator, model_validator
 
 from authz.cert_binding import MtlsBound
+from authz.config.dpop import DpopMode
 from authz.config.types import HEADER_NAME, ConfigError, Marker, Model, Section, Text
 from authz.policy.engine import DECISION_PATH
 from authz.route_rules.patterns import HostPattern, PathPattern, PatternError, PrincipalGlob
@@ -109,6 +110,7 @@ class RouteRule(Model):
     keep_authorization: StrictBool | None = None
     allow_encoded_slashes: StrictBool | None = None
     mtls_bound: MtlsBound | None = None  # RFC 8705 certificate-bound tokens (authz.cert_binding)
+    dpop: DpopMode | None = None  # RFC 9449 DPoP-bound tokens and their proofs (authz.dpop)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -116,6 +118,8 @@ class RouteRule(Model):
             raise ConfigError("required_scopes", "a disabled rule needs no token, so its scopes would never apply")
         if self.disabled and self.mtls_bound not in (None, "off"):
             raise ConfigError("mtls_bound", "a disabled rule needs no token, so no token's binding is checked")
+        if self.disabled and self.dpop not in (None, "off"):
+            raise ConfigError("dpop", "a disabled rule needs no token, so no DPoP proof is checked")
         return self
 
     def spec(self) -> RuleSpec:
@@ -138,6 +142,7 @@ class RoutesConfig(Section):
     required_scopes: Annotated[tuple[str, ...], _Scopes()] = ()
     disabled: StrictBool = False
     mtls_bound: MtlsBound = "off"  # RFC 8705 certificate-bound tokens: off (refused), allowed, required
+    dpop: DpopMode = "off"  # RFC 9449 DPoP (the dpop: section): off (a DPoP-bound token is refused), allowed, required
     default: Literal["deny", "defaults"] = "deny"
     rules: tuple[RouteRule, ...] = ()
     _table: RuleTable | None = PrivateAttr(None)

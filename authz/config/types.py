@@ -19,7 +19,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 __all__ = ["HEADER_NAME", "ConfigError", "HttpUrl", "Listen", "LoadContext", "Marker", "Model", "Number", "Secret",
-           "Section", "Text", "Words", "loading", "read_file", "secret_from"]
+           "Section", "Text", "Words", "loading", "read_file", "secret_from", "with_secret"]
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an RFC 9110 token
 
@@ -239,6 +239,18 @@ def read_file(value: Any, key: str) -> Secret:
     if not content:
         raise ConfigError(key, f"{path} is empty")
     return Secret(content)
+
+
+def with_secret(data: Any, info: ValidationInfo, key: str, file_key: str, env_key: str) -> Any:
+    """A model's ``mode="before"`` step: while loading a file, ``data`` with ``key`` read from the file named under
+    ``file_key`` or the variable named under ``env_key`` (``secret_from``); ``key`` itself in the file is refused."""
+    context = loading(info)
+    if context is None or not isinstance(data, Mapping):
+        return data
+    if key in data:
+        raise ConfigError(key, f"must not be inline in the config file; use {file_key} or {env_key}")
+    secret = secret_from(data, file_key, env_key, context.environ)
+    return data if secret is None else {**data, key: secret}
 
 
 def secret_from(data: Mapping[str, Any], file_key: str, env_key: str, environ: Mapping[str, str]) -> Secret | None:

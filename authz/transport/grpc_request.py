@@ -98,5 +98,6 @@ def request_info(request: CheckRequest) -> RequestInfo:
         make_view=partial(RequestView.of_check, request),
         source_principal=attributes.source.principal,
         destination_principal=attributes.destination.principal,
+        scheme=http.scheme,  # Envoy's :scheme (the DPoP proof's htu)
         peer_certificate=attributes.source.certificate,  # "" unless Envoy's include_peer_certificate and a client cert
     )

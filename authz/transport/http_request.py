@@ -79,6 +79,7 @@ class HttpCheckTranslator:
             authorization=authorization_values(tuple(authorization)),
             context_extensions=extensions,
             make_view=partial(_view, method, path, host, headers, body, extensions),
+            scheme=headers.get("x-forwarded-proto", ""),  # as Envoy set it (HTTP mode carries no :scheme)
         )
 
     def _split(self, raw_path: str) -> tuple[str, dict[str, str]]:

@@ -65,7 +65,7 @@ def test_http_mode_filter_is_fail_closed_with_503_on_error() -> None:
 def test_http_mode_sends_and_accepts_the_headers_our_features_need() -> None:
     ext_authz = ext_authz_filter(load(HTTP_TEMPLATE))
     allowed = {p.get("exact") or p["prefix"] + "*" for p in ext_authz["allowed_headers"]["patterns"]}
-    assert allowed == {"authorization", "content-type", "x-request-id", "x-forwarded-proto", "origin",
+    assert allowed == {"authorization", "dpop", "content-type", "x-request-id", "x-forwarded-proto", "origin",
                        "access-control-request-method", "x-transaction-creator", "x-envoy-auth-partial-body",
                        "traceparent", "tracestate", "b3", "x-b3-*"}  # the trace a client started (tracing)
     response = ext_authz["http_service"]["authorization_response"]

@@ -241,15 +241,30 @@ def test_item08_non_access_token_type_is_invalid_token(token_type: str, jwt: str
     assert "token_type" in error.detail
 
 
-@pytest.mark.parametrize("cnf", [{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}, {}, None,
+@pytest.mark.parametrize("cnf", [{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", "jwk": {"kty": "EC"}}, {}, None,
                                  {"x5t": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"},
                                  {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2", "jku": "https://x"}],
-                         ids=["dpop", "empty", "null", "sha1-x5t", "mtls-and-unknown"])
+                         ids=["dpop-and-unknown", "empty", "null", "sha1-x5t", "mtls-and-unknown"])
 @pytest.mark.parametrize("token_type", [None, "Bearer", "DPoP"])
 def test_item08_sender_constrained_token_is_invalid_token(cnf: Any, token_type: str | None) -> None:
     claims = {"sub": "a", "scope": "read", "cnf": cnf, **({"token_type": token_type} if token_type else {})}
     _invalid(_checker(), claims, None)
     _invalid(_checker(), claims, JWT)
+
+
+@pytest.mark.parametrize("token_type", [None, "DPoP", "dpop", "Bearer"])
+def test_issue16_dpop_bound_token_keeps_its_jkt_for_the_pipeline(token_type: str | None) -> None:
+    """The binding is checked by the pipeline on every request (authz.dpop): the identity carries cnf.jkt."""
+    jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+    claims = {"sub": "a", "cnf": {"jkt": jkt}, **({"token_type": token_type} if token_type else {})}
+    assert _checker().identity(claims, JWT).jkt == jkt
+    assert _checker().identity({"sub": "a"}, JWT).jkt is None
+
+
+@pytest.mark.parametrize("jkt", ["abc", 5, "", None, ["0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"]])
+def test_issue16_malformed_jkt_is_upstream_misbehaved(jkt: Any) -> None:
+    with pytest.raises((UpstreamMisbehaved, InvalidToken)):
+        _checker().identity({"sub": "a", "cnf": {"jkt": jkt}}, JWT)
 
 
 def test_item08_token_type_of_the_wrong_type_is_upstream_misbehaved() -> None:

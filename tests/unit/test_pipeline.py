@@ -33,6 +33,7 @@ from authz.pipeline import Authorizer
 OPAQUE = "opaque-token-1234567890"
 ISSUER = "https://as.example"
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"  # what the AS returned, verified
+THUMBPRINT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"  # a cnf.jkt: presented as Bearer, refused
 PREFLIGHT = {"origin": "https://app.example", "access-control-request-method": "POST"}  # a browser's CORS preflight
 
 
@@ -462,7 +463,7 @@ async def test_item07_preflight_skips_policy_routes_only_when_configured(tmp_pat
 # --- issue 12 item 8: refresh, ID and bound tokens are refused (401 invalid_token), cached answer or not ----------
 
 @pytest.mark.parametrize("claims", [{"token_type": "refresh_token"}, {"token_type": "id_token"},
-                                    {"token_type": "Bearer", "cnf": {"jkt": "abc"}},
+                                    {"token_type": "DPoP", "cnf": {"jkt": THUMBPRINT}},
                                     {"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}],
                          ids=["refresh", "id", "dpop", "mtls"])
 @pytest.mark.parametrize("answer", [_jwt, _claims_only], ids=["jwt", "claims-only"])

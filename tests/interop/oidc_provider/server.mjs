@@ -1,5 +1,6 @@
 // A real third-party authorization server for phantom-authz's interop tests: panva's oidc-provider with
-// client_credentials, RFC 7662 introspection, RFC 9701 JWT introspection responses and RFC 7009 revocation.
+// client_credentials, RFC 7662 introspection, RFC 9701 JWT introspection responses, RFC 7009 revocation and RFC 9449
+// DPoP (a token request carrying a DPoP proof gets a token bound to its key: introspection answers cnf.jkt).
 //
 //   PORT=9555 node server.mjs   ->   "oidc-provider listening on http://127.0.0.1:9555"
 //
@@ -81,6 +82,8 @@ const configuration = {
       allowedPolicy: async (ctx, client, token) => GATEWAYS.has(client.clientId) || client.clientId === token.clientId,
     },
     jwtIntrospection: { enabled: true },
+    // RFC 9449 (on by default in 9.x; said here because tests/interop/test_oidc_provider_dpop.py relies on it)
+    dPoP: { enabled: true },
     revocation: {
       enabled: true,
       // The gateways revoke any token; a client may revoke its own.
