@@ -72,8 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
         if config.server.event_loop == "uvloop":
             import uvloop
 
-            return int(uvloop.run(run(config, ready)))
-        return asyncio.run(run(config, ready))
+            return int(uvloop.run(run(config, ready, args.config)))
+        return asyncio.run(run(config, ready, args.config))
     except OSError as exc:
         print(f"authz: {exc}", file=sys.stderr)
         return 1

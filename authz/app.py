@@ -21,9 +21,9 @@ from aiohttp import web
 from authz.admin import CacheAdminService
 from authz.adminpb import admin_pb2_grpc
 from authz.cache import IntrospectionCache, RedisTier
-from authz.config import Config
+from authz.config import AuthorizationServerConfig, Config, PolicyConfig
 from authz.dpop import ReplayCache
-from authz.introspection import build_authorities
+from authz.introspection import Authority
 from authz.introspection.jwks import KeySet
 from authz.log_context import add_trace_id_source
 from authz.metrics import Metrics
@@ -32,6 +32,7 @@ from authz.policy.embedded import EmbeddedEngine
 from authz.policy.jwt_builtins import JwtBuiltins
 from authz.policy.remote import RemoteEngine
 from authz.policy.stage import PolicyStage
+from authz.reload import ConfigReloader
 from authz.tracing import build_tracing
 from authz.transport.grpc_server import AUTHORIZATION_SERVICE, GrpcTransport, bind
 from authz.transport.http_gaps import refuse_http_gaps
@@ -51,7 +52,7 @@ log = logging.getLogger("authz.app")
 class Server:
     """Owns the gRPC servers, the outbound HTTP session, the cache and the metrics endpoint."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
         index = os.environ.get(WORKER_ENV)
         self.worker_index = int(index) if index is not None and config.server.workers > 1 else None
@@ -70,21 +71,37 @@ class Server:
         self._untrace_logs: Callable[[], None] | None = None
         self.tls: ServerTls | None = None  # server.tls, shared by both listeners
         self.dpop_replay: ReplayCache | None = None  # DPoP jti values seen (shared through cache.redis when set)
+        self.config_path = config_path  # live reload from this file (authz.reload), when given
+        self.reloader: ConfigReloader | None = None
+        self._config_watch: asyncio.Future[None] | None = None
+        self._built: dict[str, tuple[AuthorizationServerConfig, Authority, AuthorityLike]] = {}
+        self._policy: tuple[PolicyConfig, PolicyStage | None] | None = None
 
-    def _authorities(self, session: aiohttp.ClientSession) -> dict[str, AuthorityLike]:
-        authorities = build_authorities(self.config, session, self.tracing)
-        self._key_sets = [a.keys for a in authorities.values() if a.keys is not None]
+    def _cache(self) -> IntrospectionCache | None:
         settings = self.config.cache
         if not settings.enabled:
-            return dict(authorities)
-        redis = None
-        if settings.redis.enabled:
-            redis = RedisTier(settings.redis, self.metrics)
+            return None
+        redis = RedisTier(settings.redis, self.metrics) if settings.redis.enabled else None
         # the workers of one sidecar share one origin: they relay evictions to each other over the admin API
-        self.cache = IntrospectionCache(settings, self.metrics, redis, origin=os.environ.get(SIDECAR_ENV))
+        cache = IntrospectionCache(settings, self.metrics, redis, origin=os.environ.get(SIDECAR_ENV))
         if self.tracing is not None:
-            self.cache.on_lookup = self.tracing.note_cache
-        return {name: self.cache.wrap(authority) for name, authority in authorities.items()}
+            cache.on_lookup = self.tracing.note_cache
+        return cache
+
+    def _authorities(self, config: Config) -> dict[str, AuthorityLike]:
+        """One authority per configured AS, behind the cache; an AS a reload left unchanged keeps its authority (its
+        keys; its cache entries live on anyway, keyed by the AS's whole configuration)."""
+        assert self._session is not None
+        built = {}
+        for name, settings in config.authorization_servers.items():
+            kept = self._built.get(name)
+            if kept is None or kept[0] != settings:
+                authority = Authority(settings, self._session, tracing=self.tracing)
+                kept = (settings, authority, self.cache.wrap(authority) if self.cache is not None else authority)
+            built[name] = kept
+        self._built = built
+        self._key_sets = [a.keys for _, a, _ in built.values() if a.keys is not None]
+        return {name: wrapped for name, (_, _, wrapped) in built.items()}
 
     async def start(self) -> None:
         self.tracing = build_tracing(self.config.tracing)
@@ -104,7 +121,8 @@ class Server:
 
     async def _start(self) -> None:
         assert self._session is not None
-        authorizer = self._authorizer(self._session)
+        self.cache = self._cache()
+        authorizer = self._authorizer(self.config)
         self.authorizer = authorizer
         self.dpop_replay = authorizer.dpop.replay = ReplayCache.for_config(self.config.dpop, self.config.cache.redis)
         self.tls = ServerTls(self.config.server.tls) if self.config.server.tls is not None else None
@@ -112,7 +130,6 @@ class Server:
                                    max_receive_bytes=self.config.server.max_receive_bytes, tls=self.tls)
         self._servers.append(self._grpc.server)
         if self.config.server.http.enabled:
-            refuse_http_gaps(self.config, self.policy_engine)
             self.http = HttpTransport(authorizer, self.config.server.http, reuse_port=self.worker_index is not None,
                                       shutdown_grace_seconds=self.config.server.shutdown_grace_seconds, tls=self.tls)
             await self.http.start()
@@ -133,6 +150,11 @@ class Server:
         await self._grpc.serving()
         if self.tls is not None:
             self.tls.start()  # watch the certificate files for a rotation
+        if self.config_path is not None:
+            self.reloader = ConfigReloader(self.config_path, self.config, self.reconfigure, self.metrics)
+            interval = self.config.server.config_watch_interval_seconds
+            if interval > 0:
+                self._config_watch = asyncio.ensure_future(self.reloader.watch(interval))
 
     async def __aenter__(self) -> Server:
         """``async with Server(config) as server:`` serves inside the block and drains at its end (``run`` adds
@@ -143,34 +165,74 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def _authorizer(self, session: aiohttp.ClientSession) -> Authorizer:
-        authorities, policy = self._authorities(session), self._policy_stage(session)
+    def _authorizer(self, config: Config) -> Authorizer:
+        """The pipeline for ``config``: at start, and for each reload (nothing of the running one changes until it
+        is built: a policy that does not compile raises here)."""
+        policy = self._policy_stage(config)
+        engine = policy.engine if policy is not None and isinstance(policy.engine, EmbeddedEngine) else None
+        if config.server.http.enabled:  # policies that read what HTTP mode does not send
+            refuse_http_gaps(config, engine)
+        authorities = self._authorities(config)
+        if self._policy is None or self._policy[1] is not policy:  # a new stage: its engine's file watch
+            if self._watcher is not None:
+                self._watcher.cancel()
+                self._watcher = None
+            self.policy_engine = engine
+            if engine is not None and config.policy.watch_interval_seconds > 0:
+                self._watcher = asyncio.ensure_future(engine.watch(config.policy.watch_interval_seconds))
+        self._policy = (config.policy, policy)
         if self.tracing is None:
-            return Authorizer(self.config, authorities, policy, self.metrics)
-        from authz.tracing.check import TracedAuthorizer  # needs the otel extra, so only when tracing is on
+            authorizer = Authorizer(config, authorities, policy, self.metrics)
+        else:
+            from authz.tracing.check import TracedAuthorizer  # needs the otel extra, so only when tracing is on
 
-        return TracedAuthorizer(self.tracing, self.config, authorities, policy, self.metrics)
+            authorizer = TracedAuthorizer(self.tracing, config, authorities, policy, self.metrics)
+        if self.dpop_replay is not None:
+            authorizer.dpop.replay = self.dpop_replay
+        return authorizer
+
+    def reconfigure(self, config: Config) -> None:
+        """Live reload (``authz.reload``): the checks that start from now on use a pipeline built from ``config``;
+        checks in flight finish on the one they started with. Listeners, workers, TLS, tracing and the cache's tiers
+        keep their running settings (the reloader names them)."""
+        authorizer = self._authorizer(config)
+        self.config = config
+        if self.cache is not None:
+            self.cache.reconfigure(config.cache)
+        self.authorizer = authorizer
+        if self._grpc is not None:
+            self._grpc.service.authorizer = authorizer
+        if self.http is not None:
+            self.http.authorizer = authorizer
+        logging.getLogger().setLevel(config.server.log_level)
+
+    def reload(self, why: str) -> None:
+        """SIGHUP: the configuration file (when the server has one) and the policy files are read again."""
+        if self.reloader is not None:
+            self.reloader.reload(why)
+        self.reload_policies()
 
     def _own(self, address: str) -> str:
         """This worker's copy of a per-process address (admin, metrics)."""
         return address if self.worker_index is None else offset_address(address, self.worker_index)
 
-    def _policy_stage(self, session: aiohttp.ClientSession) -> PolicyStage | None:
-        settings = self.config.policy
+    def _policy_stage(self, config: Config) -> PolicyStage | None:
+        """The policy stage for ``config``: the running one when a reload left ``policy`` unchanged."""
+        settings = config.policy
+        if self._policy is not None and self._policy[0] == settings:
+            return self._policy[1]
         if settings.engine == "embedded":
             def key_lookup(kid: str | None, alg: str) -> Any:  # io.jwt.* built-ins: the keys our ASes published
                 return next((k for k in (s.cached_key(kid, alg) for s in self._key_sets) if k is not None), None)
 
             engine = EmbeddedEngine(settings.paths, settings.timeout_seconds, JwtBuiltins(key_lookup),
                                     settings.decision_cache_size, settings.decision_cache_max_bytes)
-            self.policy_engine = engine
-            if settings.watch_interval_seconds > 0:
-                self._watcher = asyncio.ensure_future(engine.watch(settings.watch_interval_seconds))
             return PolicyStage(settings, engine, self.tracing)
         if settings.engine == "remote":
             assert settings.remote.url is not None
+            assert self._session is not None
             return PolicyStage(settings, RemoteEngine(settings.remote.url, settings.timeout_seconds,
-                                                      settings.remote.token, session), self.tracing)
+                                                      settings.remote.token, self._session), self.tracing)
         return None
 
     def reload_policies(self) -> None:
@@ -199,8 +261,9 @@ class Server:
     async def stop(self, grace: float | None = None) -> None:
         if self._grpc is not None:
             await self._grpc.draining()
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._config_watch):
+            if task is not None:
+                task.cancel()
         if self.tls is not None:
             self.tls.stop()
         grace = self.config.server.shutdown_grace_seconds if grace is None else grace
@@ -223,15 +286,15 @@ class Server:
             await asyncio.to_thread(self.tracing.shutdown)
 
 
-async def run(config: Config, ready: Callable[[Server], None] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT, then drain and return 0."""
-    server = Server(config)
+async def run(config: Config, ready: Callable[[Server], None] | None = None, config_path: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and return 0. SIGHUP (and a change of ``config_path``) reloads."""
+    server = Server(config, config_path)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # handlers first: a SIGTERM that arrives while the port is already open must drain, not kill
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_policies)
+    loop.add_signal_handler(signal.SIGHUP, server.reload, "SIGHUP")
     async with server:
         # Everything built so far (config, stubs, compiled policies, keys) lives as long as the process: move it out
         # of the collector's view, and collect the young generation less often (the Check path allocates many

@@ -72,6 +72,7 @@ class ConfigReloader:
     def reload(self, why: str) -> bool:
         """Load and apply the file now; False (the old configuration kept) when it does not load."""
         digest = self._digest()
+        self._applied = self._seen = digest  # tried: the file watch does not try the same content again
         try:
             new = load_config(self.path, self._environ)
         except ConfigError as exc:
@@ -89,7 +90,6 @@ class ConfigReloader:
             log.error("config reload (%s) refused, the running configuration is kept: %s", why, exc)
             return False
         self.config = new
-        self._applied = self._seen = digest
         self._results["ok"].inc()
         log.info("config reloaded (%s) from %s", why, self.path)
         return True
@@ -101,9 +101,7 @@ class ConfigReloader:
         previous, self._seen = self._seen, digest
         if digest is None or digest == self._applied or digest != previous:
             return None
-        outcome = self.reload("file changed")
-        self._applied = digest  # a bad file is reported once, not on every poll
-        return outcome
+        return self.reload("file changed")  # a bad file is reported once, not on every poll
 
     async def watch(self, interval: float) -> None:
         while True:

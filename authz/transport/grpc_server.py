@@ -44,7 +44,8 @@ class GrpcTransport:
         checks = [ClientSanInterceptor(tls.client_sans)] if tls is not None and tls.client_sans is not None else []
         self.server = grpc.aio.server(options=self._grpc_options, interceptors=checks)
         self._health = health_aio.HealthServicer()
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationService(authorizer), self.server)
+        self.service = AuthorizationService(authorizer)  # its authorizer is swapped on a config reload
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         self.port = bind(self.server, listen, tls.grpc_credentials() if tls is not None else None)
 

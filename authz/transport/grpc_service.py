@@ -24,14 +24,14 @@ __all__ = ["AuthorizationService", "check_header"]
 
 class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     def __init__(self, authorizer: Authorizer) -> None:
-        self._authorizer = authorizer
+        self.authorizer = authorizer
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
         bound = bind_check(check_header, request)  # log lines name the request by Envoy's x-request-id
-        tracing = self._authorizer.tracing  # on: Envoy's span in the call's metadata is the check span's parent
+        tracing = self.authorizer.tracing  # on: Envoy's span in the call's metadata is the check span's parent
         parent = None if tracing is None else tracing.attach_parent(context.invocation_metadata())
         try:
-            response = await self._authorizer.decide(lambda: request_info(request), lambda: _where(request))
+            response = await self.authorizer.decide(lambda: request_info(request), lambda: _where(request))
             if response.HasField("denied_response") and is_grpc(check_header(request, "content-type")):
                 return grpc_denial(response)  # what a gRPC client reads: grpc-status, grpc-message
             return response

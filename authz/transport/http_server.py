@@ -152,7 +152,7 @@ class HttpTransport:
                  shutdown_grace_seconds: float = 10.0, tls: ServerTls | None = None) -> None:
         assert config.listen is not None
         self._tls = tls
-        self._authorizer = authorizer
+        self.authorizer = authorizer
         self._config = config
         self._reuse_port = reuse_port
         self._grace = shutdown_grace_seconds
@@ -218,7 +218,7 @@ class HttpTransport:
         method, raw_path, raw_headers = request.method, request.raw_path, request.raw_headers
         bound = bind_check(_header, request.headers)  # log lines name the request by Envoy's x-request-id
         try:
-            response, replies = await self._authorizer.decide_kept(
+            response, replies = await self.authorizer.decide_kept(
                 lambda: self._translator.request_info(method, raw_path, raw_headers, body),
                 lambda: f"{method} {loggable_path(raw_path)}")
         finally:
