@@ -153,6 +153,8 @@ def test_the_fixture_covers_every_kind_the_recipes_render(manifests: dict[str, d
 def test_the_command_line_validator_fails_on_a_typo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.deploy.validators import main
 
+    if not CRD_DIR.is_dir():
+        pytest.skip(f"{CRD_DIR} is absent: the recipe's Istio kinds cannot be validated here")
     docs = [m.doc for m in render_recipe("istio-central", mesh_snippet=True)]
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(yaml.safe_dump_all(docs), encoding="utf-8")

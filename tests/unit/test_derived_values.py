@@ -120,11 +120,14 @@ def test_every_setting_of_an_authorization_server_is_in_its_cache_identity() -> 
         "issuer": "https://as.example", "jwks_uri": "https://as.example/jwks",
         "metadata_url": "https://as.example/meta", "audiences": ("api",), "algorithms": ("ES256",),
         "leeway_seconds": 5.0, "jwks_cache_seconds": 60.0, "jwks_min_refresh_seconds": 1.0, "jwt_field": "jwt",
-        "claims_forwarding": "header", "claims_header": "x-claims",
+        "claims_forwarding": "header", "claims_header": "x-claims", "ca_file": "/etc/as-ca.pem",
+        "client_cert_file": "/etc/gw-cert.pem",
     }
     settings = set(AuthorizationServerConfig.model_fields)
-    # a new setting must be added here (and so to the key); the secret and its sources are no part of it
-    assert settings - set(changed) == {"client_secret", "client_secret_file", "client_secret_env"}
+    # a new setting must be added here (and so to the key); the secrets and their sources are no part of it (the
+    # client certificate's key is the credential of the RFC 8705 methods)
+    assert settings - set(changed) == {"client_secret", "client_secret_file", "client_secret_env", "client_key_file",
+                                       "client_key_pem"}
     identity = configuration_hash(base)
     for name, value in changed.items():
         assert configuration_hash(base.model_copy(update={name: value})) != identity, name
