@@ -18,8 +18,7 @@ from authz.config.types import (
     Section,
     Text,
     Words,
-    loading,
-    secret_from,
+    with_secret,
 )
 from authz.policy.decision_cache import DEFAULT_MAX_BYTES
 
@@ -45,13 +44,7 @@ class RemoteOpaConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _read_token(cls, data: Any, info: ValidationInfo) -> Any:
-        context = loading(info)
-        if context is None or not isinstance(data, Mapping):
-            return data
-        if "token" in data:
-            raise ConfigError("token", "unknown key")
-        token = secret_from(data, "bearer_token_file", "bearer_token_env", context.environ)
-        return data if token is None else {**data, "token": token}
+        return with_secret(data, info, "token", "bearer_token_file", "bearer_token_env")
 
 
 class PolicyConfig(Section):

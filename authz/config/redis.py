@@ -19,7 +19,6 @@ Sentinel that asks for a password of its own takes ``sentinel.username`` / ``sen
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
@@ -27,7 +26,7 @@ from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_va
 from pydantic.json_schema import SkipJsonSchema
 
 from authz.config.tls import read_ca_bundle, read_certificate_pair
-from authz.config.types import ConfigError, Model, Number, Secret, Section, Text, Words, loading, secret_from
+from authz.config.types import ConfigError, Model, Number, Secret, Section, Text, Words, with_secret
 
 __all__ = ["RedisClusterConfig", "RedisConfig", "RedisSentinelConfig", "RedisTlsConfig"]
 
@@ -62,13 +61,7 @@ class _Credentials(Model):
     @model_validator(mode="before")
     @classmethod
     def _read_password(cls, data: Any, info: ValidationInfo) -> Any:
-        context = loading(info)
-        if context is None or not isinstance(data, Mapping):
-            return data
-        if "password" in data:
-            raise ConfigError("password", "must not be inline in the config file; use password_file or password_env")
-        password = secret_from(data, "password_file", "password_env", context.environ)
-        return data if password is None else {**data, "password": password}
+        return with_secret(data, info, "password", "password_file", "password_env")
 
     @model_validator(mode="after")
     def _user_has_password(self) -> Self:
