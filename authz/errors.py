@@ -14,6 +14,7 @@ Each error carries a stable snake_case ``reason`` (used in logs, metrics and the
     │   └── UseDpopNonce               401  use_dpop_nonce: a nonce we issued is required (DPoP-Nonce header)
     ├── InsufficientScope              403  insufficient_scope: a required scope is missing
     ├── NoRouteRule                    403  route rules are configured, none matches, and routes.default is deny
+    ├── DirectAnswer                   its own  the service answers the request itself (RFC 9728 metadata: 200)
     ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
     ├── UpstreamUnavailable            503  AS unreachable, timeout, 5xx, 429 (carries Retry-After)
     ├── UpstreamMisbehaved             502  AS rejects our client credentials, answers outside its dialect
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthzError",
     "CredentialError",
+    "DirectAnswer",
     "DpopBindingError",
     "InsufficientScope",
     "InvalidDpopProof",
@@ -60,6 +62,7 @@ class AuthzError(Exception):
     oauth_error: str | None = None  # RFC 6750 error code for WWW-Authenticate, when one applies
     description: str = "the request could not be authorized"
     token_id: str | None = None  # short hash of the token involved, for logs; set by the pipeline
+    resource_metadata: str | None = None  # RFC 9728: the metadata URL a 401's challenge names; set by the pipeline
     dpop: DpopChallenge | None = None  # on a route taking DPoP: the challenges to offer (set by authz.dpop)
 
     def __init__(self, detail: str = "", *, description: str | None = None) -> None:
@@ -152,6 +155,17 @@ class NoRouteRule(AuthzError):
     status = 403
     reason = "no_route_rule"
     description = "no route rule allows this request"
+
+
+class DirectAnswer(AuthzError):
+    """Not a failure: the service answers the request itself, in place of the upstream (RFC 9728 metadata). Envoy's
+    ext_authz can only allow or deny, and a denial is what it sends to the client: this one carries its own status
+    (200 for a document), headers and body."""
+
+    def __init__(self, status: int, reason: str, body: str, headers: tuple[tuple[str, str], ...], *,
+                 detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.body, self.headers = status, reason, body, headers
 
 
 class RouteMisconfigured(AuthzError):

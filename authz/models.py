@@ -47,6 +47,7 @@ class RouteSettings:
     allow_encoded_slashes: bool = False  # the path may hold %2F inside a segment (authz.request_form)
     rule: str | None = None  # the name of the route rule these settings come from (None: no rule matched)
     mtls_bound: str = "off"  # RFC 8705 certificate-bound tokens: off, allowed or required (authz.cert_binding)
+    resource: str | None = None  # RFC 9728 resource identifier (authz.resource_metadata); None: none
     dpop: str = "off"  # RFC 9449 DPoP: off (a DPoP-bound token is refused), allowed, required (authz.dpop)
 
 

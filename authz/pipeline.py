@@ -29,6 +29,7 @@ from authz.metrics import Metrics
 from authz.models import Allow, Answer, Identity, Replies, RequestInfo, RouteSettings
 from authz.policy.stage import PolicyStage
 from authz.request_form import check_path
+from authz.resource_metadata import WELL_KNOWN, ProtectedResources
 from authz.response import allow_response, deny_response
 from authz.routes import RouteResolver
 from authz.scopes import require_scopes
@@ -59,6 +60,7 @@ class Authorizer:
         self._checks = (metrics or Metrics()).checks
         self._allowed = self._checks.labels("allow", "200", "ok")
         self.routes = RouteResolver(config)
+        self.resources = ProtectedResources.of(config, self.routes.configured())  # RFC 9728; None: none configured
         self._authorities = authorities
         self._policy = policy
         # client-sent copies of the headers we may set are always removed, so upstreams cannot be spoofed
@@ -109,13 +111,14 @@ class Authorizer:
     def deny_log(self, err: AuthzError, where: Callable[[], str]) -> None:
         """Count a denial and log it (no token, only its short id; the request id and route rule come with the
         check's log context, ``authz.log_context``)."""
-        self._checks.labels("deny", str(err.status), err.reason).inc()
+        outcome = "deny" if err.status >= 400 else "answer"  # an answer: RFC 9728 metadata (authz.errors.DirectAnswer)
+        self._checks.labels(outcome, str(err.status), err.reason).inc()
         level = logging.ERROR if err.status in (500, 502) else logging.WARNING if err.status >= 500 else logging.INFO
         if log.isEnabledFor(level):
-            fields: dict[str, object] = {"outcome": "deny", "status": err.status, "reason": err.reason}
+            fields: dict[str, object] = {"outcome": outcome, "status": err.status, "reason": err.reason}
             if err.token_id is not None:
                 fields["token_id"] = err.token_id
-            log.log(level, "deny %s: %s", where(), err.detail, extra=fields)
+            log.log(level, "%s %s: %s", outcome, where(), err.detail, extra=fields)
 
     @staticmethod
     def _response_for(allow: Allow) -> CheckResponse:
@@ -132,9 +135,22 @@ class Authorizer:
     async def check(self, request: RequestInfo) -> Allow:
         path = request.path
         check_path(path, allow_encoded_slashes=True)  # stage 0, before anything reads the path (route rules too)
+        if self.resources is not None and path.startswith(WELL_KNOWN):
+            answer = self.resources.answer(request.method, request.host, path)
+            if answer is not None:
+                raise answer  # RFC 9728 metadata: the service answers the request itself
         route, params = self.routes.resolve(request)
         if route.rule is not None:
             note_route_rule(route.rule)  # for the check's log lines
+        try:
+            return await self._check_route(request, route, params)
+        except AuthzError as exc:
+            if exc.status == 401 and self.resources is not None:
+                exc.resource_metadata = self.resources.challenge(route)  # RFC 9728 §5.1
+            raise
+
+    async def _check_route(self, request: RequestInfo, route: RouteSettings, params: Mapping[str, str]) -> Allow:
+        path = request.path
         if not route.allow_encoded_slashes and ("%2F" in path or "%2f" in path):
             check_path(path)  # 400 unless the route allows an encoded slash
         passed = self._pass_keeping_authorization if route.keep_authorization else self._pass

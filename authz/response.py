@@ -14,7 +14,7 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
-from authz.errors import AuthzError, InsufficientScope, PolicyDenied, UpstreamUnavailable, UseDpopNonce
+from authz.errors import AuthzError, DirectAnswer, InsufficientScope, PolicyDenied, UpstreamUnavailable, UseDpopNonce
 from authz.models import Allow
 from authz.policy.response_mapping import apply_to_ok, denied_http_response, metadata_struct
 
@@ -80,6 +80,10 @@ def allow_response(allow: Allow) -> CheckResponse:
 
 
 def deny_response(error: AuthzError, realm: str) -> CheckResponse:
+    if isinstance(error, DirectAnswer):  # the service's own answer (RFC 9728 metadata), sent as it is
+        answer = DeniedHttpResponse(status=HttpStatus(code=error.status), body=error.body,
+                                    headers=[_header(name, value) for name, value in error.headers])
+        return CheckResponse(status=_PERMISSION_DENIED, denied_response=answer)
     if isinstance(error, PolicyDenied):  # the policy's own status, headers and body
         return CheckResponse(status=_PERMISSION_DENIED, denied_response=denied_http_response(error.decision))
     status = error.status
@@ -93,6 +97,9 @@ def deny_response(error: AuthzError, realm: str) -> CheckResponse:
     ]
     challenge = www_authenticate(error, realm)
     if challenge is not None:
+        if error.status == 401 and error.resource_metadata is not None:  # RFC 9728 §5.1, in each challenge
+            realm_param = f'realm="{_quoted(realm)}"'
+            challenge = challenge.replace(realm_param, f'{realm_param}, resource_metadata="{error.resource_metadata}"')
         headers.append(_header("www-authenticate", challenge))
     if isinstance(error, UseDpopNonce):  # RFC 9449 §9: the nonce the next proof must carry
         headers.append(_header("dpop-nonce", error.nonce))

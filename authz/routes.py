@@ -91,6 +91,7 @@ class RouteResolver:
             disabled=routes.disabled,
             authorization_server=config.default_authorization_server,
             mtls_bound=routes.mtls_bound,
+            resource=routes.resource,
             dpop=routes.dpop,
         )
         self._table = routes.table
@@ -108,6 +109,7 @@ class RouteResolver:
             allow_encoded_slashes=bool(rule.allow_encoded_slashes),
             rule=rule.name,
             mtls_bound=rule.mtls_bound or base.mtls_bound,
+            resource=rule.resource or base.resource,
             dpop=rule.dpop or base.dpop,
         )
 
@@ -129,6 +131,11 @@ class RouteResolver:
             settings = self._memo.get((rule, frozenset(extensions.items())), self._parse_logged,
                                       (settings, extensions))
         return settings, params
+
+    def configured(self) -> tuple[RouteSettings, ...]:
+        """The settings of the routes the configuration itself defines: each rule's, and the defaults' unless rules
+        leave no request to them (``routes.default: deny``)."""
+        return self._rules if self._unmatched is not None else (self._default, *self._rules)
 
     def _parse_logged(self, arg: tuple[RouteSettings, Mapping[str, str]]) -> RouteSettings:
         try:
@@ -162,7 +169,7 @@ class RouteResolver:
             if not self._config.policy.enabled:
                 raise RouteMisconfigured(f"policy: route names {policy!r} but no policy engine is configured")
         return RouteSettings(required_scopes=scopes, disabled=_flag(ext, "disabled", settings.disabled),
-                             authorization_server=server, policy=policy,
+                             authorization_server=server, policy=policy, resource=settings.resource,
                              keep_authorization=_flag(ext, "keep_authorization", settings.keep_authorization),
                              allow_encoded_slashes=_flag(ext, "allow_encoded_slashes",
                                                          settings.allow_encoded_slashes),

@@ -93,7 +93,21 @@ class Config(Model):
         if self.cors_preflight_on_policy_routes and self.cors_preflight != "allow":
             raise ConfigError("cors_preflight_on_policy_routes", "applies only with cors_preflight: allow")
         self._check_rules()
+        self._check_resources()
         return self
+
+    def _check_resources(self) -> None:
+        """RFC 9728 metadata lists the ``issuer`` of each AS a route naming a resource introspects with."""
+        routes = self.routes
+        carriers = [("routes", routes.resource, self.default_authorization_server, routes.disabled)]
+        carriers += [("routes." + rule_key(routes, index), rule.resource or routes.resource,
+                      rule.authorization_server or self.default_authorization_server,
+                      routes.disabled if rule.disabled is None else rule.disabled)
+                     for index, rule in enumerate(routes.rules)]
+        for key, resource, server, disabled in carriers:
+            if resource is not None and not disabled and self.authorization_servers[server].issuer is None:
+                raise ConfigError(f"authorization_servers.{server}.issuer",
+                                  f"is required: {key} names resource {resource}, whose RFC 9728 metadata lists it")
 
     def _check_rules(self) -> None:
         """What a rule names exists; principal conditions only where the transport carries principals."""

@@ -26,6 +26,26 @@ __all__ = ["HeaderCondition", "RouteRule", "RoutesConfig", "RuleMatch"]
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}\Z")
 _METHOD = re.compile(r"^[A-Z]{1,32}\Z")
+# RFC 9728 §2: a resource identifier is an https URL without query or fragment (and here without userinfo)
+_RESOURCE = re.compile(r"^https://[^/?#@\s\\]+(/[^?#\s\\]*)?\Z")
+_HTTPS_URL = Text(re.compile(r"^https://[^/?#@\s]+(/\S*)?\Z"), "must be an https URL")
+
+
+class _Resource(Marker):
+    """An RFC 9728 resource identifier: ``https://host[:port][/path]``, no query, fragment or userinfo, the path in
+    normal form (no empty or dot segments but a final ``/``)."""
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str) or not _RESOURCE.match(value):
+            raise ValueError(f"must be an https URL without query or fragment (RFC 9728 resource), got {value!r}")
+        path = value.partition("://")[2].partition("/")[2]
+        segments = path.split("/")[:-1] if path.endswith("/") else path.split("/")
+        if path and any(s in ("", ".", "..") for s in segments):
+            raise ValueError(f"path must have no empty or dot segments, got {value!r}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": _RESOURCE.pattern.replace(r"\Z", "$")}
 
 
 class _Scopes(Marker):
@@ -110,6 +130,8 @@ class RouteRule(Model):
     keep_authorization: StrictBool | None = None
     allow_encoded_slashes: StrictBool | None = None
     mtls_bound: MtlsBound | None = None  # RFC 8705 certificate-bound tokens (authz.cert_binding)
+    resource: Annotated[str, _Resource()] | None = None  # RFC 9728 resource identifier (authz.resource_metadata)
+    resource_documentation: Annotated[str, _HTTPS_URL] | None = None  # ... and where it is documented
     dpop: DpopMode | None = None  # RFC 9449 DPoP-bound tokens and their proofs (authz.dpop)
 
     @model_validator(mode="after")
@@ -118,6 +140,8 @@ class RouteRule(Model):
             raise ConfigError("required_scopes", "a disabled rule needs no token, so its scopes would never apply")
         if self.disabled and self.mtls_bound not in (None, "off"):
             raise ConfigError("mtls_bound", "a disabled rule needs no token, so no token's binding is checked")
+        if self.resource_documentation is not None and self.resource is None:
+            raise ConfigError("resource_documentation", "documents the rule's own resource: set resource too")
         if self.disabled and self.dpop not in (None, "off"):
             raise ConfigError("dpop", "a disabled rule needs no token, so no DPoP proof is checked")
         return self
@@ -142,6 +166,9 @@ class RoutesConfig(Section):
     required_scopes: Annotated[tuple[str, ...], _Scopes()] = ()
     disabled: StrictBool = False
     mtls_bound: MtlsBound = "off"  # RFC 8705 certificate-bound tokens: off (refused), allowed, required
+    # RFC 9728: the resource identifier of every route without its own, and where it is documented
+    resource: Annotated[str, _Resource()] | None = None
+    resource_documentation: Annotated[str, _HTTPS_URL] | None = None
     dpop: DpopMode = "off"  # RFC 9449 DPoP (the dpop: section): off (a DPoP-bound token is refused), allowed, required
     default: Literal["deny", "defaults"] = "deny"
     rules: tuple[RouteRule, ...] = ()
@@ -149,6 +176,15 @@ class RoutesConfig(Section):
 
     @model_validator(mode="after")
     def _compile(self) -> Self:
+        if self.resource_documentation is not None and self.resource is None:
+            raise ConfigError("resource_documentation", "documents routes.resource: set it too")
+        documented = {self.resource: self.resource_documentation} if self.resource_documentation else {}
+        for index, rule in enumerate(self.rules):
+            if rule.resource is None or rule.resource_documentation is None:
+                continue
+            if documented.setdefault(rule.resource, rule.resource_documentation) != rule.resource_documentation:
+                raise ConfigError(rule_key(self, index, "resource_documentation"),
+                                  f"{rule.resource} is documented elsewhere as {documented[rule.resource]}")
         seen: dict[str, int] = {}
         for index, rule in enumerate(self.rules):
             if rule.name in seen:
@@ -160,6 +196,15 @@ class RoutesConfig(Section):
             except RuleError as exc:
                 raise ConfigError(rule_key(self, exc.rule), exc.why) from None
         return self
+
+    @property
+    def documentation(self) -> dict[str, str]:
+        """RFC 9728 ``resource_documentation`` by resource identifier."""
+        found = {rule.resource: rule.resource_documentation for rule in self.rules
+                 if rule.resource is not None and rule.resource_documentation is not None}
+        if self.resource is not None and self.resource_documentation is not None:
+            found[self.resource] = self.resource_documentation
+        return found
 
     @property
     def table(self) -> RuleTable | None:

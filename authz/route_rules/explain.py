@@ -77,6 +77,8 @@ def _settings(settings: RouteSettings) -> list[str]:
             f"  as: {settings.authorization_server}",
             f"  policy: {settings.policy or '(none)'}",
             f"  keep_authorization: {str(settings.keep_authorization).lower()}",
+            f"  mtls_bound: {settings.mtls_bound}",
+            f"  resource: {settings.resource or '(none)'}",
             f"  allow_encoded_slashes: {str(settings.allow_encoded_slashes).lower()}",
             f"  dpop: {settings.dpop}"]
 

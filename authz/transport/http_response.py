@@ -60,7 +60,8 @@ def _denied(response: CheckResponse) -> HttpAnswer:
     denied = response.denied_response
     status = denied.status.code or 403
     if status <= 200 or status > 599:  # 200 would be an allow to Envoy; a 1xx is no final answer
-        log.warning("denial with status %d cannot be sent over Envoy's HTTP ext_authz mode; sending 403", status)
+        log.warning("denial with status %d cannot be sent over Envoy's HTTP ext_authz mode; sending 403 (RFC 9728 "
+                    "metadata: route its path to server.http.listen, ext_authz disabled on that route)", status)
         status = 403
     headers = tuple((o.header.key, o.header.value) for o in denied.headers)
     return status, headers, denied.body.encode()

@@ -38,6 +38,7 @@ from authz.library_logs import describe_exception
 from authz.log_context import bind_check, unbind_check
 from authz.logs import loggable_path
 from authz.pipeline import Authorizer
+from authz.resource_metadata import is_metadata_path
 from authz.transport.http_request import HttpCheckTranslator
 from authz.transport.http_response import HttpAnswer, denial, http_answer
 from authz.transport.tls import ServerTls
@@ -210,6 +211,10 @@ class HttpTransport:
         if request.method == "GET" and request.raw_path == HEALTH_PATH:
             protocol.request_read(None if request.can_read_body else _HEAD_END)
             return web.Response(status=204)
+        resources = self.authorizer.resources
+        if resources is not None and is_metadata_path(request.raw_path, self._config.path_prefix):
+            protocol.request_read(None if request.can_read_body else _HEAD_END)
+            return _response(resources.http_answer(request.method, request.host, request.raw_path))
         body = await read_at_most(request, self._config.max_body_bytes) if request.can_read_body else b""
         if body is None:
             protocol.request_read(None)
