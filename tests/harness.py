@@ -238,13 +238,14 @@ class Stack:
             "envoy", [envoy_binary(), "-c", str(cfg), "--log-level", "warn", "--concurrency", "1",
                       "--base-id", str(admin)], self.envoy_port, self.dir))
 
-    def full(self, *as_args: str, **authz_overrides: Any) -> Stack:
-        """Dev AS, echo, phantom-authz and Envoy, started side by side."""
+    def full(self, *as_args: str, mutate: Callable[[dict[str, Any]], None] | None = None,
+             **authz_overrides: Any) -> Stack:
+        """Dev AS, echo, phantom-authz and Envoy (its config edited by ``mutate``), started side by side."""
         with self.together():
             self.start_dev_as(*as_args)
             self.start_echo()
             self.start_authz(**authz_overrides)
-            self.start_envoy()
+            self.start_envoy(mutate=mutate)
         return self
 
     def token(self, scope: str = "read", client: tuple[str, str] = ("demo-client", "demo-secret"),

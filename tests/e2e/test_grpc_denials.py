@@ -51,12 +51,7 @@ def grpc_stack(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[
 
     stack = Stack(tmp_path_factory.mktemp(f"grpc-denials-{mode}"), mode)
     try:
-        with stack.together():
-            stack.start_dev_as()
-            stack.start_echo()
-            stack.start_authz()
-            stack.start_envoy(mutate=mutate)
-        yield stack
+        yield stack.full(mutate=mutate)
     finally:
         stack.stop()
         upstream.stop(0)

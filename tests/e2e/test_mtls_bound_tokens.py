@@ -75,12 +75,7 @@ def mtls(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[Mtls]:
 
     stack = Stack(directory / "stack", mode)
     try:
-        with stack.together():
-            stack.start_dev_as()
-            stack.start_echo()
-            stack.start_authz()
-            stack.start_envoy(mutate=mutate)
-        yield Mtls(stack, ca, clients)
+        yield Mtls(stack.full(mutate=mutate), ca, clients)
     finally:
         stack.stop()
 

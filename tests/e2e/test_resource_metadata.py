@@ -47,12 +47,7 @@ def rs_stack(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[St
         add_route("/records/", {})(config)  # the route rule decides its settings
 
     try:
-        with stack.together():
-            stack.start_dev_as()
-            stack.start_echo()
-            stack.start_authz(routes=ROUTES)
-            stack.start_envoy(mutate=mutate)
-        yield stack
+        yield stack.full(routes=ROUTES, mutate=mutate)
     finally:
         stack.stop()
 
