@@ -19,6 +19,7 @@ from authz.errors import InvalidToken
 from authz.models import Answer, Identity, Introspection, RequestInfo
 from authz.pipeline import Authorizer
 from authz.resource_metadata import WELL_KNOWN, is_metadata_path, metadata_url
+from authz.transport.http_response import http_answer
 
 MAIN = "https://as.example"
 PARTNER = "https://partner.example"
@@ -228,3 +229,21 @@ async def test_dpop_routes_publish_their_algorithms_and_whether_dpop_is_required
     only = _config(tmp_path, {"rules": [rule]}, dpop={"algorithms": ["ES256"]})
     assert _document(await _decide(_authorizer(only), _request(WELL_KNOWN + "/r")))[
         "dpop_bound_access_tokens_required"] is True
+
+
+async def test_every_challenge_of_a_dpop_route_names_the_metadata(tmp_path: Path) -> None:
+    rule = {"name": "r", "match": {"paths": ["/r"]}, "resource": "https://api.example.com/r", "dpop": "allowed"}
+    response = await _decide(_authorizer(_config(tmp_path, {"rules": [rule]})), _request("/r"))
+    challenge = _challenge(response)
+    url = metadata_url("https://api.example.com/r")
+    assert challenge.startswith(f'Bearer realm="api", resource_metadata="{url}"')
+    assert f'DPoP realm="api", resource_metadata="{url}"' in challenge
+
+
+async def test_in_http_mode_a_check_is_never_answered_with_the_document(tmp_path: Path) -> None:
+    """A 200 to Envoy's HTTP-mode check is an allow: a check for the well-known path (Envoy not routing it to the
+    listener) gets 403 from the HTTP transport instead."""
+    response = await _decide(_authorizer(_config(tmp_path, RULES)), _request(WELL_KNOWN))
+    assert response.denied_response.status.code == 200  # what gRPC mode sends, as a denial
+    status, _, _ = http_answer(response)
+    assert status == 403
