@@ -51,8 +51,8 @@ def _check_confirmation(cnf: Any, checked: frozenset[str]) -> None:
     unchecked = sorted(set(cnf) - checked)
     if unchecked:
         raise InvalidToken(f"token is sender-constrained by cnf {unchecked[0][:40]!r}, which is not checked here")
-    thumbprint = cnf.get(X5T_S256)
-    if thumbprint is not None and not (isinstance(thumbprint, str) and THUMBPRINT.match(thumbprint)):
+    # a member that is present must be a thumbprint (``{"x5t#S256": null}`` is no unbound token)
+    if X5T_S256 in cnf and not (isinstance(cnf[X5T_S256], str) and THUMBPRINT.match(cnf[X5T_S256])):
         raise UpstreamMisbehaved("token cnf x5t#S256 is not a base64url SHA-256 thumbprint")
     if JKT in cnf and not (isinstance(cnf[JKT], str) and THUMBPRINT.match(cnf[JKT])):
         raise UpstreamMisbehaved("token cnf jkt is not a base64url SHA-256 thumbprint")

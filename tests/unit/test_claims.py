@@ -270,3 +270,10 @@ def test_issue16_malformed_jkt_is_upstream_misbehaved(jkt: Any) -> None:
 def test_item08_token_type_of_the_wrong_type_is_upstream_misbehaved() -> None:
     with pytest.raises(UpstreamMisbehaved):
         _checker().identity({"sub": "a", "token_type": ["Bearer"]}, None)
+
+
+@pytest.mark.parametrize("thumbprint", ["abc", 5, "", None, ["bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"]])
+def test_issue16_malformed_x5t_s256_is_never_an_unbound_token(thumbprint: Any) -> None:
+    """``cnf: {"x5t#S256": null}`` names a binding it does not give: refused, not read as an unbound token."""
+    with pytest.raises((UpstreamMisbehaved, InvalidToken)):
+        _checker().identity({"sub": "a", "cnf": {"x5t#S256": thumbprint}}, JWT)
