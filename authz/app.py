@@ -227,12 +227,12 @@ class Server:
 
             engine = EmbeddedEngine(settings.paths, settings.timeout_seconds, JwtBuiltins(key_lookup),
                                     settings.decision_cache_size, settings.decision_cache_max_bytes)
-            return PolicyStage(settings, engine, self.tracing)
+            return PolicyStage(settings, engine, self.tracing, self.metrics)
         if settings.engine == "remote":
             assert settings.remote.url is not None
             assert self._session is not None
             return PolicyStage(settings, RemoteEngine(settings.remote.url, settings.timeout_seconds,
-                                                      settings.remote.token, self._session), self.tracing)
+                                                      settings.remote.token, self._session), self.tracing, self.metrics)
         return None
 
     def reload_policies(self) -> None:

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from authz.histogram import LoopHistogram
+
 __all__ = ["Metrics"]
 
 _AS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# a cached check takes tens of µs in process, one that asks the AS milliseconds, one the AS keeps waiting seconds
+_CHECK_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                  2.5, 5.0)
+# embedded Rego: ~5-35 µs; a reused decision: a lookup; a remote OPA: a network call
+_POLICY_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                   0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -30,6 +38,19 @@ class Metrics:
                                  ["how"], registry=r)
         self.config_reloads = Counter("phantom_authz_config_reloads", "Configuration reloads by result (ok: applied; "
                                       "error: refused, the running configuration kept)", ["result"], registry=r)
+        # observed on every check: LoopHistogram, ~0.1 µs an observation against prometheus_client's ~1 µs
+        self.check_seconds = LoopHistogram("phantom_authz_check_seconds", "Time to decide a check (Authorizer.decide: "
+                                           "translation to CheckResponse), by transport (grpc, http)", ["transport"],
+                                           _CHECK_BUCKETS, r)
+        self.policy_decisions = Counter("phantom_authz_policy_decisions", "Policy decisions by result (allow, deny, "
+                                        "error: failed, undefined or of the wrong shape); dry-run ones included",
+                                        ["result"], registry=r)
+        self.policy_seconds = LoopHistogram("phantom_authz_policy_evaluation_seconds", "Time of a policy decision "
+                                            "(input, evaluation or reused decision, contract check)", [],
+                                            _POLICY_BUCKETS, r)
+        self.policy_decision_cache = Counter("phantom_authz_policy_decision_cache_lookups", "Decision-cache lookups "
+                                             "of deterministic embedded policies by result (hit: the decision of an "
+                                             "equal input reused; miss: evaluated)", ["result"], registry=r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
@@ -57,8 +58,12 @@ class Authorizer:
                  policy: PolicyStage | None = None, metrics: Metrics | None = None) -> None:
         self.config = config
         self._realm = config.realm
-        self._checks = (metrics or Metrics()).checks
+        metrics = metrics or Metrics()
+        self._checks = metrics.checks
         self._allowed = self._checks.labels("allow", "200", "ok")
+        # phantom_authz_check_seconds: decide is the gRPC transport's entry, decide_kept the HTTP transport's
+        self._grpc_seconds = metrics.check_seconds.labels("grpc")
+        self._http_seconds = metrics.check_seconds.labels("http")
         self.routes = RouteResolver(config)
         self.resources = ProtectedResources.of(config, self.routes.configured())  # RFC 9728; None: none configured
         self._authorities = authorities
@@ -79,25 +84,31 @@ class Authorizer:
     async def decide(self, translate: Callable[[], RequestInfo], where: Callable[[], str]) -> CheckResponse:
         """``translate`` builds the RequestInfo (and may raise ``AuthzError`` for a malformed request);
         ``where`` describes the request for log lines (method, path, request id), called only when logging."""
+        started = perf_counter()
         try:
             response = self._response_for(await self.check(translate()))
             self._allowed.inc()
-            return response
         except Exception as exc:
-            return self._denial(exc, where)
+            response = self._denial(exc, where)
+        self._grpc_seconds.observe(perf_counter() - started)
+        return response
 
     async def decide_kept(self, translate: Callable[[], RequestInfo],
                           where: Callable[[], str]) -> tuple[CheckResponse, Replies | None]:
         """``decide`` for a transport that keeps its own translation of an allow (Envoy's HTTP mode, which has no
         dynamic metadata): the response without the policy's decision id, and the ``Replies`` holder (None for a
         denial) where the transport may keep what it made of it, for as long as the cached answer lives."""
+        started = perf_counter()
+        answer: tuple[CheckResponse, Replies | None]
         try:
             allow = await self.check(translate())
             replies = _replies(allow)
             self._allowed.inc()
-            return _base_response(allow, replies), replies
+            answer = _base_response(allow, replies), replies
         except Exception as exc:
-            return self._denial(exc, where), None
+            answer = self._denial(exc, where), None
+        self._http_seconds.observe(perf_counter() - started)
+        return answer
 
     def _denial(self, exc: Exception, where: Callable[[], str]) -> CheckResponse:
         if isinstance(exc, AuthzError):

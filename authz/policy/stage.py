@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from authz.config import PolicyConfig
 from authz.errors import PolicyDenied, PolicyFailed
+from authz.metrics import Metrics
 from authz.models import Answer, Identity, RequestInfo
 from authz.policy.decision import PolicyDecision, PolicyResultError, decision_from_result
 from authz.policy.decision_log import DecisionLogger
@@ -40,7 +41,8 @@ class PolicyOutcome:
 
 
 class PolicyStage:
-    def __init__(self, config: PolicyConfig, engine: PolicyEngine, tracing: Tracing | None = None) -> None:
+    def __init__(self, config: PolicyConfig, engine: PolicyEngine, tracing: Tracing | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._config = config
         self.engine = engine
         self._tracing = tracing  # on: each decision is an authz.policy span under the check's
@@ -48,6 +50,10 @@ class PolicyStage:
         self._decisions: dict[str, PolicyDecision] = {}  # by the result's repr: equal results, one decision
         # decisions found from the request alone, before its input is built; not when the full input is logged
         self._reuse = engine if isinstance(engine, ReusingEngine) and config.decision_log != "full" else None
+        metrics = metrics or Metrics()
+        self._seconds = metrics.policy_seconds.labels()
+        self._results = {result: metrics.policy_decisions.labels(result) for result in ("allow", "deny", "error")}
+        self._reuse_hit, self._reuse_miss = (metrics.policy_decision_cache.labels(r) for r in ("hit", "miss"))
 
     async def decide(self, path: str, request: RequestInfo, identity: Identity | None,
                      answer: Answer | None = None, route: Mapping[str, Any] | None = None) -> PolicyOutcome:
@@ -68,6 +74,8 @@ class PolicyStage:
             reuse = self._reuse
             key = projection.key(path, values) if reuse is not None and reuse.reuses_decisions else None
             evaluation = reuse.reused(key) if reuse is not None and key is not None else None
+            if key is not None:
+                (self._reuse_miss if evaluation is None else self._reuse_hit).inc()
             if evaluation is None:
                 policy_input = projection.document(values)
                 evaluation = await self.engine.evaluate(path, policy_input)
@@ -113,8 +121,10 @@ class PolicyStage:
 
     def _record(self, path: str, decision_id: str, started: float, identity: Identity | None, allowed: bool | None,
                 status: int | None, error: str | None, policy_input: dict[str, Any]) -> None:
-        self._log.log(decision_id=decision_id, path=path, engine=self.engine.name,
-                      duration_ms=(time.perf_counter() - started) * 1000,
+        elapsed = time.perf_counter() - started
+        self._seconds.observe(elapsed)
+        self._results["error" if allowed is None else "allow" if allowed else "deny"].inc()
+        self._log.log(decision_id=decision_id, path=path, engine=self.engine.name, duration_ms=elapsed * 1000,
                       subject=identity.subject if identity is not None else None, allowed=allowed, status=status,
                       dry_run=self._config.dry_run, error=error, policy_input=policy_input)
         if self._tracing is not None:
