@@ -124,6 +124,7 @@ class Process:
             return None
         if self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.send_signal(signal.SIGCONT)  # a stopped process (kill -STOP) acts on SIGTERM once continued
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
