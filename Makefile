@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# `make run MODE=http`: Envoy's HTTP ext_authz mode (envoy/envoy-http.yaml, phantom-authz's HTTP transport on 9192)
+# `make run MODE=http`: Envoy's HTTP ext_authz mode (envoy/envoy-http.yaml, phantom-authz's HTTP transport on 9192);
+# `make run PORTS=envoy=18000,dev-as=18443`: other ports (names: python -m devtools.quickstart --help)
 MODE ?= grpc
+PORTS ?=
 run: $(STAMP)
-	$(PY) -m devtools.quickstart --mode $(MODE)
+	$(PY) -m devtools.quickstart --mode $(MODE)$(if $(PORTS), --ports $(PORTS))
 
 # node oidc-provider for tests/interop: (re)installed when node_modules is missing or package-lock.json is newer.
 INTEROP_DIR   := tests/interop/oidc_provider

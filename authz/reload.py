@@ -5,7 +5,8 @@ A new configuration is validated first. One that does not load (bad YAML, a bad 
 old one: one log line naming the key, ``phantom_authz_config_reloads_total{result="error"}``. One that loads is
 applied (``apply``): the server builds a new pipeline from it and the transports take it for the checks that start
 after; checks in flight finish on the pipeline they started with. Settings that only a restart can change (listeners,
-workers, TLS, the cache's tiers) keep their running values, with one warning naming them.
+workers, TLS, the log format, the watch's interval, the cache's tiers) keep their running values, with one warning
+naming them.
 
 The file watch polls the content (a SHA-256) every ``interval`` seconds and applies a change only once two polls in a
 row read the same content, so a file caught half-written is not taken for the new configuration.
@@ -29,7 +30,8 @@ log = logging.getLogger("authz.reload")
 
 # top-level keys, or "section.key", that a running process cannot change
 RESTART_ONLY = ("server.listen", "server.workers", "server.event_loop", "server.max_receive_bytes", "server.http",
-                "server.tls", "admin_listen", "metrics_listen", "cache.enabled", "cache.redis", "tracing",
+                "server.tls", "server.log_format", "server.config_watch_interval_seconds", "admin_listen",
+                "metrics_listen", "cache.enabled", "cache.redis", "tracing",
                 "dpop.replay_cache_entries", "dpop.replay_on_redis_error")  # the replay cache outlives a reload
 
 

@@ -91,6 +91,13 @@ def test_restart_only_keys_are_named(tmp_path: Path, caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.WARNING, "authz.reload"):
         assert reloader.reload("SIGHUP") is True
     assert any("server.listen, admin_listen changed" in r.getMessage() for r in caplog.records)
+    # applied only at start (the log handler, the watch's task): named too, rather than silently ignored
+    _write(path, "write", server={"listen": "127.0.0.1:9999", "log_format": "text",
+                                  "config_watch_interval_seconds": 9}, admin_listen="")
+    with caplog.at_level(logging.WARNING, "authz.reload"):
+        assert reloader.reload("SIGHUP") is True
+    assert any("server.log_format, server.config_watch_interval_seconds changed" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_the_watch_applies_a_change_once_the_file_has_settled(tmp_path: Path) -> None:
