@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -92,6 +93,10 @@ class InProcessAuthz:
         finally:
             self._ready.set()
             loop.close()
+            # regorus engines may only be dropped on the thread that made them: drop this server's here, now,
+            # rather than wherever a later garbage collection happens to run (another server's thread, say)
+            self.server = self._loop = None
+            gc.collect()
 
     async def _serve(self, config: Config) -> None:
         async with Server(config) as server:  # start: every listener bound; end: drain, close listeners and session
