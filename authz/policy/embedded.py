@@ -1,7 +1,9 @@
 """The embedded engine: Rego v1 evaluated in process by regorus (``gordon-to-regorus``).
 
 Policies (``*.rego``) and data (``data.json`` / ``data.yaml``; a data file in ``a/b/`` under a configured directory
-lands at ``data.a.b``, as in OPA bundles) load from files or directories at start and compile once. A reload
+lands at ``data.a.b``, as in OPA bundles) load from files or directories at start and compile once. OPA built-ins
+regorus lacks are added as extensions (``authz.policy.extensions``); a policy calling a function the engine still
+cannot evaluate is refused at load with its file, line and name (``authz.policy.builtin_check``). A reload
 (``reload()``: on SIGHUP, or when the watcher sees a file change) compiles a whole new engine and swaps it in
 atomically; if the new files do not load, the old engine stays and the error is logged.
 
@@ -29,8 +31,10 @@ import yaml
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 import regorus
 
+from authz.policy.builtin_check import refuse_unevaluable_calls
 from authz.policy.decision_cache import DEFAULT_MAX_BYTES, Decided, DecisionCache
 from authz.policy.engine import Evaluation, PolicyEvaluationError, PolicyLoadError, new_decision_id, rego_ref
+from authz.policy.extensions import register_extensions
 from authz.policy.input_needs import ALL_INPUT, InputNeeds, input_needs
 from authz.policy.jwt_builtins import JwtBuiltins
 from authz.policy.projection import Projection
@@ -94,7 +98,7 @@ class EmbeddedEngine:
 
     def _compile(self) -> tuple[Any, InputNeeds]:
         engine = regorus.Engine()
-        self._builtins.register(engine)
+        provided = register_extensions(engine, self._builtins)
         policies = 0
         sources: list[str] = []
         for path, root in self._files():
@@ -113,6 +117,7 @@ class EmbeddedEngine:
                 engine.add_data(self._data_document(path, root, text))
         if policies == 0:
             raise PolicyLoadError(f"no .rego files under {', '.join(map(str, self._roots))}")
+        refuse_unevaluable_calls(engine, provided)  # else every decision through such a call would fail
         return engine, input_needs(sources)
 
     @staticmethod

@@ -6,6 +6,9 @@ A conservative scan of the Rego sources (comments removed, string literals kept 
 ``input[x]``, ``input`` passed to a function, ``walk(input)``, ``import input``, ``with input as`` — means
 "everything", so a policy always sees every field it could read.
 
+The scan also keeps every name written after a dot and every string literal (``names``): what a policy that holds a
+subtree of ``input`` in a variable (``http := input.attributes.request.http``) may look up in it.
+
 The scan also says whether the policies are *deterministic*: the same input and data always give the same decision
 (no clock, randomness, network or printing builtins). Only then may a decision be reused for an equal input.
 """
@@ -25,6 +28,7 @@ Tree = dict[str, Any] | None
 
 _INPUT = re.compile(r"(?<![\w.])input(?!\w)")
 _FIELD = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*\"\x00(\d+)\"\s*\]")
+_DOT_NAME = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)")
 _STRING_OR_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|`[^`]*`|#[^\n]*')
 # Builtins whose answer does not follow from input and data alone (the clock, randomness, the network, output).
 _IMPURE = re.compile(r"(?<![\w.])(?:time\.now_ns|rand\.|uuid\.|http\.send|opa\.runtime|net\.lookup_ip_addr|io\.jwt\."
@@ -35,6 +39,7 @@ _IMPURE = re.compile(r"(?<![\w.])(?:time\.now_ns|rand\.|uuid\.|http\.send|opa\.r
 class InputNeeds:
     tree: Tree = None  # every path they read (see the module docstring); None: all
     deterministic: bool = False  # decisions depend only on input and data
+    names: frozenset[str] = frozenset()  # every `.name` and string literal of the sources (see the docstring)
 
     def prune(self, document: dict[str, Any]) -> dict[str, Any]:
         """The document without what no loaded policy can read (a new dict; ``document`` is not changed)."""
@@ -80,9 +85,11 @@ def _insert(root: dict[str, Any], path: list[str]) -> None:
 def input_needs(sources: Iterable[str]) -> InputNeeds:
     root: dict[str, Any] = {}
     deterministic = True
+    names: set[str] = set()
     for source in sources:
         text, literals = _code_and_strings(source)
         deterministic = deterministic and _IMPURE.search(text) is None
+        names.update(_DOT_NAME.findall(text), literals)
         for use in _INPUT.finditer(text):
             path: list[str] = []
             pos = use.end()
@@ -92,4 +99,4 @@ def input_needs(sources: Iterable[str]) -> InputNeeds:
             if not path:
                 return InputNeeds(deterministic=False)  # input on its own, indexed by a variable, or passed whole
             _insert(root, path)
-    return InputNeeds(root, deterministic)
+    return InputNeeds(root, deterministic, frozenset(names))

@@ -3,9 +3,13 @@ makes them with Go's ``net/url`` and ``encoding/json``. Pure: no I/O.
 
 - ``parsed_path`` / ``parsed_query``: Go's ``url.PathUnescape`` / ``url.ParseQuery``; a malformed escape or a ``;``
   in the query fails the check in the plugin, here ``PolicyInputError`` (a ``PolicyEvaluationError``).
-- ``parsed_body`` (JSON, form) / ``truncated_body`` (``x-envoy-auth-partial-body: true``, a larger ``content-length``,
-  a body over ``max_body_bytes``). A JSON or form body that does not parse (or a bad ``content-length``) fails the
-  check as in the plugin (``PolicyInputError``; ``authz.request_form`` makes it a 400 first); multipart, gRPC: ``None``.
+- ``parsed_body`` (JSON, form, multipart) / ``truncated_body`` (``x-envoy-auth-partial-body: true``, a larger
+  ``content-length``, a body over ``max_body_bytes``). A JSON, form or multipart body that does not parse (or a bad
+  ``content-length``) fails the check as in the plugin (``PolicyInputError``; ``authz.request_form`` makes it a 400
+  first); gRPC: ``None``.
+- multipart (``authz.policy.multipart``): ``{name: [value, ...]}`` in part order; a value is the part's content as
+  text (a file's too; invalid UTF-8 becomes U+FFFD), or the JSON value of a part whose own content type says
+  ``application/json`` (a part that does not parse fails the check, as in the plugin).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from authz.policy.engine import PolicyEvaluationError
+from authz.policy.multipart import form_parts
 
 __all__ = ["PolicyInputError", "parse_body", "parse_path_and_query"]
 
@@ -110,7 +115,7 @@ def parse_body(headers: Mapping[str, str], body: str, raw: bytes, max_body_bytes
         if declared != -1 and declared > size:
             return None, True
     if kind == "multipart":
-        return None, False
+        return _parse_multipart(content_type, body.encode() if body else raw), False
     text = body or raw.decode("utf-8", "replace")
     if kind == "form":
         values, error = _parse_query(text)
@@ -119,6 +124,18 @@ def parse_body(headers: Mapping[str, str], body: str, raw: bytes, max_body_bytes
         return values, False
     return _parse_json(text), False
 
+
+def _parse_multipart(content_type: str, data: bytes) -> dict[str, list[Any]]:
+    try:
+        parts = form_parts(content_type, data)
+    except ValueError as exc:
+        raise PolicyInputError(f"request body (multipart): {exc}") from None
+    values: dict[str, list[Any]] = {}
+    for part in parts:
+        text = part.value.decode("utf-8", "replace")
+        values.setdefault(part.name, []).append(_parse_json(text) if "application/json" in part.content_type
+                                                else text)
+    return values
 
 
 def _go_parse_int(s: str) -> int | None:

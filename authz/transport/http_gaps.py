@@ -1,14 +1,19 @@
 """What Envoy's HTTP ext_authz mode cannot tell the service, and the start-up refusal of features that need it.
 
 In HTTP mode Envoy sends the method, path, Host, the allowed headers and the body, but not the peers' addresses,
-principals or certificates, the TLS session, or metadata. A policy that reads those would silently see nothing and
-decide on less than it was written for, so with the HTTP transport on, the service refuses to start (and a reload
-is refused) when the embedded policies can read them. A remote OPA's policies are unknown: a warning says so.
+principals or certificates, the TLS session, metadata, or the request's protocol (``HTTP/1.1``, ``HTTP/2``: Envoy's
+HTTP check request is its own, not the client's). A policy that reads those would silently see nothing and decide on
+less than it was written for, so with the HTTP transport on, the service refuses to start (and a reload is refused)
+when the embedded policies can read them. ``attributes.request.http.protocol`` counts as read when a policy names it
+in a path from ``input``, or holds ``input.attributes.request`` or ``.http`` whole (``http := input.attributes.
+request.http``) and names ``protocol`` anywhere (after a dot or as a string). A remote OPA's policies are unknown: a
+warning says so.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from authz.config import Config
 from authz.policy.embedded import EmbeddedEngine
@@ -20,6 +25,7 @@ __all__ = ["HTTP_MODE_MISSING", "http_gap", "refuse_http_gaps"]
 log = logging.getLogger("authz.http")
 
 HTTP_MODE_MISSING = ("source", "destination", "tlsSession", "metadataContext", "routeMetadataContext")
+_PROTOCOL = "protocol"
 
 
 def http_gap(needs: InputNeeds) -> str | None:
@@ -36,6 +42,20 @@ def http_gap(needs: InputNeeds) -> str | None:
         for name in HTTP_MODE_MISSING:
             if name in attributes:
                 return f"the policies read input.attributes.{name}"
+        return _protocol_gap(attributes, needs.names)
+    return None
+
+
+def _protocol_gap(attributes: dict[str, Any], names: frozenset[str]) -> str | None:
+    if "request" not in attributes:
+        return None
+    request = attributes["request"]
+    http = None if request is None else request.get("http", {})
+    if http is not None and _PROTOCOL in http:
+        return "the policies read input.attributes.request.http.protocol"
+    if http is None and _PROTOCOL in names:
+        whole = "input.attributes.request" if request is None else "input.attributes.request.http"
+        return f"the policies hold {whole} whole and name `protocol` (input.attributes.request.http.protocol)"
     return None
 
 
@@ -43,7 +63,7 @@ def _check(needs: InputNeeds) -> None:
     reason = http_gap(needs)
     if reason is not None:
         raise PolicyLoadError(f"{reason}, which Envoy's HTTP ext_authz mode does not send (peers, TLS session, "
-                              "metadata); serve those policies over gRPC, or leave server.http.listen unset")
+                              "metadata, protocol); serve those policies over gRPC, or leave server.http.listen unset")
 
 
 def refuse_http_gaps(config: Config, engine: EmbeddedEngine | None) -> None:
@@ -52,5 +72,6 @@ def refuse_http_gaps(config: Config, engine: EmbeddedEngine | None) -> None:
         _check(engine.needs)
         engine.needs_check = _check
     elif config.policy.engine == "remote":
-        log.warning("HTTP ext_authz mode sends no peer addresses, certificates, TLS session or metadata: remote OPA "
-                    "policies that read input.attributes.source/destination/tlsSession/metadataContext see nothing")
+        log.warning("HTTP ext_authz mode sends no peer addresses, certificates, TLS session, metadata or protocol: "
+                    "remote OPA policies that read input.attributes.source/destination/tlsSession/metadataContext or "
+                    "input.attributes.request.http.protocol see nothing")

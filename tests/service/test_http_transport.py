@@ -348,12 +348,20 @@ def test_sigterm_lets_an_in_flight_check_finish(stack_factory: Any) -> None:
     assert s.authz.wait(timeout=10) == 0
 
 
-def test_refuses_to_start_in_http_mode_with_policies_that_read_the_peer(tmp_path: Path, stack_factory: Any) -> None:
+@pytest.mark.parametrize(("rule", "named"), [
+    ('allow if input.attributes.source.principal != ""', "input.attributes.source"),
+    # issue 16 item 6: Envoy's HTTP check is its own HTTP/1.1 request; the client's protocol is not sent
+    ('allow if input.attributes.request.http.protocol == "HTTP/2"', "input.attributes.request.http.protocol"),
+    ('allow if {\n  http := input.attributes.request.http\n  http.protocol != "HTTP/1.0"\n}',
+     "input.attributes.request.http.protocol"),
+])
+def test_refuses_to_start_in_http_mode_with_policies_that_read_what_it_does_not_send(
+        tmp_path: Path, stack_factory: Any, rule: str, named: str) -> None:
     s: Stack = stack_factory()
     s.start_dev_as()
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "p.rego").write_text('package p\nimport rego.v1\n\nallow if input.attributes.source.principal != ""\n')
+    (policies / "p.rego").write_text(f"package p\nimport rego.v1\n\n{rule}\n")
     config = s.authz_config(policy={"paths": [str(policies)]})
     config["server"]["http"] = {"listen": f"127.0.0.1:{free_port()}"}
     path = tmp_path / "authz.yaml"
@@ -361,11 +369,11 @@ def test_refuses_to_start_in_http_mode_with_policies_that_read_the_peer(tmp_path
     done = subprocess.run([sys.executable, "-m", "authz", "serve", "--config", str(path)], capture_output=True,
                           text=True, timeout=30, env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET, "PATH": "/usr/bin"})
     assert done.returncode != 0
-    assert "input.attributes.source" in done.stderr and "HTTP ext_authz mode" in done.stderr
+    assert named in done.stderr and "HTTP ext_authz mode" in done.stderr
     checked = subprocess.run([sys.executable, "-m", "authz", "validate-config", "--config", str(path)],
                              capture_output=True, text=True, timeout=30,
                              env={"TEST_GATEWAY_SECRET": GATEWAY_SECRET, "PATH": "/usr/bin"})
-    assert checked.returncode == 2 and "input.attributes.source" in checked.stderr  # validate-config says so too
+    assert checked.returncode == 2 and named in checked.stderr  # validate-config says so too
 
 
 def test_workers_share_the_http_port_too(stack_factory: Any) -> None:

@@ -135,6 +135,13 @@ def test_denials_keep_their_status_except_those_envoy_would_read_as_allow(status
     ("x := input.source_principal", "input.source_principal"),
     ("x := input.attributes", "input.attributes as a whole"),
     ("x := walk(input)", "as a whole"),
+    # issue 16 item 6: the client's protocol (Envoy's HTTP check request is its own)
+    ("x := input.attributes.request.http.protocol", "input.attributes.request.http.protocol"),
+    ('x := input.attributes.request.http["protocol"]', "input.attributes.request.http.protocol"),
+    ("h := input.attributes.request.http\nx := h.protocol", "input.attributes.request.http whole"),
+    ('r := input.attributes.request\nx := object.get(r.http, "protocol", "")', "input.attributes.request whole"),
+    ("h := input.attributes.request.http\nx := h.method", None),  # whole, but no `protocol` named anywhere
+    ("x := input.attributes.request.http.method\ny := input.parsed_body.protocol", None),  # not under http
 ])
 def test_policies_reading_what_http_mode_does_not_send_are_named(source: str, gap: str | None) -> None:
     found = http_gap(input_needs(["package p\n" + source]))

@@ -210,6 +210,33 @@ def test_item20_unparsable_body_is_400_and_never_a_deny_list_allow(tmp_path: Pat
     assert outcome[0] == "deny" and outcome[2] == 400, outcome
 
 
+MULTIPART_DENY_LIST = ('package app\nimport rego.v1\ndefault allow := true\n'
+                       'allow := false if "admin" in input.parsed_body.role\n')
+
+
+def _form(*fields: tuple[str, str], close: bool = True) -> str:
+    parts = [f'--b\r\nContent-Disposition: form-data; name="{n}"\r\n\r\n{v}\r\n' for n, v in fields]
+    return "".join(parts) + ("--b--\r\n" if close else "")
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_issue16_multipart_fields_reach_the_policy_and_a_malformed_body_is_400(tmp_path: Path, transport: str) -> None:
+    """Issue 16 item 6: ``parsed_body`` of a multipart body is ``{name: [values]}`` (it was ``null``, which this
+    deny-list policy read as "nothing to deny"); one that does not parse is a 400, never the deny-list's allow."""
+    gateway = Gateway(tmp_path, _policy_dir(tmp_path / "p", MULTIPART_DENY_LIST))
+    settings = {"policy": "app/allow"}
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+
+    def outcome(body: str) -> tuple[Any, ...]:
+        return gateway.outcome(gateway.request(transport, "POST", "/orders", settings, "tok-alice", headers, body))
+
+    assert outcome(_form(("role", "user"), ("note", "hi")))[0] == "allow"
+    assert outcome(_form(("role", "user"), ("role", "admin")))[:3] == ("deny", "PolicyDenied", 403)
+    for malformed in (_form(("role", "admin"), close=False), "role=admin", _form(("role", "admin"))[:-9]):
+        result = outcome(malformed)
+        assert result[0] == "deny" and result[2] == 400, result
+
+
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_item20_unparsable_query_is_400_not_503(tmp_path: Path, transport: str) -> None:
     gateway = Gateway(tmp_path, _policy_dir(tmp_path / "p", "package app\nimport rego.v1\n"
@@ -259,7 +286,9 @@ BODIES = [("", ""), ("application/json", '{"created_by": "alice"}'), ("applicati
           ("application/json", '{"admin": true}'), ("application/json", '{"admin": true,}'),
           ("application/json", '{"quantity": 5}'), ("application/json", '{"quantity": 50}'),
           ("application/json", "null"), ("application/x-www-form-urlencoded", "admin=true"),
-          ("application/x-www-form-urlencoded", "a=1;b=2"), ("text/plain", "{bad"), ("multipart/form-data", "--x--")]
+          ("application/x-www-form-urlencoded", "a=1;b=2"), ("text/plain", "{bad"), ("multipart/form-data", "--x--"),
+          ("multipart/form-data; boundary=b", _form(("admin", "true"))),
+          ("multipart/form-data; boundary=b", _form(("admin", "true"), close=False))]
 requests = st.lists(st.tuples(
     st.sampled_from(["grpc", "http"]), st.sampled_from(["GET", "POST"]), st.sampled_from(PATHS),
     st.sampled_from(QUERIES), st.sampled_from(BODIES), st.sampled_from([*IDENTITIES, None]),

@@ -504,8 +504,8 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
     (FORM, "", b"", None),
     (FORM, "&&", b"", {}),
     ({"content-type": "application/grpc"}, "", b"\x00\x00\x00\x00\x06\n\x04John", None),
-    ({"content-type": "multipart/form-data; boundary=foo"},
-     '--foo\nContent-Disposition: form-data; name="foo"\n\nbar\n--foo--\n', b"", None),
+    ({"content-type": "multipart/form-data; boundary=foo"},  # issue 16: parsed (tests/unit/test_multipart_body.py)
+     '--foo\nContent-Disposition: form-data; name="foo"\n\nbar\n--foo--\n', b"", {"foo": ["bar"]}),
 ])
 def test_parsed_body(headers: dict[str, str], body: str, raw: bytes, expected: Any) -> None:
     assert _parsed(_with_body(headers, body, raw)) == (expected, False)
