@@ -17,7 +17,9 @@ Each error carries a stable snake_case ``reason`` (used in logs, metrics and the
     ├── DirectAnswer                   its own  the service answers the request itself (RFC 9728 metadata: 200)
     ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
     ├── UpstreamUnavailable            503  AS unreachable, timeout, 5xx, 429 (carries Retry-After)
+    │   └── TokenExchangeUnavailable   503  ... when exchanging the token for the route's audience (RFC 8693)
     ├── UpstreamMisbehaved             502  AS rejects our client credentials, answers outside its dialect
+    │   └── TokenExchangeFailed        502  the AS refused the route's exchange, or issued nothing we can forward
     ├── PolicyDenied                   the policy's http_status (403), headers and body
     └── PolicyFailed                   503 (configurable 500/403): OPA unreachable, error, undefined, bad result
 
@@ -47,6 +49,8 @@ __all__ = [
     "PolicyFailed",
     "RequestTooLarge",
     "RouteMisconfigured",
+    "TokenExchangeFailed",
+    "TokenExchangeUnavailable",
     "UnsupportedDecision",
     "UpstreamMisbehaved",
     "UpstreamUnavailable",
@@ -203,6 +207,21 @@ class UpstreamMisbehaved(AuthzError):
     status = 502
     reason = "authorization_server_error"
     description = "the authorization server gave an unusable answer"
+
+
+class TokenExchangeUnavailable(UpstreamUnavailable):
+    """RFC 8693: the AS could not be asked to exchange the token (down, 5xx, 429, timeout): fail closed, never forward
+    the token the route wanted exchanged."""
+
+    reason = "token_exchange_unavailable"
+
+
+class TokenExchangeFailed(UpstreamMisbehaved):
+    """RFC 8693: the AS refused the exchange the route asks for (``invalid_scope``, ``invalid_target``, ...) or
+    issued a token the gateway will not forward (unverifiable, for another audience, wider scopes)."""
+
+    reason = "token_exchange_failed"
+    description = "the access token could not be exchanged for this service"
 
 
 class PolicyDenied(AuthzError):

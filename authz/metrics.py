@@ -36,6 +36,10 @@ class Metrics:
                                  registry=r)
         self.evictions = Counter("phantom_authz_cache_admin_evictions", "Entries evicted through the admin API",
                                  ["how"], registry=r)
+        self.token_exchanges = Counter("phantom_authz_token_exchanges", "RFC 8693 token exchanges for routes with an "
+                                       "exchange_audience, by result (hit: kept on the cached answer; exchanged; "
+                                       "joined: one in flight; refused, refusal_hit: kept refusal; unavailable)",
+                                       ["authorization_server", "result"], registry=r)
         self.config_reloads = Counter("phantom_authz_config_reloads", "Configuration reloads by result (ok: applied; "
                                       "error: refused, the running configuration kept)", ["result"], registry=r)
         # observed on every check: LoopHistogram, ~0.1 µs an observation against prometheus_client's ~1 µs

@@ -49,6 +49,10 @@ class RouteSettings:
     mtls_bound: str = "off"  # RFC 8705 certificate-bound tokens: off, allowed or required (authz.cert_binding)
     resource: str | None = None  # RFC 9728 resource identifier (authz.resource_metadata); None: none
     dpop: str = "off"  # RFC 9449 DPoP: off (a DPoP-bound token is refused), allowed, required (authz.dpop)
+    # RFC 8693 (authz.token_exchange): the upstream gets a token exchanged for this audience (None: the JWT itself),
+    # with these scopes (None: as the AS decides)
+    exchange_audience: str | None = None
+    exchange_scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +111,13 @@ class Answer:
     """One AS answer as the pipeline reads it, with what is derived from it filled in on first need: the identity
     (its static claim checks done; ``not_before`` kept for the time checks every request still makes), the Allow
     (``kept_allow``: for routes that keep the client's Authorization), which carries its own ``Replies``, and the
-    token's leaf of the policy input (with its canonical form, its part of a reuse key). The cache hands back its
+    token's leaf of the policy input (with its canonical form, its part of a reuse key), and the tokens exchanged for it
+    (RFC 8693: ``authz.token_exchange.Exchange`` per audience and scope, each with its Allow). The cache hands back its
     entry's Answer on every hit, so each of these is worked out once per cached answer and goes with the entry; an
     answer it does not keep is a fresh Answer per call. Nothing here refers back to the Answer: evicting the entry
     frees it all without the cycle collector."""
 
-    __slots__ = ("allow", "identity", "introspection", "kept_allow", "not_before", "policy_token")
+    __slots__ = ("allow", "exchanges", "identity", "introspection", "kept_allow", "not_before", "policy_token")
 
     def __init__(self, introspection: Introspection) -> None:
         self.introspection = introspection
@@ -121,3 +126,4 @@ class Answer:
         self.allow: Allow | None = None
         self.kept_allow: Allow | None = None
         self.policy_token: tuple[Any, Any] | None = None  # (projection, the token's leaf: authz.policy.projection)
+        self.exchanges: dict[tuple[str, tuple[str, ...] | None], Any] | None = None  # authz.token_exchange

@@ -34,6 +34,7 @@ from authz.resource_metadata import WELL_KNOWN, ProtectedResources
 from authz.response import allow_response, deny_response
 from authz.routes import RouteResolver
 from authz.scopes import require_scopes
+from authz.token_exchange import ExchangeStage, TokenExchanger
 
 if TYPE_CHECKING:
     from authz.tracing.otel import Tracing
@@ -49,6 +50,9 @@ class AuthorityLike(Protocol):
     async def answer(self, token: str) -> Answer: ...
 
     def identity(self, answer: Answer) -> Identity: ...
+
+    @property
+    def exchanger(self) -> TokenExchanger | None: ...  # RFC 8693 at this AS (read on exchange routes only)
 
 
 class Authorizer:
@@ -80,6 +84,7 @@ class Authorizer:
         self.dpop = DpopStage(config.dpop, config.credential.max_token_length)
         self._dpop_scheme = "DPoP " if config.dpop.forward == "dpop" else "Bearer "  # a DPoP-bound token's JWT
         self._dpop_proof_removal = () if config.dpop.forward_proof else ("dpop",)
+        self.exchange = ExchangeStage(config.cache, metrics, self._remove)  # RFC 8693, routes with exchange_audience
 
     async def decide(self, translate: Callable[[], RequestInfo], where: Callable[[], str]) -> CheckResponse:
         """``translate`` builds the RequestInfo (and may raise ``AuthzError`` for a malformed request);
@@ -179,8 +184,12 @@ class Authorizer:
             if identity.jkt is not None or presented.proof is not None:  # RFC 9449: the bound key's proof, once
                 await self.dpop.bind(presented, identity.jkt)
             require_scopes(identity.scopes, route.required_scopes)
-            return await self._with_policy(self._allow_for(answer, identity, route), route, request, identity,
-                                           answer, params)
+            allow = await self._with_policy(self._allow_for(answer, identity, route), route, request, identity,
+                                            answer, params)
+            if route.exchange_audience is None:
+                return allow
+            # RFC 8693: what the checks allowed goes upstream with a token exchanged for the route's audience
+            return await self.exchange.allow(allow, authority.exchanger, answer, identity, token, route)
         except AuthzError as exc:
             exc.token_id = token_id(token)
             if exc.dpop is None:

@@ -19,6 +19,9 @@ typed):
                        tokens bound to the client's TLS certificate (``authz.cert_binding``)
 ``dpop``               ``off`` (default; a DPoP-bound token is refused), ``allowed`` (Bearer, or DPoP with a proof),
                        ``required`` (DPoP only): RFC 9449 DPoP-bound tokens and their proofs (``authz.dpop``)
+``exchange_audience``  RFC 8693: the upstream gets a token the route's AS exchanged for this audience
+                       (``authz.token_exchange``); the AS must have a ``token_exchange`` section
+``exchange_scope``     ... with these scopes (SP-separated; ``-``: as the AS decides); needs ``exchange_audience``
 
 Unknown keys, empty values and bad values are a misconfiguration: the route fails closed with a 500 and one error
 log line per distinct bad setting. Parsed settings are memoised per matched rule and distinct extension map (routes
@@ -34,6 +37,7 @@ from typing import Generic, TypeVar
 from authz.cert_binding import MTLS_BOUND_MODES
 from authz.config import Config, RouteRule
 from authz.config.dpop import DPOP_MODES
+from authz.config.token_exchange import AUDIENCE
 from authz.errors import NoRouteRule, RouteMisconfigured
 from authz.models import RequestInfo, RouteSettings
 from authz.policy.engine import DECISION_PATH
@@ -45,7 +49,7 @@ __all__ = ["KNOWN_KEYS", "RouteResolver", "SettingsMemo"]
 log = logging.getLogger("authz.routes")
 
 KNOWN_KEYS = frozenset({"required_scopes", "disabled", "as", "policy", "keep_authorization", "allow_encoded_slashes",
-                        "mtls_bound", "dpop"})
+                        "mtls_bound", "dpop", "exchange_audience", "exchange_scope"})
 _MAX_MEMO = 4096
 _NO_PARAMS: Mapping[str, str] = {}
 
@@ -93,6 +97,8 @@ class RouteResolver:
             mtls_bound=routes.mtls_bound,
             resource=routes.resource,
             dpop=routes.dpop,
+            exchange_audience=routes.exchange_audience,
+            exchange_scope=routes.exchange_scope or None,
         )
         self._table = routes.table
         self._unmatched = None if self._table is None or routes.default == "defaults" else NoRouteRule()
@@ -111,6 +117,8 @@ class RouteResolver:
             mtls_bound=rule.mtls_bound or base.mtls_bound,
             resource=rule.resource or base.resource,
             dpop=rule.dpop or base.dpop,
+            exchange_audience=rule.exchange_audience or base.exchange_audience,
+            exchange_scope=base.exchange_scope if rule.exchange_scope is None else rule.exchange_scope or None,
         )
 
     def resolve(self, request: RequestInfo) -> tuple[RouteSettings, Mapping[str, str]]:
@@ -168,14 +176,40 @@ class RouteResolver:
                 raise RouteMisconfigured(f"policy: {policy[:100]!r} is not a decision path like envoy/authz/allow")
             if not self._config.policy.enabled:
                 raise RouteMisconfigured(f"policy: route names {policy!r} but no policy engine is configured")
-        return RouteSettings(required_scopes=scopes, disabled=_flag(ext, "disabled", settings.disabled),
-                             authorization_server=server, policy=policy, resource=settings.resource,
+        disabled = _flag(ext, "disabled", settings.disabled)
+        audience, exchange_scope = self._exchange(ext, settings, server, disabled)
+        return RouteSettings(required_scopes=scopes, disabled=disabled, authorization_server=server, policy=policy,
+                             resource=settings.resource,
                              keep_authorization=_flag(ext, "keep_authorization", settings.keep_authorization),
                              allow_encoded_slashes=_flag(ext, "allow_encoded_slashes",
                                                          settings.allow_encoded_slashes),
                              rule=settings.rule, mtls_bound=_choice(ext, "mtls_bound", settings.mtls_bound,
                                                                     MTLS_BOUND_MODES),
-                             dpop=_choice(ext, "dpop", settings.dpop, DPOP_MODES))
+                             dpop=_choice(ext, "dpop", settings.dpop, DPOP_MODES),
+                             exchange_audience=audience, exchange_scope=exchange_scope)
+
+    def _exchange(self, ext: Mapping[str, str], settings: RouteSettings, server: str,
+                  disabled: bool) -> tuple[str | None, tuple[str, ...] | None]:
+        """The route's RFC 8693 exchange: audience and scopes, over the rule's (a disabled route exchanges none)."""
+        audience, scope = settings.exchange_audience, settings.exchange_scope
+        if "exchange_audience" in ext:
+            audience = ext["exchange_audience"]
+            if not AUDIENCE.match(audience):
+                raise RouteMisconfigured(f"exchange_audience: {audience[:100]!r} is not one audience (1-512 "
+                                         "printable ASCII characters, no spaces)")
+        if "exchange_scope" in ext:
+            try:
+                scope = required_scopes(ext["exchange_scope"]) or None
+            except ScopeSyntaxError as exc:
+                raise RouteMisconfigured(f"exchange_scope: {exc}") from None
+        if disabled:
+            return None, None
+        if audience is None and scope is not None:
+            raise RouteMisconfigured("exchange_scope: narrows a token exchange, set exchange_audience too")
+        if audience is not None and self._config.authorization_servers[server].token_exchange is None:
+            raise RouteMisconfigured(f"exchange_audience: authorization server {server!r} does not exchange tokens "
+                                     "(no token_exchange section)")
+        return audience, scope
 
 
 def _choice(ext: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:

@@ -7,7 +7,8 @@ and the ``/dev/*`` helpers need no authentication. Endpoints:
 - ``POST /oauth/v2/oauth-token``: ``client_credentials`` with ``client_secret_basic`` or ``client_secret_post``;
   issues an opaque random token. Dev-only form field ``subject`` sets ``sub`` (default: the client id), so a demo
   can act as a user such as "alice"; dev-only ``certificate`` (PEM) binds the token to it (RFC 8705
-  ``cnf.x5t#S256``; ``devtools.token_binding``).
+  ``cnf.x5t#S256``; ``devtools.token_binding``). RFC 8693 token exchange for clients with ``can_exchange`` (the
+  gateway): a narrower token for an audience (``devtools.token_exchange``).
 - ``POST /oauth/v2/oauth-introspect`` (clients allowed to introspect), in the dialect ``Accept`` prefers:
   ``application/jwt`` (Curity's phantom dialect): an active token gets 200 and a signed RS256 JWT of its claims,
   an inactive one 204; ``application/token-introspection+jwt`` (RFC 9701): 200 and an RS256 JWT (``typ``
@@ -27,7 +28,6 @@ import argparse
 import asyncio
 import base64
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -44,9 +44,12 @@ from aiohttp import web
 
 from devtools.introspection_media import JWT_INTROSPECTION_MEDIA_TYPE, JWT_MEDIA_TYPE, negotiate
 from devtools.mtls_clients import DevTls, MtlsRegistration, peer_certificate
+from devtools.oauth_errors import NO_STORE, form_str, oauth_error
 from devtools.revocation_hook import evict_at_gateway
 from devtools.signing_keys import SigningKeys
 from devtools.token_binding import certificate_binding
+from devtools.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
+from devtools.token_exchange import exchange_response
 
 __all__ = ["DEV_AS_KEY", "DevASConfig", "DevAuthServer", "DevClient", "SigningKeys", "bound_port", "build_app",
            "default_clients", "main", "start"]
@@ -58,7 +61,6 @@ INTROSPECT_PATH = "/oauth/v2/oauth-introspect"
 REVOKE_PATH = "/oauth/v2/oauth-revoke"
 JWKS_PATH = "/oauth/v2/oauth-anonymous/jwks"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PURGE_EVERY = 1024  # issued tokens between sweeps of expired records
 
 
@@ -71,6 +73,7 @@ class DevClient:
     scopes: tuple[str, ...] = ()
     default_scopes: tuple[str, ...] = ()
     can_introspect: bool = False
+    can_exchange: bool = False  # may use RFC 8693 token exchange (devtools.token_exchange)
     mtls: MtlsRegistration | None = None  # RFC 8705: the client certificate authenticates it, not the secret
 
 
@@ -80,7 +83,7 @@ def default_clients() -> dict[str, DevClient]:
     return {
         "demo-client": DevClient("demo-secret", ("read", "write", "admin", "approve"), ("read",)),
         "gateway-client": DevClient(os.environ.get("DEV_AS_GATEWAY_SECRET") or secrets.token_urlsafe(32),
-                                    can_introspect=True),
+                                    can_introspect=True, can_exchange=True),
     }
 
 
@@ -112,19 +115,6 @@ class TokenRecord:
         return not self.revoked and now < self.exp
 
 
-def _oauth_error(error: str, description: str | None = None) -> web.HTTPException:
-    """An RFC 6749 §5.2 error response to raise: 401 for invalid_client (with a Basic challenge), else 400."""
-    body = {"error": error} if description is None else {"error": error, "error_description": description}
-    kind: type[web.HTTPException] = web.HTTPUnauthorized if error == "invalid_client" else web.HTTPBadRequest
-    headers = {**_NO_STORE, "WWW-Authenticate": 'Basic realm="dev-as"'} if error == "invalid_client" else _NO_STORE
-    return kind(text=json.dumps(body), content_type="application/json", headers=headers)
-
-
-def _form_str(form: Mapping[str, object], name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
-
-
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -140,6 +130,7 @@ class DevAuthServer:
         self.introspections = 0
         self.tokens_issued = 0
         self.revocations = 0
+        self.exchanges = 0  # RFC 8693 tokens issued
 
     @property
     def base_url(self) -> str:
@@ -164,10 +155,10 @@ class DevAuthServer:
         """
         header = request.headers.get("Authorization", "")
         scheme, _, credentials = header.partition(" ")
-        form_id, form_secret = _form_str(form, "client_id"), _form_str(form, "client_secret")
+        form_id, form_secret = form_str(form, "client_id"), form_str(form, "client_secret")
         if header:
             if form_secret is not None:
-                raise _oauth_error("invalid_request")  # more than one method (RFC 6749 §2.3)
+                raise oauth_error("invalid_request")  # more than one method (RFC 6749 §2.3)
             try:  # binascii.Error and UnicodeDecodeError are ValueErrors too
                 if scheme.lower() != "basic":
                     raise ValueError("not Basic")
@@ -175,20 +166,20 @@ class DevAuthServer:
                 if not sep:
                     raise ValueError("no colon")
             except ValueError:
-                raise _oauth_error("invalid_client") from None
+                raise oauth_error("invalid_client") from None
             client_id, secret = urllib.parse.unquote_plus(raw_id), urllib.parse.unquote_plus(raw_secret)
         elif form_id is not None and form_secret is not None:
             client_id, secret = form_id, form_secret
         elif form_id is not None and (mtls := getattr(self.config.clients.get(form_id), "mtls", None)) is not None:
             # RFC 8705 §2: client_id names the client, its certificate on this connection proves it
             if not mtls.recognises(peer_certificate(request), self.config.tls):
-                raise _oauth_error("invalid_client")
+                raise oauth_error("invalid_client")
             return form_id, self.config.clients[form_id]
         else:
-            raise _oauth_error("invalid_client")
+            raise oauth_error("invalid_client")
         client = self.config.clients.get(client_id)
         if client is None or not hmac.compare_digest(client.secret.encode(), secret.encode()):
-            raise _oauth_error("invalid_client")
+            raise oauth_error("invalid_client")
         return client_id, client
 
     def issue(self, client_id: str, sub: str, scope: tuple[str, ...], cnf: dict[str, str] | None = None) -> str:
@@ -220,30 +211,32 @@ class DevAuthServer:
 
     def stats(self) -> dict[str, Any]:
         return {"introspections": self.introspections, "tokens_issued": self.tokens_issued,
-                "revocations": self.revocations, "active_kid": self.keys.active.kid}
+                "revocations": self.revocations, "exchanges": self.exchanges, "active_kid": self.keys.active.kid}
 
     async def token_endpoint(self, request: web.Request) -> web.Response:
         form = await request.post()
         client_id, client = self.authenticate(request, form)
-        grant_type = _form_str(form, "grant_type")
+        grant_type = form_str(form, "grant_type")
         if grant_type is None:
-            raise _oauth_error("invalid_request", "grant_type is required")
+            raise oauth_error("invalid_request", "grant_type is required")
+        if grant_type == TOKEN_EXCHANGE:
+            return exchange_response(self, client_id, client.can_exchange, form)
         if grant_type != "client_credentials":
-            raise _oauth_error("unsupported_grant_type")
-        scope = tuple(dict.fromkeys((_form_str(form, "scope") or "").split())) or client.default_scopes
+            raise oauth_error("unsupported_grant_type")
+        scope = tuple(dict.fromkeys((form_str(form, "scope") or "").split())) or client.default_scopes
         refused = [s for s in scope if s not in client.scopes]
         if refused:
-            raise _oauth_error("invalid_scope", f"not allowed for {client_id}: {' '.join(refused)}")
-        sub = _form_str(form, "subject") or client_id  # dev-only impersonation
-        certificate = _form_str(form, "certificate")  # dev-only: the client certificate to bind the token to
+            raise oauth_error("invalid_scope", f"not allowed for {client_id}: {' '.join(refused)}")
+        sub = form_str(form, "subject") or client_id  # dev-only impersonation
+        certificate = form_str(form, "certificate")  # dev-only: the client certificate to bind the token to
         try:
             cnf = None if certificate is None else certificate_binding(certificate)
         except ValueError:
-            raise _oauth_error("invalid_request", "certificate is not a PEM certificate") from None
+            raise oauth_error("invalid_request", "certificate is not a PEM certificate") from None
         token = self.issue(client_id, sub, scope, cnf)
         log.info("issued token to client=%s sub=%s scope=%r", client_id, sub, " ".join(scope))
         return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": self.config.token_ttl,
-                                  "scope": " ".join(scope)}, headers=_NO_STORE)
+                                  "scope": " ".join(scope)}, headers=NO_STORE)
 
     async def introspect_endpoint(self, request: web.Request) -> web.Response:
         self.introspections += 1
@@ -253,10 +246,10 @@ class DevAuthServer:
         client_id, client = self.authenticate(request, form)
         if not client.can_introspect:
             log.warning("client %s may not introspect", client_id)
-            raise _oauth_error("invalid_client")
-        token = _form_str(form, "token")
+            raise oauth_error("invalid_client")
+        token = form_str(form, "token")
         if not token:
-            raise _oauth_error("invalid_request", "token is required")
+            raise oauth_error("invalid_request", "token is required")
         now = time.time()
         record = self.tokens.get(token)
         active = record if record is not None and record.active(now) else None
@@ -264,7 +257,7 @@ class DevAuthServer:
         if active is None:
             if dialect == JWT_MEDIA_TYPE:
                 return web.Response(status=204)
-            headers = _NO_STORE
+            headers = NO_STORE
         else:
             headers = {"Cache-Control": f"max-age={max(0, int(active.exp - now))}"}
         if dialect == JWT_INTROSPECTION_MEDIA_TYPE:
@@ -278,9 +271,9 @@ class DevAuthServer:
     async def revoke_endpoint(self, request: web.Request) -> web.Response:
         form = await request.post()
         client_id, _ = self.authenticate(request, form)
-        token = _form_str(form, "token")
+        token = form_str(form, "token")
         if not token:
-            raise _oauth_error("invalid_request", "token is required")
+            raise oauth_error("invalid_request", "token is required")
         record = self.tokens.get(token)
         if record is not None and not record.revoked:
             record.revoked = True
@@ -288,7 +281,7 @@ class DevAuthServer:
             log.info("client %s revoked token jti=%s", client_id, record.jti)
             if self.config.revocation_hook:
                 await evict_at_gateway(self.config.revocation_hook, token)
-        return web.Response(status=200, headers=_NO_STORE)  # unknown tokens too (RFC 7009 §2.2)
+        return web.Response(status=200, headers=NO_STORE)  # unknown tokens too (RFC 7009 §2.2)
 
     async def jwks_endpoint(self, request: web.Request) -> web.Response:
         return web.json_response(self.keys.jwks())
@@ -299,7 +292,7 @@ class DevAuthServer:
         return web.json_response({
             "issuer": self.issuer, "token_endpoint": base + TOKEN_PATH,
             "introspection_endpoint": base + INTROSPECT_PATH, "revocation_endpoint": base + REVOKE_PATH,
-            "jwks_uri": base + JWKS_PATH, "grant_types_supported": ["client_credentials"],
+            "jwks_uri": base + JWKS_PATH, "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE],
             "token_endpoint_auth_methods_supported": methods, "introspection_endpoint_auth_methods_supported": methods,
             "revocation_endpoint_auth_methods_supported": methods,
             "introspection_signing_alg_values_supported": ["RS256"],  # RFC 9701
@@ -309,7 +302,7 @@ class DevAuthServer:
         return web.json_response(self.stats())
 
     async def reset_stats_endpoint(self, request: web.Request) -> web.Response:
-        self.introspections = self.tokens_issued = self.revocations = 0
+        self.introspections = self.tokens_issued = self.revocations = self.exchanges = 0
         return web.json_response(self.stats())
 
     async def rotate_keys_endpoint(self, request: web.Request) -> web.Response:

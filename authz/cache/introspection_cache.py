@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from authz.cache.entries import Entry, cache_key, subject_hash
 from authz.cache.evictions import Eviction, Tombstones
@@ -37,6 +37,9 @@ from authz.errors import AuthzError, UpstreamUnavailable
 from authz.logs import token_id
 from authz.metrics import Metrics
 from authz.models import Answer, Identity, Introspection
+
+if TYPE_CHECKING:
+    from authz.token_exchange.exchanger import TokenExchanger
 
 __all__ = ["BroadcastFailed", "CachedAuthority", "IntrospectionCache", "Upstream"]
 
@@ -60,6 +63,7 @@ class Upstream(Protocol):
     cache_identity: str
     returns_jwt: bool  # every active answer carries a JWT (phantom; rfc7662 with jwt_field)
     sealing_secret: bytes  # the gateway's credential at the AS: part of the key that seals L2 values
+    exchanger: TokenExchanger | None  # RFC 8693 at this AS (None: it exchanges no tokens)
 
     async def introspect(self, token: str) -> Introspection: ...
 
@@ -332,6 +336,11 @@ class CachedAuthority:
         self._cache = cache
         self._upstream = upstream
         self.name = upstream.name
+
+    @property
+    def exchanger(self) -> TokenExchanger | None:
+        """The AS's RFC 8693 exchanger: its exchanged tokens are kept on the Answers this cache hands back."""
+        return self._upstream.exchanger
 
     async def answer(self, token: str) -> Answer:
         return await self._cache.introspect(self._upstream, token)

@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, StrictBool, ValidationInfo, field_valida
 from pydantic.json_schema import SkipJsonSchema
 
 from authz.config.tls import read_ca_bundle, read_certificate_pair
+from authz.config.token_exchange import TokenExchangeConfig
 from authz.config.types import (
     ConfigError,
     HttpUrl,
@@ -120,10 +121,19 @@ class AuthorizationServerConfig(Model):
     # when the AS gives claims but no JWT: forward nothing, or the claims as base64url JSON in a header
     claims_forwarding: Literal["none", "header"] = "none"
     claims_header: Annotated[str, Text(lower=True)] = "x-token-claims"
+    # RFC 8693: this AS exchanges tokens for routes asking for an exchange_audience (authz.token_exchange)
+    token_exchange: TokenExchangeConfig | None = None
 
     @property
     def verifies_jwts(self) -> bool:
-        return self.dialect in ("phantom", "rfc9701") or self.jwt_field is not None
+        """JWTs from this AS are verified with its keys: introspection's, or those token exchange asks for."""
+        exchanged_jwts = self.token_exchange is not None and self.token_exchange.requested_token_type == "jwt"
+        return self.dialect in ("phantom", "rfc9701") or self.jwt_field is not None or exchanged_jwts
+
+    @property
+    def returns_jwt(self) -> bool:
+        """Every active introspection answer carries a JWT to forward (phantom; rfc7662 with jwt_field)."""
+        return self.dialect == "phantom" or (self.dialect == "rfc7662" and self.jwt_field is not None)
 
     @model_validator(mode="before")
     @classmethod
@@ -188,7 +198,9 @@ class AuthorizationServerConfig(Model):
         if self.ca_file is not None and not self.verify_tls:
             raise ConfigError("ca_file", "is not used with verify_tls: false (nothing is verified)")
         if self.verifies_jwts and self.issuer is None:
-            raise ConfigError("issuer", f"is required to verify the JWTs of dialect {self.dialect!r}")
+            whose = "token exchange" if self.dialect == "rfc7662" and self.jwt_field is None else \
+                f"dialect {self.dialect!r}"
+            raise ConfigError("issuer", f"is required to verify the JWTs of {whose}")
         discovery_from = self.metadata_url or self.issuer
         if (self.verifies_jwts and self.jwks_uri is None and discovery_from is not None
                 and not discovery_from.startswith("https://") and not self.allow_insecure_http):
@@ -196,4 +208,22 @@ class AuthorizationServerConfig(Model):
                               "jwks_uri, or allow_insecure_http: true for development)")
         if self.jwt_field is not None and self.dialect != "rfc7662":
             raise ConfigError("jwt_field", "applies to the rfc7662 dialect only")
+        self._check_token_exchange()
         return self
+
+    def _check_token_exchange(self) -> None:
+        exchange = self.token_exchange
+        if exchange is None:
+            return
+        if exchange.subject_token == "jwt" and not self.returns_jwt:
+            raise ConfigError("token_exchange.subject_token", f"jwt: dialect {self.dialect!r} returns no JWT to "
+                              "exchange (phantom, or rfc7662 with jwt_field, does)")
+        if exchange.token_endpoint is not None:
+            return
+        discovery_from = self.metadata_url or self.issuer
+        if self.issuer is None or discovery_from is None:
+            raise ConfigError("token_exchange.token_endpoint", "is required without issuer (else it is read from the "
+                              "AS metadata, whose issuer must be ours)")
+        if not discovery_from.startswith("https://") and not self.allow_insecure_http:
+            raise ConfigError("token_exchange.token_endpoint", "is found in the AS metadata, which needs https (or "
+                              "set token_endpoint, or allow_insecure_http: true for development)")

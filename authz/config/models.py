@@ -94,7 +94,28 @@ class Config(Model):
             raise ConfigError("cors_preflight_on_policy_routes", "applies only with cors_preflight: allow")
         self._check_rules()
         self._check_resources()
+        self._check_exchanges()
         return self
+
+    def _check_exchanges(self) -> None:
+        """A route asking for RFC 8693 token exchange names its audience and introspects with an AS that exchanges
+        (a disabled route has no token to exchange: what it would inherit does not apply)."""
+        routes = self.routes
+        effective = [("routes", routes.exchange_audience, routes.exchange_scope, self.default_authorization_server,
+                      routes.disabled)]
+        for index, rule in enumerate(routes.rules):
+            effective.append(("routes." + rule_key(routes, index), rule.exchange_audience or routes.exchange_audience,
+                              routes.exchange_scope if rule.exchange_scope is None else rule.exchange_scope,
+                              rule.authorization_server or self.default_authorization_server,
+                              routes.disabled if rule.disabled is None else rule.disabled))
+        for key, audience, scope, server, disabled in effective:
+            if disabled:
+                continue
+            if audience is None and scope:
+                raise ConfigError(f"{key}.exchange_scope", "narrows a token exchange: set exchange_audience too")
+            if audience is not None and self.authorization_servers[server].token_exchange is None:
+                raise ConfigError(f"authorization_servers.{server}.token_exchange",
+                                  f"is required: {key} asks for tokens exchanged for audience {audience}")
 
     def _check_resources(self) -> None:
         """RFC 9728 metadata lists the ``issuer`` of each AS a route naming a resource introspects with."""

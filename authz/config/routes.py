@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, StrictBool, StrictStr, field_validator,
 
 from authz.cert_binding import MtlsBound
 from authz.config.dpop import DpopMode
+from authz.config.token_exchange import audience_text
 from authz.config.types import HEADER_NAME, ConfigError, Marker, Model, Section, Text
 from authz.policy.engine import DECISION_PATH
 from authz.route_rules.patterns import HostPattern, PathPattern, PatternError, PrincipalGlob
@@ -133,6 +134,9 @@ class RouteRule(Model):
     resource: Annotated[str, _Resource()] | None = None  # RFC 9728 resource identifier (authz.resource_metadata)
     resource_documentation: Annotated[str, _HTTPS_URL] | None = None  # ... and where it is documented
     dpop: DpopMode | None = None  # RFC 9449 DPoP-bound tokens and their proofs (authz.dpop)
+    # RFC 8693: the upstream gets a token exchanged for this audience (and these scopes; "-": the AS's choice)
+    exchange_audience: Annotated[str, audience_text()] | None = None
+    exchange_scope: Annotated[tuple[str, ...], _Scopes()] | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -144,6 +148,8 @@ class RouteRule(Model):
             raise ConfigError("resource_documentation", "documents the rule's own resource: set resource too")
         if self.disabled and self.dpop not in (None, "off"):
             raise ConfigError("dpop", "a disabled rule needs no token, so no DPoP proof is checked")
+        if self.disabled and (self.exchange_audience or self.exchange_scope) is not None:
+            raise ConfigError("exchange_audience", "a disabled rule needs no token, so none is exchanged")
         return self
 
     def spec(self) -> RuleSpec:
@@ -170,6 +176,9 @@ class RoutesConfig(Section):
     resource: Annotated[str, _Resource()] | None = None
     resource_documentation: Annotated[str, _HTTPS_URL] | None = None
     dpop: DpopMode = "off"  # RFC 9449 DPoP (the dpop: section): off (a DPoP-bound token is refused), allowed, required
+    # RFC 8693 token exchange for every route without its own (authz.token_exchange); unset: none
+    exchange_audience: Annotated[str, audience_text()] | None = None
+    exchange_scope: Annotated[tuple[str, ...], _Scopes()] | None = None
     default: Literal["deny", "defaults"] = "deny"
     rules: tuple[RouteRule, ...] = ()
     _table: RuleTable | None = PrivateAttr(None)

@@ -29,6 +29,7 @@ from authz.introspection.rfc7662 import Rfc7662Introspector
 from authz.introspection.rfc9701 import Rfc9701Introspector
 from authz.models import Answer, Identity, Introspection
 from authz.token import JwtVerifier
+from authz.token_exchange.exchanger import TokenExchanger
 
 if TYPE_CHECKING:
     from authz.tracing.otel import Tracing
@@ -46,7 +47,7 @@ class Authority:
         self.cache_identity = configuration_hash(config)
         # every active answer carries a JWT (phantom; rfc7662 with jwt_field; rfc9701 never has one to forward):
         # the cache refuses a claims-only answer read from Redis for such an AS
-        self.returns_jwt = config.dialect == "phantom" or (config.dialect == "rfc7662" and config.jwt_field is not None)
+        self.returns_jwt = config.returns_jwt
         # the gateway's own credential at this AS, shared by its sidecars and unknown to a Redis writer: part of the
         # key that seals L2 values (authz.cache.sealing), so nobody without it can write a value we serve
         self.sealing_secret = _credential(config)
@@ -62,6 +63,9 @@ class Authority:
             self.introspector = Rfc7662Introspector(self.client, config.jwt_field)
         else:
             self.introspector = PhantomIntrospector(self.client)
+        # RFC 8693, for routes with an exchange_audience: the same client (credentials, TLS) and keys
+        self.exchanger = (TokenExchanger(config, self.client, self._verifier, clock)
+                          if config.token_exchange is not None else None)
 
     async def introspect(self, token: str) -> Introspection:
         """The AS's answer; an access-token JWT in it has had its signature verified."""

@@ -6,7 +6,7 @@ It owns what every dialect shares: client authentication, timeout, no redirects,
 - connection failure, timeout, 5xx, 429            -> ``UpstreamUnavailable`` (503, Retry-After)
 - 401/403 (our credentials rejected), 3xx, other 4xx,
   truncated or oversized body                      -> ``UpstreamMisbehaved`` (502)
-- 200 and 204 are returned for the dialect to read.
+- 200 and 204 are returned for the dialect to read (the token endpoint's 200 and 400: ``post_form``).
 
 TLS: ``ca_file`` replaces the system's trusted CAs and ``client_cert_file``/``client_key_file`` are presented, on
 every call of this client (introspection, metadata, JWKS). A certificate that does not verify is a connection
@@ -29,6 +29,7 @@ from authz.introspection.client_auth import ClientAuth, client_auth_for
 
 __all__ = ["ASResponse", "AuthorizationServerClient", "tls_for"]
 
+_ANSWERS = frozenset({200, 204})  # the introspection answers a dialect reads
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 
 
@@ -91,6 +92,14 @@ class AuthorizationServerClient:
         self._auth.apply(headers, form)
         return await self._send("POST", self.config.introspection_endpoint, "introspection", headers, form)
 
+    async def post_form(self, url: str, what: str, form: dict[str, str], answers: frozenset[int]) -> ASResponse:
+        """POST ``form`` with our client authentication to another endpoint of the AS (the token endpoint: RFC 8693),
+        accepting JSON; an answer whose status is in ``answers`` is returned (the token endpoint's 400 carries an
+        RFC 6749 error for the caller to read), the others raise as above."""
+        headers = {"Accept": "application/json"}
+        self._auth.apply(headers, form)
+        return await self._send("POST", url, what, headers, form, answers)
+
     async def get(self, url: str, what: str, accept: str = "application/json") -> ASResponse:
         """GET a document of the AS (metadata, JWKS); only a 200 is returned."""
         resp = await self._send("GET", url, what, {"Accept": accept}, None)
@@ -99,7 +108,7 @@ class AuthorizationServerClient:
         return resp
 
     async def _send(self, method: str, url: str, what: str, headers: dict[str, str],
-                    form: dict[str, str] | None) -> ASResponse:
+                    form: dict[str, str] | None, answers: frozenset[int] = _ANSWERS) -> ASResponse:
         body: bytes | None = None
         if form is not None:  # encoded here: aiohttp's FormData machinery costs more than the encoding itself
             body = urlencode(form).encode("ascii")
@@ -108,7 +117,7 @@ class AuthorizationServerClient:
             async with self._session.request(
                 method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False, ssl=self._ssl,
             ) as resp:
-                self._check_status(resp, what)
+                self._check_status(resp, what, answers)
                 body = await self._read_limited(resp, what)
                 media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
                 return ASResponse(resp.status, media_type, body, _max_age(resp.headers.get("Cache-Control")))
@@ -130,9 +139,9 @@ class AuthorizationServerClient:
             raise UpstreamMisbehaved(f"AS {self.name}: {what}: bad HTTP response ({type(exc).__name__}: {exc})"
                                      ) from None
 
-    def _check_status(self, resp: aiohttp.ClientResponse, what: str) -> None:
+    def _check_status(self, resp: aiohttp.ClientResponse, what: str, answers: frozenset[int]) -> None:
         status = resp.status
-        if status in (200, 204):
+        if status in answers:
             return
         if status == 429 or status >= 500:
             raise UpstreamUnavailable(

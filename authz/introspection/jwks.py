@@ -4,10 +4,8 @@
 - An unknown ``kid`` triggers a refresh at most once per ``jwks_min_refresh_seconds`` (counted from the last
   attempt, success or not), so junk ``kid`` values cannot make us hammer the AS. Concurrent refreshes share one
   fetch.
-- Metadata: ``metadata_url`` if configured, else RFC 8414 (``/.well-known/oauth-authorization-server`` inserted
-  before the issuer's path), then OIDC discovery (``<issuer>/.well-known/openid-configuration``). The document's
-  ``issuer`` must equal ours (RFC 8414 §3.3). Discovery fetches only ``https`` (the metadata and the ``jwks_uri`` it
-  names) unless the AS is configured with ``allow_insecure_http: true`` (development); the keys' host is logged.
+- Without ``jwks_uri``, the AS metadata names it (``authz.introspection.discovery``: RFC 8414, then OIDC discovery,
+  https only unless ``allow_insecure_http``); the keys' host is logged.
 - Only keys fit to verify a JWS are kept (``authz.verification_keys``); the others are skipped with a
   log line naming their ``kid``. A ``kid`` may name several keys (of different types); the JWS ``alg`` picks one.
 """
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 from authz.config import AuthorizationServerConfig
 from authz.errors import AuthzError, UpstreamMisbehaved
 from authz.introspection.client import AuthorizationServerClient
+from authz.introspection.discovery import discover, metadata_urls
 from authz.json_body import parse_json_object
 from authz.verification_keys import UnusableKey, VerificationKey, verification_key
 
@@ -33,17 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["KeySet", "metadata_urls"]
 
 log = logging.getLogger("authz.jwks")
-
-
-def metadata_urls(issuer: str) -> list[str]:
-    """Where the AS metadata may be, in the order RFC 8414 and OIDC Discovery give."""
-    parts = urlsplit(issuer)
-    path = parts.path.rstrip("/")
-    origin = f"{parts.scheme}://{parts.netloc}"
-    return [
-        f"{origin}/.well-known/oauth-authorization-server{path}",
-        f"{issuer.rstrip('/')}/.well-known/openid-configuration",
-    ]
 
 
 class KeySet:
@@ -122,7 +110,7 @@ class KeySet:
 
     async def _fetch(self) -> dict[str | None, tuple[VerificationKey, ...]]:
         if self._jwks_uri is None:
-            self._jwks_uri = await self._discover_jwks_uri()
+            self._jwks_uri = await discover(self._config, self._client, "jwks_uri")
             log.info("AS %s: JWKS discovered at host %s", self.name, urlsplit(self._jwks_uri).netloc)
         resp = await self._client.get(self._jwks_uri, "JWKS", accept="application/json, application/jwk-set+json")
         doc = parse_json_object(resp.body, f"AS {self.name}: JWKS", UpstreamMisbehaved)
@@ -143,32 +131,3 @@ class KeySet:
             raise UpstreamMisbehaved(f"AS {self.name}: JWKS holds no usable signing key")
         log.info("AS %s: loaded %d signing keys from %s", self.name, len(keys), self._jwks_uri)
         return keys
-
-    async def _discover_jwks_uri(self) -> str:
-        issuer = self._config.issuer
-        assert issuer is not None
-        candidates = [self._config.metadata_url] if self._config.metadata_url else metadata_urls(issuer)
-        failure: UpstreamMisbehaved | None = None
-        for url in candidates:
-            self._require_https(url, "metadata URL")
-            try:
-                resp = await self._client.get(url, "metadata")
-            except UpstreamMisbehaved as exc:  # e.g. 404: try the next well-known location
-                failure = exc
-                continue
-            doc = parse_json_object(resp.body, f"AS {self.name}: metadata", UpstreamMisbehaved)
-            if doc.get("issuer") != issuer:
-                raise UpstreamMisbehaved(f"AS {self.name}: metadata at {url} names issuer {doc.get('issuer')!r}")
-            jwks_uri = doc.get("jwks_uri")
-            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-                raise UpstreamMisbehaved(f"AS {self.name}: metadata at {url} has no usable jwks_uri")
-            self._require_https(jwks_uri, f"jwks_uri in the metadata at {url}")
-            return jwks_uri
-        assert failure is not None
-        raise failure
-
-    def _require_https(self, url: str, what: str) -> None:
-        """Keys found by discovery come over https only, unless the AS allows plain http (development)."""
-        if not url.startswith("https://") and not self._config.allow_insecure_http:
-            raise UpstreamMisbehaved(f"AS {self.name}: {what} is not https ({url[:200]}); set allow_insecure_http: "
-                                     f"true for development only")

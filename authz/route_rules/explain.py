@@ -80,7 +80,9 @@ def _settings(settings: RouteSettings) -> list[str]:
             f"  mtls_bound: {settings.mtls_bound}",
             f"  resource: {settings.resource or '(none)'}",
             f"  allow_encoded_slashes: {str(settings.allow_encoded_slashes).lower()}",
-            f"  dpop: {settings.dpop}"]
+            f"  dpop: {settings.dpop}",
+            f"  exchange_audience: {settings.exchange_audience or '(none: the JWT goes upstream)'}",
+            f"  exchange_scope: {' '.join(settings.exchange_scope or ()) or '(as the AS decides)'}"]
 
 
 def main(argv: Sequence[str]) -> int:

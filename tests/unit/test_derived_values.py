@@ -19,6 +19,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
 from authz.cache import IntrospectionCache
 from authz.config import AuthorizationServerConfig, Config, PrivateKeyJwtConfig, Secret, load_config
+from authz.config.token_exchange import TokenExchangeConfig
 from authz.introspection import build_authorities
 from authz.introspection.authority import configuration_hash
 from authz.metrics import Metrics
@@ -121,7 +122,7 @@ def test_every_setting_of_an_authorization_server_is_in_its_cache_identity() -> 
         "metadata_url": "https://as.example/meta", "audiences": ("api",), "algorithms": ("ES256",),
         "leeway_seconds": 5.0, "jwks_cache_seconds": 60.0, "jwks_min_refresh_seconds": 1.0, "jwt_field": "jwt",
         "claims_forwarding": "header", "claims_header": "x-claims", "ca_file": "/etc/as-ca.pem",
-        "client_cert_file": "/etc/gw-cert.pem",
+        "client_cert_file": "/etc/gw-cert.pem", "token_exchange": TokenExchangeConfig(subject_token="jwt"),
     }
     settings = set(AuthorizationServerConfig.model_fields)
     # a new setting must be added here (and so to the key); the secrets and their sources are no part of it (the

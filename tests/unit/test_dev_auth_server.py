@@ -392,7 +392,7 @@ async def test_metadata_and_reset_stats(dev_as: DevAS) -> None:
     assert (stats["introspections"], stats["tokens_issued"], stats["revocations"]) == (1, 1, 1)
     assert (await dev_as.post("/dev/reset-stats", {}))[0] == 200
     assert await dev_as.get_json("/stats") == {"introspections": 0, "tokens_issued": 0, "revocations": 0,
-                                               "active_kid": stats["active_kid"]}
+                                               "exchanges": 0, "active_kid": stats["active_kid"]}
 
 
 async def test_default_clients_read_the_gateway_secret_from_the_environment(
