@@ -1,10 +1,12 @@
 """A small mesh on loopback: an ingress Envoy and three "pods", each an Istio-shaped sidecar Envoy with its own
-phantom-authz (gRPC), all sharing one redis-server (the L2 tier and its eviction channel) and one dev AS.
+phantom-authz, all sharing one redis-server (the L2 tier and its eviction channel) and one dev AS. The sidecars call
+their phantom-authz as Istio's ``envoyExtAuthzGrpc`` provider does (mode ``grpc``) or as its ``envoyExtAuthzHttp``
+provider does (mode ``http``: phantom-authz's HTTP listener, its path prefix, ``authorization`` in the header lists).
 
 ::
 
     client --HTTP--> ingress Envoy --mTLS (SPIFFE: ns/istio-system/sa/ingress)--> pod-a Envoy --> app (echo)
-                     /a/ /b/ /c/                                                   | ext_authz gRPC
+                     /a/ /b/ /c/                                                   | ext_authz gRPC or HTTP
                                                                                    v
                                                                    phantom-authz a --- redis --- b, c
                                                                                    |
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devtools.envoy_config import HTTP_PATH_PREFIX
 from tests.harness import Response, http_request
 from tests.mesh.envoy_parts import ROUTER, bootstrap, cluster, connection_manager, listener, upstream_mtls
 from tests.mesh.istio_shape import sidecar_inbound
@@ -29,11 +32,22 @@ from tests.mesh.mesh_stack import MeshStack
 from tests.mesh.pki import MeshCA, Workload
 from tests.redis_server import RedisServer
 
-__all__ = ["NAMES", "LoopbackMesh", "Pod"]
+__all__ = ["NAMES", "LoopbackMesh", "Pod", "provider"]
 
 NAMES = ("a", "b", "c")
-PROVIDER = {"name": "phantom-authz", "envoyExtAuthzGrpc": {
-    "service": "phantom-authz.mesh.svc.cluster.local", "port": 9001, "timeout": "5s", "statusOnError": "503"}}
+
+
+def provider(mode: str) -> dict[str, Any]:
+    """The pods' ``meshConfig.extensionProviders`` entry: fail closed with 503 (``failOpen`` false)."""
+    common = {"service": "phantom-authz.mesh.svc.cluster.local", "timeout": "5s", "statusOnError": "503"}
+    if mode == "grpc":
+        return {"name": "phantom-authz", "envoyExtAuthzGrpc": {**common, "port": 9001}}
+    return {"name": "phantom-authz", "envoyExtAuthzHttp": {
+        **common, "port": 9192, "pathPrefix": HTTP_PATH_PREFIX, "includeRequestHeadersInCheck": ["authorization"],
+        "headersToUpstreamOnAllow": ["authorization"],
+        "headersToDownstreamOnDeny": ["www-authenticate", "content-type"]}}
+
+
 # action CUSTOM with one empty rule: every request to the pod is checked
 CHECK_EVERYTHING = {"metadata": {"namespace": "mesh", "name": "phantom-authz"},
                     "spec": {"action": "CUSTOM", "provider": {"name": "phantom-authz"}, "rules": [{}]}}
@@ -48,11 +62,12 @@ class Pod:
 
 
 class LoopbackMesh:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, mode: str = "grpc") -> None:
         self.dir = workdir
+        self.mode = mode
         self.ca = MeshCA(workdir / "pki")
         self.ingress_workload = self.ca.issue("ingress", "istio-system", "ingress")
-        self.pods = [Pod(name, MeshStack(workdir / f"pod-{name}"), self.ca.issue(name, "mesh", f"app-{name}"))
+        self.pods = [Pod(name, MeshStack(workdir / f"pod-{name}", mode), self.ca.issue(name, "mesh", f"app-{name}"))
                      for name in NAMES]
         self.redis = RedisServer(workdir)
         self.ingress_port = 0
@@ -77,8 +92,9 @@ class LoopbackMesh:
                 pod.stack.start_authz(cache=cache, **authz_overrides)
                 pod.port, admin = MeshStack.ports(2)
                 config = sidecar_inbound(port=pod.port, admin_port=admin, app_port=control.echo_port,
-                                         authz_port=pod.stack.authz_port, workload=pod.workload, ca=self.ca.cert,
-                                         provider=PROVIDER, policies=[CHECK_EVERYTHING])
+                                         authz_port=pod.stack.http_port or pod.stack.authz_port,
+                                         workload=pod.workload, ca=self.ca.cert, provider=provider(self.mode),
+                                         policies=[CHECK_EVERYTHING])
                 pod.stack.start_envoy_config(f"sidecar-{pod.name}", config, pod.port)
             self.ingress_port, admin = MeshStack.ports(2)
             control.start_envoy_config("ingress", self.ingress_config(admin), self.ingress_port)
@@ -100,10 +116,10 @@ class LoopbackMesh:
             merge_slashes=True, path_with_escaped_slashes_action="REJECT_REQUEST")
         return bootstrap(admin_port, [listener("ingress", self.ingress_port, manager)], clusters)
 
-    def get(self, pod: str, path: str, token: str | None = None) -> Response:
+    def get(self, pod: str, path: str, token: str | None = None, method: str = "GET") -> Response:
         """A client's request through the ingress to ``pod``."""
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        return http_request("GET", self.ingress_port, f"/{pod}{path}", headers)
+        return http_request(method, self.ingress_port, f"/{pod}{path}", headers)
 
     def stop(self) -> None:
         for pod in self.pods:

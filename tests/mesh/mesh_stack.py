@@ -8,15 +8,17 @@ workload certificate, as another pod's sidecar would.
 from __future__ import annotations
 
 import http.client
+import os
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from devtools.processes import Process, envoy_binary, free_port
-from tests.harness import Response, Stack
+from tests.harness import GATEWAY_SECRET, Response, Stack
 
 __all__ = ["POLICIES", "MeshStack", "mtls_request", "validate_envoy_config"]
 
@@ -61,6 +63,21 @@ class MeshStack(Stack):
         """phantom-authz with one of the mesh tests' policies (``POLICIES / policy_file``) and ``overrides``."""
         policy = {"paths": [str(POLICIES / policy_file)], "watch_interval_seconds": 0, "decision_log": "summary"}
         self.start_authz(policy=policy, **overrides)
+
+    def written_authz_config(self) -> dict[str, Any]:
+        """The phantom-authz config this stack started with (``authz.yaml``), to edit."""
+        config: dict[str, Any] = yaml.safe_load((self.dir / "authz.yaml").read_text())
+        return config
+
+    def refused_at_start(self, name: str, config: dict[str, Any]) -> str:
+        """Start ``authz serve`` with ``config`` (written as ``<name>.yaml``): it must refuse to start (exit 2).
+        Returns what it said on stderr."""
+        path = self.dir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        done = subprocess.run([sys.executable, "-m", "authz", "serve", "--config", str(path)], capture_output=True,
+                              text=True, timeout=30, env={**os.environ, "TEST_GATEWAY_SECRET": GATEWAY_SECRET})
+        assert done.returncode == 2, done
+        return done.stderr
 
     @staticmethod
     def ports(count: int) -> list[int]:

@@ -10,19 +10,15 @@ method rules only, and the principal tests are gRPC only.
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.e2e.test_phantom_flow import upstream_jwt_claims
-from tests.harness import GATEWAY_SECRET, Response
+from tests.harness import Response
 from tests.mesh.istio_shape import sidecar_inbound
 from tests.mesh.mesh_stack import MeshStack, mtls_request
 from tests.mesh.pki import MeshCA, Workload
@@ -201,11 +197,7 @@ def test_the_destination_principal_picks_the_rule(sidecar: Sidecar) -> None:
 @pytest.mark.http_only("the refusal concerns the HTTP transport")
 def test_principal_rules_with_the_http_transport_are_refused_at_start(sidecar: Sidecar) -> None:
     """The HTTP variant's phantom-authz config plus one principal rule: it would never match, so it does not start."""
-    config = yaml.safe_load((sidecar.stack.dir / "authz.yaml").read_text())
+    config = sidecar.stack.written_authz_config()
     config["routes"]["rules"].append(PRINCIPAL_RULES[0])
-    path = sidecar.stack.dir / "principals-over-http.yaml"
-    path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "authz", "serve", "--config", str(path)], capture_output=True,
-                          text=True, timeout=30, env={**os.environ, "TEST_GATEWAY_SECRET": GATEWAY_SECRET})
-    assert done.returncode == 2, done
-    assert "reports-from-web" in done.stderr, done.stderr
+    refusal = sidecar.stack.refused_at_start("principals-over-http", config)
+    assert "reports-from-web" in refusal, refusal

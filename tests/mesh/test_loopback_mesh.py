@@ -1,7 +1,12 @@
-"""Three pods on loopback, each a real Envoy sidecar with its own phantom-authz (gRPC), one shared redis-server,
-east-west over mTLS with SPIFFE certificates (``loopback_mesh``): what a client sees through the ingress.
+"""Three pods on loopback, each a real Envoy sidecar with its own phantom-authz, one shared redis-server, east-west
+over mTLS with SPIFFE certificates (``loopback_mesh``): what a client sees through the ingress, in both ext_authz
+modes (the sidecars' Istio provider ``envoyExtAuthzGrpc`` or ``envoyExtAuthzHttp``).
 
-The tests share one mesh and run in file order; the last stops a pod's phantom-authz."""
+HTTP mode carries no principals (phantom-authz refuses principal rules with the HTTP transport at start), so there
+the pods' rule matches on host, path and method instead of the caller's SPIFFE id: another workload of the mesh
+with a certificate and a valid token is then served like the ingress is. Use gRPC where callers must differ.
+
+The tests share one mesh per mode and run in file order; the last stops a pod's phantom-authz."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_client
 
-from tests.harness import http_request, wait_until
+from tests.harness import Response, http_request, wait_until
 from tests.mesh.loopback_mesh import NAMES, LoopbackMesh
 from tests.mesh.mesh_stack import mtls_request
 from tests.mesh.pki import spiffe_id
@@ -23,16 +28,22 @@ pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server (Deb
 # sidecars refuses, at most 362 ms in the published runs (loaded 2-core machine, including the test's polling)
 PUBLISHED_REVOCATION_BOUND_SECONDS = 0.362
 EVICTIONS = "phantom-authz:evictions"
-# every pod's one route rule: callers presenting the ingress's SPIFFE id, token with scope read; anyone else: 403
-FROM_INGRESS = {"name": "from-ingress", "match": {"source_principals": [spiffe_id("istio-system", "ingress")]},
-                "required_scopes": ["read"]}
+# every pod's one route rule, token with scope read; any other request: 403 (routes.default deny)
+RULES = {
+    # gRPC: callers presenting the ingress's SPIFFE id
+    "grpc": {"name": "from-ingress", "match": {"source_principals": [spiffe_id("istio-system", "ingress")]},
+             "required_scopes": ["read"]},
+    # HTTP: reads of the orders at any pod of the namespace
+    "http": {"name": "orders", "match": {"hosts": ["*.mesh.svc.cluster.local"], "paths": ["/orders/**"],
+                                         "methods": ["GET", "HEAD"]}, "required_scopes": ["read"]},
+}
 
 
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackMesh]:
-    built = LoopbackMesh(tmp_path_factory.mktemp("mesh"))
+def mesh(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[LoopbackMesh]:
+    built = LoopbackMesh(tmp_path_factory.mktemp(f"mesh-{mode}"), mode)
     try:
-        built.start({"routes": {"default": "deny", "rules": [FROM_INGRESS]}})
+        built.start({"routes": {"default": "deny", "rules": [RULES[mode]]}})
         shared = redis_client.Redis.from_url(built.redis.url)
         try:
             wait_until(lambda: shared.pubsub_numsub(EVICTIONS)[0][1] >= len(NAMES),
@@ -56,6 +67,11 @@ def _shared_answers(mesh: LoopbackMesh) -> int:
         shared.close()
 
 
+def _assert_no_rule(pod: str, resp: Response) -> None:
+    assert resp.status == 403, (pod, resp)
+    assert resp.json()["error"] == "forbidden"  # README: routes.default deny
+
+
 def _revoke(mesh: LoopbackMesh, token: str) -> None:
     """RFC 7009 revocation at the dev AS; its hook calls pod a's ``EvictToken`` before the answer comes back."""
     answer = http_request("POST", mesh.control.as_port, "/oauth/v2/oauth-revoke",
@@ -77,6 +93,7 @@ def test_every_pod_swaps_the_opaque_token_for_a_jwt(mesh: LoopbackMesh) -> None:
         assert mesh.get(pod, "/orders/1", mesh.control.token("write")).status == 403  # the rule's scope: read
 
 
+@pytest.mark.grpc_only("HTTP mode carries no principals")
 def test_a_pod_serves_only_what_the_ingress_forwards(mesh: LoopbackMesh) -> None:
     """East-west mTLS carries the caller's SPIFFE id to each pod's phantom-authz: another workload of the mesh
     calling a pod directly, with a valid token, matches no rule and is denied."""
@@ -84,8 +101,16 @@ def test_a_pod_serves_only_what_the_ingress_forwards(mesh: LoopbackMesh) -> None
     token = mesh.control.token("read")
     for pod in mesh.pods:
         direct = mtls_request(pod.port, stranger, "/orders/1", f"{pod.name}.mesh.svc.cluster.local", token)
-        assert direct.status == 403, (pod.name, direct)
-        assert direct.json()["error"] == "forbidden"
+        _assert_no_rule(pod.name, direct)
+
+
+@pytest.mark.http_only("the HTTP variant's rule")
+def test_a_pod_serves_only_what_its_rule_names(mesh: LoopbackMesh) -> None:
+    """Host, path and method: another path, or a write, matches no rule and is denied in every pod."""
+    token = mesh.control.token("read write admin")
+    for pod in NAMES:
+        _assert_no_rule(pod, mesh.get(pod, "/billing/1", token))
+        _assert_no_rule(pod, mesh.get(pod, "/orders/1", token, method="DELETE"))
 
 
 def test_one_fresh_token_in_every_pod_is_introspected_once(mesh: LoopbackMesh) -> None:
@@ -131,7 +156,7 @@ def test_a_pod_without_its_phantom_authz_fails_closed_and_only_that_pod(mesh: Lo
     assert pod_b.authz is not None
     pod_b.authz.stop()
     resp = mesh.get("b", "/orders/1", token)
-    assert resp.status == 503, resp  # the sidecar's status_on_error (statusOnError: "503"), failOpen false
+    assert resp.status == 503, resp  # the sidecar's status_on_error (statusOnError: "503"), failOpen false (both modes)
     assert b"Authorization" not in resp.body
     for pod in ("a", "c"):
         assert mesh.get(pod, "/orders/1", token).status == 200, pod
