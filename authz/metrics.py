@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from authz.histogram import LoopHistogram
+from authz.loop_counter import LoopCounter
 
 __all__ = ["Metrics"]
 
@@ -21,10 +22,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.checks = Counter("phantom_authz_checks", "Check calls by outcome, HTTP status and reason",
-                              ["outcome", "status", "reason"], registry=r)
-        self.cache = Counter("phantom_authz_cache_lookups", "Introspection cache lookups by result "
-                             "(hit, miss, negative_hit, stale, l2_hit, l2_error)", ["result"], registry=r)
+        # counted on every check: LoopCounter, ~0.05 µs an increment against prometheus_client's ~0.25 µs
+        self.checks = LoopCounter("phantom_authz_checks", "Check calls by outcome, HTTP status and reason",
+                                  ["outcome", "status", "reason"], r)
+        self.cache = LoopCounter("phantom_authz_cache_lookups", "Introspection cache lookups by result "
+                                 "(hit, miss, negative_hit, stale, l2_hit, l2_error)", ["result"], r)
         self.as_calls = Counter("phantom_authz_as_calls", "Introspection calls to authorization servers",
                                 ["authorization_server", "outcome"], registry=r)
         self.as_latency = Histogram("phantom_authz_as_call_seconds", "Latency of introspection calls",

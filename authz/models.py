@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 __all__ = ["Allow", "Answer", "Identity", "Introspection", "Replies", "RequestInfo", "RouteSettings"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestInfo:
-    """What the pipeline needs of one HTTP request, whatever transport carried it."""
+    """What the pipeline needs of one HTTP request, whatever transport carried it. Read-only by convention: no stage
+    writes to it. (Not a frozen dataclass: its ``__init__`` sets each field through ``object.__setattr__``, 0.65 µs
+    more per check, a twentieth of a cached HTTP-mode check.)"""
 
     method: str
     path: str
@@ -89,7 +91,7 @@ class Replies:
     def __init__(self, policy: Any = None) -> None:
         self.policy = policy  # authz.policy.decision.PolicyDecision, for a ``for_policy`` Replies
         self.response: CheckResponse | None = None
-        self.http_answer: tuple[int, tuple[tuple[str, str], ...], bytes] | None = None
+        self.http_answer: Any = None  # the HTTP transport's answer, as written (authz.transport.http_wire.Wire)
         self.for_policy: Replies | None = None
 
 

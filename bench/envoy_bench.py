@@ -87,6 +87,7 @@ from baseline_ab import (  # noqa: E402
     tree_state,
     worktree,
 )
+from cpu_goals import cpu_goals, cpu_goals_markdown  # noqa: E402
 from envoy_mutations import with_http_ext_authz, with_jwt_authn, without_ext_authz  # noqa: E402
 from noop_http_authz import AUTHORIZATION as NOOP_HTTP_AUTHORIZATION  # noqa: E402
 
@@ -1291,6 +1292,7 @@ def markdown(report: dict[str, Any]) -> str:
             other = r.get("other_cpu_seconds")
             cells.append("" if other is None or not r["duration_s"] else _fmt(other / r["duration_s"], 2))
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines += cpu_goals_markdown(report.get("cpu_goals") or [])
         busy = [f"{key} ({r['other_cpu_seconds'] / r['duration_s']:.2f})" for key, r in cpu_rows
                 if r.get("other_cpu_seconds") is not None and r["duration_s"]
                 and r["other_cpu_seconds"] / r["duration_s"] >= OTHER_LOAD_WARNING]
@@ -1459,6 +1461,7 @@ def run_bench(settings: Settings, raw_argv: list[str], checkout: Checkout | None
         "skipped": runner.skipped,
         "ratios": ratio_figures,
         "goals": goals(ratio_figures),
+        "cpu_goals": cpu_goals(results),  # issue 17: phantom-authz's CPU per request (bench/cpu_goals.py)
         "baseline": runner.ab or None,  # --baseline: the A/B of c, ch, d, dh (bench/baseline_ab.py)
         "miss": miss_breakdown(runner.results, runner.extra, settings.latency_ms),
         "extra": runner.extra,

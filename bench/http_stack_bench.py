@@ -34,10 +34,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -63,7 +65,8 @@ CEILING = "ceiling"  # Envoy without the ext_authz filter
 CLUSTER = HTTP_CLUSTER  # Envoy -> the no-op server (bench/envoy_mutations.py)
 PATH = "/httpbin/get"
 CLIENT_TOKEN = "opaque-client-token-0123456789abcdefghijklmnop"  # what the client sends; the no-op replaces it
-PACKAGES = ("aiohttp", "uvicorn", "httptools", "granian", "uvloop", "h11", "click", "multidict")
+PACKAGES = ("aiohttp", "uvicorn", "httptools", "granian", "uvloop", "h11", "click", "multidict", "grpcio", "grpclib",
+            "h2", "protobuf")
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,12 @@ class Settings:
     wrk: str
 
 
-def parse_args(argv: list[str] | None) -> Settings:
-    parser = argparse.ArgumentParser(prog="http_stack_bench", description=__doc__,
+def parse_args(argv: list[str] | None, stacks: tuple[str, ...] = STACKS, prog: str = "http_stack_bench",
+               description: str | None = __doc__) -> Settings:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stacks", default=",".join(STACKS),
-                        help=f"comma-separated subset of {','.join(STACKS)} (default: all)")
+    parser.add_argument("--stacks", default=",".join(stacks),
+                        help=f"comma-separated subset of {','.join(stacks)} (default: all)")
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per run (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each run (default %(default)s)")
     parser.add_argument("--threads", "-t", type=int, default=2, help="wrk -t (default %(default)s)")
@@ -91,15 +95,15 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the run without ext_authz")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
     args = parser.parse_args(argv)
-    stacks = tuple(dict.fromkeys(s.strip() for s in args.stacks.split(",") if s.strip()))
-    unknown = [s for s in stacks if s not in STACKS]
-    if unknown or not stacks:
-        parser.error(f"--stacks: unknown {','.join(unknown) or '(none given)'}; choose from {','.join(STACKS)}")
+    chosen = tuple(dict.fromkeys(s.strip() for s in args.stacks.split(",") if s.strip()))
+    unknown = [s for s in chosen if s not in stacks]
+    if unknown or not chosen:
+        parser.error(f"--stacks: unknown {','.join(unknown) or '(none given)'}; choose from {','.join(stacks)}")
     if not 1 <= args.duration <= 120 or not 0 <= args.warmup <= 30 or not 1 <= args.rounds <= 10:
         parser.error("--duration must be 1..120, --warmup 0..30 (seconds) and --rounds 1..10")
     if args.threads < 1 or args.connections < args.threads:
         parser.error("--threads must be >= 1 and --connections >= --threads")
-    runs = stacks if args.no_ceiling else (CEILING, *stacks)
+    runs = chosen if args.no_ceiling else (CEILING, *chosen)
     return Settings(stacks=runs, duration=args.duration, warmup=args.warmup, threads=args.threads,
                     connections=args.connections, rounds=args.rounds, wrk=args.wrk)
 
@@ -127,6 +131,15 @@ class Run:
 
 
 class Bench:
+    """One no-op server per stack behind Envoy's HTTP ext_authz filter (``bench/grpc_stack_bench.py`` changes the
+    server, the filter and the cluster)."""
+
+    cluster = CLUSTER  # Envoy's cluster to the no-op server
+    note = ("httptools, aiohttp, uvicorn and granian-embed run in one process with a uvloop loop the server owns; "
+            "granian = its supervisor + one worker process. Envoy->ext_authz conns: connections Envoy opened to the "
+            "no-op server in its whole life (HTTP/1.1 keep-alive: about one per concurrent request).")
+    server_script = BENCH / "noop_http_authz.py"
+
     def __init__(self, settings: Settings, workdir: Path) -> None:
         self.settings = settings
         self.dir = workdir
@@ -157,7 +170,7 @@ class Bench:
 
     def start_envoy(self, name: str, authz_port: int | None) -> tuple[Process, int, int]:
         port, admin = free_port(), free_port()
-        mutate = without_ext_authz if authz_port is None else with_http_ext_authz(authz_port)
+        mutate = without_ext_authz if authz_port is None else self.with_ext_authz(authz_port)
         config = render_envoy_config(self.dir / f"{name}.yaml", listen_port=port, admin_port=admin,
                                      clusters={"phantom_authz": authz_port or free_port(), "echo": self.echo_port},
                                      mutate=mutate)
@@ -165,9 +178,11 @@ class Bench:
                               "--base-id", str(admin)], port, self.dir)
         return self.start(proc, 30.0), port, admin
 
-    @staticmethod
-    def envoy_stats(admin: int) -> dict[str, int]:
-        text = http_request("GET", admin, "/stats?filter=ext_authz", timeout=10.0).body.decode()
+    def with_ext_authz(self, authz_port: int) -> Callable[[dict[str, Any]], None]:
+        return with_http_ext_authz(authz_port)
+
+    def envoy_stats(self, admin: int) -> dict[str, int]:
+        text = http_request("GET", admin, f"/stats?filter=ext_authz|{self.cluster}", timeout=10.0).body.decode()
         stats: dict[str, int] = {}
         for line in text.splitlines():
             name, _, value = line.partition(": ")
@@ -208,7 +223,7 @@ class Bench:
             if stack != CEILING:
                 authz_port = free_port()
                 noop = self.start(Process(f"noop-{stack}-r{round_no}", [
-                    sys.executable, str(BENCH / "noop_http_authz.py"), "--stack", stack, "--port", str(authz_port)],
+                    sys.executable, str(self.server_script), "--stack", stack, "--port", str(authz_port)],
                     authz_port, self.dir))
             envoy, envoy_port, admin = self.start_envoy(f"envoy-{stack}-r{round_no}", authz_port)
             self.check(envoy_port, stack)
@@ -231,7 +246,7 @@ class Bench:
             self.check(envoy_port, stack)  # still answering after the load
             if stack != CEILING:
                 stats = self.envoy_stats(admin)
-                run.authz_connections = stats.get(f"cluster.{CLUSTER}.upstream_cx_total")
+                run.authz_connections = stats.get(f"cluster.{self.cluster}.upstream_cx_total")
                 run.authz_ok = stats.get("http.ingress.ext_authz.ok")
                 if run.authz_ok is None or run.authz_ok < result.requests:
                     raise ScenarioError(f"{stack}: Envoy counted {run.authz_ok} ext_authz OKs for "
@@ -319,9 +334,10 @@ def median_run(stack: str, runs: list[Run]) -> Run:
                stop_seconds=max((r.stop_seconds for r in ok if r.stop_seconds is not None), default=None))
 
 
-def markdown(settings: Settings, runs: list[Run], found: dict[str, str], argv: list[str]) -> str:
+def markdown(settings: Settings, runs: list[Run], found: dict[str, str], argv: list[str],
+             name: str = "http_stack_bench", kind: str = "HTTP", note: str = "") -> str:
     s = settings
-    lines = [f"HTTP ext_authz stacks behind Envoy {found.get('envoy', '?')} (--concurrency 1), wrk -t{s.threads} "
+    lines = [f"{kind} ext_authz stacks behind Envoy {found.get('envoy', '?')} (--concurrency 1), wrk -t{s.threads} "
              f"-c{s.connections} -d{s.duration}s --latency (+{s.warmup}s warm-up), {os.cpu_count()} CPUs, "
              f"Python {found['python']}; " + ", ".join(f"{k} {v}" for k, v in found.items()
                                                         if k not in ("python", "envoy")) + ".", ""]
@@ -333,41 +349,39 @@ def markdown(settings: Settings, runs: list[Run], found: dict[str, str], argv: l
         lines += [f"Median of {s.rounds} rounds (errors: summed; conns and SIGTERM exit: the worst):", "", HEADER,
                   RULE]
         lines += [row(median_run(stack, runs)) for stack in s.stacks] + [""]
-    lines += ["ceiling = Envoy -> echo with no ext_authz filter. CPU is utime+stime per request of each process tree "
-              "during the measured run; all processes (and wrk) share the CPUs. aiohttp, uvicorn and granian-embed "
-              "run in one process with a uvloop loop the server owns; granian = its supervisor + one worker process. "
-              "Envoy->ext_authz conns: connections Envoy opened to the no-op server in its whole life (HTTP/1.1 "
-              "keep-alive: about one per concurrent request).",
-              "", "```", " ".join(["python", "bench/http_stack_bench.py", *argv]).strip(), "```", ""]
+    lines += [f"ceiling = Envoy -> echo with no ext_authz filter. CPU is utime+stime per request of each process tree "
+              f"during the measured run; all processes (and wrk) share the CPUs. {note}",
+              "", "```", " ".join(["python", f"bench/{name}.py", *argv]).strip(), "```", ""]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, bench_class: type[Bench] = Bench, stacks: tuple[str, ...] = STACKS,
+         name: str = "http_stack_bench", kind: str = "HTTP", description: str | None = __doc__) -> int:
     raw = sys.argv[1:] if argv is None else argv
-    settings = parse_args(raw)
+    settings = parse_args(raw, stacks, name, description)
     if shutil.which(settings.wrk) is None and not Path(settings.wrk).exists():
-        print(f"http_stack_bench: wrk not found ({settings.wrk}); apt-get install wrk", file=sys.stderr)
+        print(f"{name}: wrk not found ({settings.wrk}); apt-get install wrk", file=sys.stderr)
         return 2
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    workdir = ROOT / "run" / "bench" / f"http-stack-{stamp}"
+    workdir = ROOT / "run" / "bench" / f"{name.removesuffix('_bench').replace('_', '-')}-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
     found = versions()
-    print(f"http_stack_bench: {','.join(settings.stacks)} x {settings.rounds} round(s), {settings.duration}s each; "
+    print(f"{name}: {','.join(settings.stacks)} x {settings.rounds} round(s), {settings.duration}s each; "
           f"logs in {workdir.relative_to(ROOT)}", flush=True)
-    bench = Bench(settings, workdir)
+    bench = bench_class(settings, workdir)
     with sigterm_as_interrupt():
         try:
             runs = bench.run()
         except KeyboardInterrupt:
-            print("http_stack_bench: interrupted; stopping everything", file=sys.stderr)
+            print(f"{name}: interrupted; stopping everything", file=sys.stderr)
             return 130
         except (RuntimeError, OSError) as exc:  # the echo upstream did not start
-            print(f"http_stack_bench: {exc}", file=sys.stderr)
+            print(f"{name}: {exc}", file=sys.stderr)
             return 1
         finally:
             bench.stop_all()
-    text = markdown(settings, runs, found, raw)
+    text = markdown(settings, runs, found, raw, name, kind, bench_class.note)
     print()
     print(text)
     (workdir / "results.md").write_text(text)

@@ -6,6 +6,8 @@ empty body: no parsing of its own, no cache, no I/O. What it costs is the HTTP s
 
 Stacks (only the chosen one is imported, so it starts fast):
 
+- ``httptools``: a bare ``asyncio.Protocol`` on httptools' llhttp parser in a uvloop loop we own, answering each
+  request as its last byte is parsed (what phantom-authz's own HTTP transport is built on, without its limits);
 - ``aiohttp``: aiohttp's low-level server (``aiohttp.web.Server`` with a plain handler, no Application, no router,
   no access log) in a uvloop loop we own;
 - ``uvicorn``: ``uvicorn.Server`` with ``http="httptools"``, a raw ASGI callable (no framework), lifespan off, no
@@ -37,7 +39,7 @@ from typing import Any
 
 __all__ = ["FIXED_JWT", "STACKS", "main"]
 
-STACKS = ("aiohttp", "uvicorn", "granian", "granian-embed")
+STACKS = ("httptools", "aiohttp", "uvicorn", "granian", "granian-embed")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -77,6 +79,44 @@ async def serve_aiohttp(host: str, port: int, unix: str | None, stop: asyncio.Ev
         await stop.wait()
     finally:
         await runner.cleanup()  # stops listening, lets in-flight requests finish (shutdown_timeout), closes
+
+
+# -------------------------------------------------------------------------------------------------- httptools
+
+_HTTPTOOLS_ANSWER = (f"HTTP/1.1 200 OK\r\nauthorization: {AUTHORIZATION}\r\ncontent-length: 0\r\n\r\n").encode()
+
+
+async def serve_httptools(host: str, port: int, unix: str | None, stop: asyncio.Event) -> None:
+    import httptools
+
+    class NoopProtocol(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpRequestParser(self)
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                assert self.transport is not None
+                self.transport.close()
+
+        def on_message_complete(self) -> None:
+            assert self.transport is not None
+            self.transport.write(_HTTPTOOLS_ANSWER)
+            if not self.parser.should_keep_alive():
+                self.transport.close()
+
+    loop = asyncio.get_running_loop()
+    server = (await loop.create_unix_server(NoopProtocol, unix, backlog=1024) if unix else
+              await loop.create_server(NoopProtocol, host, port, backlog=1024))
+    try:
+        await stop.wait()
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------------------------------------------- uvicorn
@@ -175,7 +215,8 @@ async def _serve_in_our_loop(stack: str, host: str, port: int, unix: str | None)
     stop = asyncio.Event()
     for sig in SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    serve = {"aiohttp": serve_aiohttp, "uvicorn": serve_uvicorn, "granian-embed": serve_granian_embed}[stack]
+    serve = {"httptools": serve_httptools, "aiohttp": serve_aiohttp, "uvicorn": serve_uvicorn,
+             "granian-embed": serve_granian_embed}[stack]
     await serve(host, port, unix, stop)
 
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(RESULTS.parent))
+
+from cpu_goals import CPU_GOALS, cpu_us  # noqa: E402
 
 # (label, numerator, denominator, figure, bound, higher is better)
 GOALS = [
@@ -72,6 +75,7 @@ def report(runs: list[dict[str, Any]]) -> str:
         met = median >= bound if higher else median <= bound
         lines.append(f"| {label} | {', '.join(f'{x:.2f}' for x in ratios)} | {median:.2f} | "
                      f"{'yes' if met else '**no**'} |")
+    lines += cpu_report(runs)
     ours = [float(r["miss"]["ours_on_miss_p50_ms"]) for r in runs
             if isinstance(r.get("miss"), dict) and isinstance(r["miss"].get("ours_on_miss_p50_ms"), (int, float))]
     if ours:
@@ -79,6 +83,26 @@ def report(runs: list[dict[str, Any]]) -> str:
         lines.append(f"| f adds <= 1 ms over the AS at p50 | {', '.join(f'{x:.2f} ms' for x in ours)} | "
                      f"{median:.2f} ms | {'yes' if median <= 1.0 else '**no**'} |")
     return "\n".join(lines)
+
+
+def cpu_report(runs: list[dict[str, Any]]) -> list[str]:
+    """Issue 17's CPU goals: per run the measured µs and its bound from the same run; the medians of both."""
+    lines: list[str] = []
+    for label, key, bound_of, bound_text in CPU_GOALS:
+        pairs = [(m, b) for r in runs
+                 if (m := cpu_us(r.get("scenarios", {}), key, "ext_authz")) is not None
+                 and (b := bound_of(r.get("scenarios", {}))) is not None]
+        if not pairs:
+            continue
+        if not lines:
+            lines = ["", "CPU goals (phantom-authz's CPU per request, µs; each bound from its own run):", "",
+                     "| goal | per run: measured / bound | median measured | median bound | met (medians) |",
+                     "|---|---|---:|---:|---|"]
+        measured = statistics.median(m for m, _ in pairs)
+        bound = statistics.median(b for _, b in pairs)
+        lines.append(f"| {label} | {', '.join(f'{m:.1f} / {b:.1f}' for m, b in pairs)} | {key} {measured:.1f} | "
+                     f"{bound_text} = {bound:.1f} | {'yes' if measured <= bound else '**no**'} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

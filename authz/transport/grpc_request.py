@@ -20,10 +20,10 @@ from authz.errors import MalformedCredential
 from authz.models import RequestInfo
 from authz.policy.view import RequestView
 
-__all__ = ["MAX_HEADER_BYTES", "authorization_values", "header_text", "request_info"]
+__all__ = ["ENVOY_UTF8", "MAX_HEADER_BYTES", "authorization_values", "header_text", "request_info"]
 
 MAX_HEADER_BYTES = 64 * 1024  # Envoy's own default limit on the request header block is 60 KiB
-_ENVOY_UTF8 = "phantom-authz-envoy-utf8"
+ENVOY_UTF8 = "phantom-authz-envoy-utf8"  # the codec error handler of header_text: each invalid byte "!"
 
 
 def _bang(error: UnicodeError) -> tuple[str, int]:
@@ -31,12 +31,12 @@ def _bang(error: UnicodeError) -> tuple[str, int]:
     return "!" * (error.end - error.start), error.end
 
 
-codecs.register_error(_ENVOY_UTF8, _bang)
+codecs.register_error(ENVOY_UTF8, _bang)
 
 
 def header_text(raw: bytes) -> str:
     """A header value as Envoy's ``headers`` map carries it: UTF-8, each invalid byte ``!``."""
-    return raw.decode("utf-8", _ENVOY_UTF8)
+    return raw.decode("utf-8", ENVOY_UTF8)
 
 
 def authorization_values(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -34,13 +34,13 @@ from authz.errors import MalformedCredential, RouteMisconfigured
 from authz.models import RequestInfo
 from authz.policy.view import RequestView
 from authz.routes import KNOWN_KEYS, SettingsMemo
-from authz.transport.grpc_request import authorization_values, header_text
+from authz.transport.grpc_request import ENVOY_UTF8, authorization_values
 
 __all__ = ["HttpCheckTranslator"]
 
 _AUTHORIZATION = "authorization"
 # headers Envoy's HTTP client adds to every check call itself, whatever the client's request carried
-_CHECK_CALL_HEADERS = frozenset({"x-envoy-expected-rq-timeout-ms", "x-envoy-internal"})
+_CHECK_CALL_HEADERS = ("x-envoy-expected-rq-timeout-ms", "x-envoy-internal")
 
 
 class HttpCheckTranslator:
@@ -59,15 +59,15 @@ class HttpCheckTranslator:
         for raw_name, raw_value in raw_headers:
             size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1").lower()
-            value = header_text(raw_value)  # as Envoy's gRPC mode would carry it
+            value = raw_value.decode("utf-8", ENVOY_UTF8)  # as Envoy's gRPC mode would carry it (header_text)
             if name in headers:
                 headers[name] = f"{headers[name]},{value}"
             else:
                 headers[name] = value
             if name == _AUTHORIZATION:
                 authorization.append(value)
-        for name in _CHECK_CALL_HEADERS.intersection(headers):
-            del headers[name]
+        for name in _CHECK_CALL_HEADERS:
+            headers.pop(name, None)
         if size > self._max_header_bytes:
             raise MalformedCredential("request headers exceed the size limit")
         host = headers.get("host", "")
