@@ -23,7 +23,7 @@ import pytest
 import yaml
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
-from devtools.processes import free_port
+from devtools.processes import Process, free_port, wait_for_port
 from tests.harness import GATEWAY_SECRET, Stack, wait_until
 from tests.service.test_grpc_service import call, check_request
 
@@ -63,8 +63,13 @@ def send(port: int, path: str, headers: dict[str, str] | list[tuple[str, str]] |
 
 
 def start(s: Stack, in_process: bool = True, **env: str) -> int:
+    """phantom-authz with its HTTP transport on a free port; a subprocess is awaited on that port too (its gRPC port,
+    which the stack waits for, is bound before the HTTP transport listens)."""
     port = free_port()
-    s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"127.0.0.1:{port}", **env}, in_process=in_process)
+    authz = s.start_authz(env={"AUTHZ__SERVER__HTTP__LISTEN": f"127.0.0.1:{port}", **env}, in_process=in_process)
+    if isinstance(authz, Process):
+        authz.await_ready()
+        wait_for_port(port, 10.0, authz.proc)
     return port
 
 
