@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
+	# xds-protos ships an older copy of OpenTelemetry's protos over opentelemetry-proto's files (which one wins
+	# depends on the install order); the OTLP exporters need opentelemetry-proto's own
+	$(PY) -m pip install --force-reinstall --no-deps "opentelemetry-proto==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
 install: $(STAMP)

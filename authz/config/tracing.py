@@ -84,3 +84,15 @@ class TracingConfig(Section):
             if not _installed(module):
                 raise ConfigError(key, f"tracing needs {distribution}, which is not installed (pip install "
                                        f"'phantom-authz[otel]'), or set tracing.enabled: false")
+        if self.exporter != "none" and not _otlp_protos_current():
+            raise ConfigError("exporter", "opentelemetry-proto's files were overwritten by xds-protos' older copy "
+                                          "(install order): pip install --force-reinstall --no-deps "
+                                          "opentelemetry-proto")
+
+
+def _otlp_protos_current() -> bool:
+    """xds-protos (Envoy's API) ships an older copy of OpenTelemetry's protos over opentelemetry-proto's own files;
+    when it was installed last, the OTLP exporters cannot import (``InstrumentationScope`` is missing)."""
+    from opentelemetry.proto.common.v1 import common_pb2
+
+    return hasattr(common_pb2, "InstrumentationScope")

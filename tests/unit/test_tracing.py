@@ -173,3 +173,16 @@ def test_a_failure_of_ours_is_an_error_status_and_a_denial_is_not(exported: InMe
                 for s in exported.get_finished_spans() if s.attributes is not None]
     assert statuses == [("invalid_token", 401, "UNSET"), ("authorization_server_unavailable", 503, "ERROR"),
                         ("internal_error", 500, "ERROR")]
+
+
+def test_an_otlp_exporter_with_xds_protos_older_copy_of_its_protos_is_refused_naming_the_fix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """xds-protos installs an older copy of OpenTelemetry's protos over opentelemetry-proto's files when it is
+    installed last; the OTLP exporters then fail to import at the first span. Refused at load instead."""
+    from authz.config import tracing
+
+    assert tracing._otlp_protos_current()  # this environment: opentelemetry-proto's own files (the Makefile's step)
+    monkeypatch.setattr(tracing, "_otlp_protos_current", lambda: False)
+    with pytest.raises(ValueError, match="exporter: opentelemetry-proto.s files were overwritten"):
+        TracingConfig(enabled=True, exporter="otlp_http", endpoint="http://127.0.0.1:4318/v1/traces")
+    TracingConfig(enabled=True, exporter="none")  # no exporter, no protos needed
