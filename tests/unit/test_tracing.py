@@ -183,6 +183,6 @@ def test_an_otlp_exporter_with_xds_protos_older_copy_of_its_protos_is_refused_na
 
     assert tracing._otlp_protos_current()  # this environment: opentelemetry-proto's own files (the Makefile's step)
     monkeypatch.setattr(tracing, "_otlp_protos_current", lambda: False)
-    with pytest.raises(ValueError, match="exporter: opentelemetry-proto.s files were overwritten"):
+    with pytest.raises(ValueError, match="exporter: opentelemetry-proto's files were overwritten"):
         TracingConfig(enabled=True, exporter="otlp_http", endpoint="http://127.0.0.1:4318/v1/traces")
     TracingConfig(enabled=True, exporter="none")  # no exporter, no protos needed
