@@ -29,9 +29,9 @@ from authz.introspection.rfc7662 import Rfc7662Introspector
 from authz.introspection.rfc9701 import Rfc9701Introspector
 from authz.models import Answer, Identity, Introspection
 from authz.token import JwtVerifier
-from authz.token_exchange.exchanger import TokenExchanger
 
 if TYPE_CHECKING:
+    from authz.token_exchange.exchanger import TokenExchanger
     from authz.tracing.otel import Tracing
 
 __all__ = ["Authority", "configuration_hash"]
@@ -64,8 +64,13 @@ class Authority:
         else:
             self.introspector = PhantomIntrospector(self.client)
         # RFC 8693, for routes with an exchange_audience: the same client (credentials, TLS) and keys
-        self.exchanger = (TokenExchanger(config, self.client, self._verifier, clock)
-                          if config.token_exchange is not None else None)
+        self.exchanger: TokenExchanger | None = None
+        if config.token_exchange is not None:
+            # imported here: authz.token_exchange imports this package's client, so a module-level import would
+            # make a cycle whenever authz.pipeline is imported before authz.introspection
+            from authz.token_exchange.exchanger import TokenExchanger
+
+            self.exchanger = TokenExchanger(config, self.client, self._verifier, clock)
 
     async def introspect(self, token: str) -> Introspection:
         """The AS's answer; an access-token JWT in it has had its signature verified."""
