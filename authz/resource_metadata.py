@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from authz.errors import DirectAnswer
+from authz.route_rules.patterns import request_host
 
 if TYPE_CHECKING:
     from authz.config import Config
@@ -65,10 +66,9 @@ def is_metadata_path(raw_path: str, check_prefix: str) -> bool:
 
 
 def _host_key(authority: str) -> str:
-    """``Host`` as compared: lower case, no final dot, no default https port."""
-    host = authority.strip().lower()
-    host = host.removesuffix(":443")
-    return host[:-1] if host.endswith(".") else host
+    """``Host`` as compared: as route rules read it (lower case, no final dot), without the default https port."""
+    name, port = request_host(authority.strip())
+    return name if port in (None, "443") else f"{name}:{port}"
 
 
 @dataclass

@@ -158,6 +158,14 @@ async def test_documents_are_made_from_every_route_naming_the_resource(tmp_path:
                         "scopes_supported": ["read"], "bearer_methods_supported": ["header"]}
 
 
+@pytest.mark.parametrize("host", ["api.example.com.", "API.example.com.:443"])
+async def test_a_host_reads_as_route_rules_read_it(tmp_path: Path, host: str) -> None:
+    """The document's host compares as route rules compare hosts (``authz.route_rules.patterns.request_host``): no
+    case, no final dot (before a port too), no default https port."""
+    document = _document(await _decide(_authorizer(_config(tmp_path, RULES)), _request(WELL_KNOWN, host=host)))
+    assert document["resource"] == "https://api.example.com"
+
+
 async def test_with_default_deny_the_defaults_publish_nothing_of_their_own(tmp_path: Path) -> None:
     rule = {"name": "r", "match": {"paths": ["/r"]}, "resource": "https://api.example.com/r"}
     authorizer = _authorizer(_config(tmp_path, {"resource": "https://api.example.com", "rules": [rule]}))
