@@ -58,6 +58,9 @@ class InProcessAuthz:
     def spawn(self) -> InProcessAuthz:
         """Read the configuration (a ``ConfigError`` raises here) and start serving in the background."""
         config = load_config(self.config_path, self.environ)
+        # garbage this thread made (regorus engines of earlier tests among it) is collected here, on its own thread,
+        # before the server's thread can trigger a collection that would drop it there
+        gc.collect()
         global _level_before
         if not _serving:
             _level_before = _AUTHZ_LOG.level
