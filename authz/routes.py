@@ -38,10 +38,10 @@ from authz.cert_binding import MTLS_BOUND_MODES
 from authz.config import Config, RouteRule
 from authz.config.dpop import DPOP_MODES
 from authz.config.token_exchange import AUDIENCE
-from authz.errors import NoRouteRule, RouteMisconfigured
+from authz.errors import MalformedRequest, NoRouteRule, RouteMisconfigured
 from authz.models import RequestInfo, RouteSettings
 from authz.policy.engine import DECISION_PATH
-from authz.route_rules.table import Facts
+from authz.route_rules.table import Facts, Match, RuleTable
 from authz.scopes import NO_SCOPES, ScopeSyntaxError, required_scopes
 
 __all__ = ["KNOWN_KEYS", "RouteResolver", "SettingsMemo"]
@@ -126,9 +126,11 @@ class RouteResolver:
         deny) or ``RouteMisconfigured`` (bad context_extensions). The path must be in normal form already."""
         settings, params, rule = self._default, _NO_PARAMS, -1
         if self._table is not None:
-            found = self._table.match(Facts(request.method, request.host, request.path.partition("?")[0],
-                                            request.headers, request.source_principal,
-                                            request.destination_principal))
+            facts = Facts(request.method, request.host, request.path.partition("?")[0], request.headers,
+                          request.source_principal, request.destination_principal)
+            found = self._table.match(facts)
+            if ";" in facts.path or "%3B" in facts.path or "%3b" in facts.path:
+                _refuse_steering_parameters(self._table, facts, found)
             if found is not None:
                 rule, params = found.rule, found.params
                 settings = self._rules[rule]
@@ -210,6 +212,18 @@ class RouteResolver:
             raise RouteMisconfigured(f"exchange_audience: authorization server {server!r} does not exchange tokens "
                                      "(no token_exchange section)")
         return audience, scope
+
+
+def _refuse_steering_parameters(table: RuleTable, facts: Facts, found: Match | None) -> None:
+    """Servlet containers (Tomcat, Jetty, Spring) drop each segment's ``;`` parameters before mapping a path, so
+    ``/api/admin;x/users`` reaches the handler of ``/api/admin/users``. Match the path that way too: when the two
+    readings choose different rules (or one none), which one the upstream acts on is unknown, so the request is
+    refused (400) rather than given the laxer."""
+    facts.segments = tuple(segment.partition(";")[0] for segment in facts.segments)
+    other = table.match(facts)
+    if (found.rule if found is not None else None) != (other.rule if other is not None else None):
+        raise MalformedRequest("request path's ';' parameters change which route rule matches (a server that "
+                               "drops them reads another path)")
 
 
 def _choice(ext: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:

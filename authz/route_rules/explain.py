@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from authz.config import Config, ConfigError, load_config
-from authz.errors import AuthzError
+from authz.errors import AuthzError, MalformedRequest
 from authz.models import RequestInfo, RouteSettings
 from authz.request_form import path_problem
 from authz.route_rules.table import Facts
@@ -48,6 +48,8 @@ def explain(config: Config, request: RequestInfo) -> tuple[int, list[str]]:
     table = routes.table
     try:
         settings, params = RouteResolver(config).resolve(request)
+    except MalformedRequest as exc:  # ';' parameters that change which rule matches
+        return 1, [*lines, f"refused before any rule: 400 invalid_request, {exc.detail}"]
     except AuthzError as exc:
         lines.append(f"match: no rule; routes.default is {routes.default}: {exc.status} {exc.reason}")
         settings = None

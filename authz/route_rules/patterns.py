@@ -145,7 +145,7 @@ def request_host(authority: str) -> tuple[str, str | None]:
             host, port = host[:end + 1], host[end + 2:]
     elif ":" in host:
         host, _, port = host.rpartition(":")
-    return host.rstrip(".") if host.endswith(".") else host, port
+    return host[:-1] if host.endswith(".") else host, port  # one final dot: the same DNS name
 
 
 @dataclass(frozen=True, slots=True)
