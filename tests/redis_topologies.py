@@ -33,7 +33,7 @@ def acl_rules(prefix: str) -> list[str]:
     """``ACL SETUSER <user> …``: the tier's keys and eviction channel, and only the commands it sends (README)."""
     return ["reset", "on", f">{ACL_PASSWORD}", f"~{prefix}:*", f"&{prefix}:evictions", "-@all",
             "+get", "+set", "+del", "+sadd", "+smembers", "+pexpire", "+scan", "+zadd", "+zrange", "+zremrangebyscore",
-            "+publish", "+subscribe", "+spublish", "+ssubscribe", "+ping",
+            "+rpush", "+blpop", "+publish", "+subscribe", "+spublish", "+ssubscribe", "+ping",
             "+cluster|slots", "+cluster|shards", "+command"]
 
 

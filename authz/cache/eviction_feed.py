@@ -1,5 +1,5 @@
 """The eviction feed: how one sidecar's evictions reach every sidecar sharing the Redis tier, and how the sender knows
-they did.
+each one applied them.
 
 - The channel ``<prefix>:evictions`` carries ``authz.cache.evictions`` messages (hashes only, never a token):
   ``PUBLISH``/``SUBSCRIBE`` on the primary (standalone, Sentinel); in a Redis Cluster, sharded ``SPUBLISH``/
@@ -9,9 +9,12 @@ they did.
   id; score: the end of its lease, ms since the epoch) once subscribed, and renews the lease every third of it.
 - A sender reads the set (and remembers what it read, so a Redis that lost its data still has its listeners waited
   for until their leases end), then publishes: fewer receivers than live listeners means a listener is between
-  connections — ``publish`` is False and the eviction call answers UNAVAILABLE, to be retried. So a True means every
-  listener whose lease is live heard it. A subscription is never restored behind our back (the clients retry
-  nothing): a lost one is retried (0.1 s, doubling to 1 s), and once back the listener drops its L1 (``resynced``).
+  connections — ``publish`` is False at once and the eviction call answers UNAVAILABLE, to be retried. Otherwise it
+  waits until each of those listeners, by id, acknowledged that it *applied* the message (``authz.cache.
+  eviction_acks``: a count of receivers says only that Redis wrote it to some connections); one missing after the
+  bound is a False too. So a True means every listener whose lease is live has applied it. A subscription is never
+  restored behind our back (the clients retry nothing): a lost one is retried (0.1 s, doubling to 1 s), and once
+  back the listener drops its L1 (``resynced``).
 - A listener cut off for longer than its lease is no longer waited for; just before its lease ends (less
   ``CLOCK_SKEW_SECONDS``), it drops its L1 and keeps answers for at most a lease until it is back (``lapsed``).
 """
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from authz.cache.eviction_acks import acknowledge, collect_acks, frame, new_nonce, unframe
 from authz.cache.evictions import CLOCK_SKEW_SECONDS
 from authz.cache.redis_clients import RedisClients
 
@@ -45,6 +49,7 @@ class EvictionFeed:
         self.listener_id = secrets.token_hex(8)
         self.subscribed = asyncio.Event()  # set while subscribed and registered (tests wait on it)
         self._set = f"{prefix}:listeners"
+        self._acks = f"{prefix}:acks:"  # + a message's nonce: the ids of the listeners that applied it
         self._clients = clients
         self._sharded = clients.topology == "cluster"
         self._lease = lease_seconds
@@ -59,28 +64,48 @@ class EvictionFeed:
     # --- sending ------------------------------------------------------------------------------------------------
 
     async def publish(self, message: bytes) -> bool:
-        """Send an eviction; True when every listener whose lease is live received it."""
+        """Send an eviction; True when every listener whose lease is live has applied it (acknowledged it by id)."""
         redis = self._clients.commands
+        nonce = new_nonce()
         try:
             expected = await asyncio.wait_for(self._live_listeners(), self._bound)
             send = redis.spublish if self._sharded else redis.publish
-            received = int(await asyncio.wait_for(send(self.channel, message), self._bound))
+            received = int(await asyncio.wait_for(send(self.channel, frame(nonce, message)), self._bound))
         except Exception as exc:  # Redis unreachable: the caller is told the broadcast failed
             self._failed("PUBLISH", exc)
             return False
-        if received < expected:
+        if received < len(expected):
             log.warning("eviction reached %d of %d listening processes (the others are reconnecting); the caller is "
-                        "told to retry", received, expected)
+                        "told to retry", received, len(expected))
+            return False
+        return await self._applied_by(expected, self._acks + nonce)
+
+    async def _applied_by(self, expected: set[str], key: str) -> bool:
+        """Wait until every listener in ``expected`` acknowledged the message whose acks go to ``key``."""
+        wait = min(self._bound, self._clients.longest_block)
+        try:
+            missing = await asyncio.wait_for(collect_acks(self._clients.blocking(), key, expected, wait), wait + 1.0)
+        except Exception as exc:  # Redis gone meanwhile: whether they applied it is unknown
+            self._failed("eviction acks", exc)
+            return False
+        try:
+            await asyncio.wait_for(self._clients.commands.delete(key), self._bound)
+        except Exception as exc:  # acks of listeners not waited for: the list expires on its own
+            log.debug("redis: could not delete an eviction's acks (%s)", type(exc).__name__)
+        if missing:
+            log.warning("eviction applied by %d of %d listening processes within %.1fs (the others are slow or "
+                        "gone without leaving); the caller is told to retry", len(expected) - len(missing),
+                        len(expected), wait)
             return False
         return True
 
-    async def _live_listeners(self) -> int:
+    async def _live_listeners(self) -> set[str]:
         listeners = await self._clients.commands.zrange(self._set, 0, -1, withscores=True)
         for member, score in cast(list[tuple[Any, float]], listeners):
             self._seen[member.decode() if isinstance(member, bytes) else str(member)] = float(score) / 1000
         now = self._clock()
         self._seen = {member: end for member, end in self._seen.items() if end > now}
-        return len(self._seen)
+        return set(self._seen)
 
     # --- listening ----------------------------------------------------------------------------------------------
 
@@ -146,14 +171,17 @@ class EvictionFeed:
         raise TimeoutError("the server did not confirm the subscription")
 
     async def _pump(self, pubsub: Any, received: Callable[[bytes], None]) -> None:
-        """Deliver messages and renew the lease until the subscription fails (raises)."""
+        """Deliver messages (acknowledging each once applied) and renew the lease until the subscription fails."""
         renew_at = self._clock() + self._lease / 3
         while True:
             message = await pubsub.get_message(timeout=min(5.0, self._lease / 3))
             if message is not None:
                 kind = message.get("type")
                 if kind in _MESSAGES:
-                    received(message["data"])
+                    nonce, payload = unframe(message["data"])
+                    received(payload)
+                    if nonce is not None:  # else an older sender's: it waits for no ack
+                        await self._acknowledge(nonce)
                 elif kind not in _REPLIES:  # the server ended it (a slot moved): subscribe again
                     raise ConnectionError(f"the server ended the subscription ({kind})")
             if self._clock() >= renew_at:
@@ -162,6 +190,15 @@ class EvictionFeed:
                     await self._register()
                 except Exception as exc:  # still subscribed: messages arrive; the next renewal may succeed
                     self._failed("lease renewal", exc)
+
+    async def _acknowledge(self, nonce: str) -> None:
+        """Tell the sender this listener applied its message; a failure is counted, the pump goes on (the sender,
+        missing this ack, answers "retry")."""
+        try:
+            await asyncio.wait_for(acknowledge(self._clients.commands, self._acks + nonce, self.listener_id,
+                                               self._bound + 1.0), self._bound)
+        except Exception as exc:
+            self._failed("eviction ack", exc)
 
     def _lapse_at(self, lapsed: Callable[[], None]) -> None:
         delay = self._lease_end - CLOCK_SKEW_SECONDS - self._clock()

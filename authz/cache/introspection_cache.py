@@ -49,7 +49,8 @@ _INACTIVE = Introspection(active=False)
 
 
 class BroadcastFailed(Exception):
-    """Evicted here, but the eviction could not be sent to the other sidecars (Redis unreachable)."""
+    """Evicted here, but the eviction could not be sent to the other sidecars (Redis unreachable), or not every
+    listening sidecar acknowledged that it applied it in time."""
 
     def __init__(self, evicted: int) -> None:
         super().__init__(f"evicted {evicted} entries here; the broadcast through Redis failed")
@@ -244,7 +245,8 @@ class IntrospectionCache:
 
     async def _evict(self, eviction: Eviction, broadcast: bool) -> int:
         """Apply here; with ``broadcast``, also delete from Redis and tell every sidecar sharing it. Raises
-        ``BroadcastFailed`` (after evicting here) when Redis is configured but the message could not be sent."""
+        ``BroadcastFailed`` (after evicting here) when Redis is configured but the message could not be sent, or not
+        every listening sidecar applied it in time."""
         evicted, keys = self.apply(eviction)
         if not broadcast or self.redis is None:
             return evicted

@@ -1,5 +1,6 @@
-"""The redis-py clients of one ``cache.redis`` topology: one for commands, and a fresh one per attempt to subscribe
-to the eviction channel.
+"""The redis-py clients of one ``cache.redis`` topology: one for commands, one for blocking reads (the eviction
+feed's ``BLPOP`` on its acknowledgements, which may wait longer than ``timeout_seconds``), and a fresh one per
+attempt to subscribe to the eviction channel.
 
 - standalone (``url``): ``Redis.from_url``;
 - sentinel: ``Sentinel.master_for``: every new connection asks the Sentinels for the primary, and a connection to a
@@ -50,32 +51,50 @@ def _user(username: str | None, password: Any) -> dict[str, Any]:
 
 
 class RedisClients:
-    """``commands``: the client for GET, SET, DEL, SCAN, PUBLISH; ``subscriber()``: a new client to subscribe with."""
+    """``commands``: the client for GET, SET, DEL, SCAN, PUBLISH; ``blocking()``: the one for BLPOP; ``subscriber()``:
+    a new client to subscribe with."""
 
     def __init__(self, config: RedisConfig) -> None:
         self.topology = config.topology
         self._connect_timeout = max(1.0, config.timeout_seconds * 20)
+        self.longest_block = self._connect_timeout  # seconds a blocking read on ``blocking()`` may ask to wait
         self._options: dict[str, Any] = {**_tls(config), **_user(config.username, config.password)}
-        timeout = config.timeout_seconds
+        self._timeout = timeout = config.timeout_seconds
         timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         self._url = config.url or ""
         self._sentinel: Sentinel | None = None
         self._service, self._db = "", 0
-        self.commands: aioredis.Redis | RedisCluster
-        if config.url is not None:
-            self.commands = aioredis.Redis.from_url(config.url, **timeouts, **self._options)
-        elif config.sentinel is not None:
+        self._nodes: list[ClusterNode] = []
+        if config.sentinel is not None:
             sentinel = config.sentinel
             tls = {k: v for k, v in self._options.items() if k.startswith("ssl")}
             self._sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py's Sentinel has no annotations
                 sentinel.hosts, sentinel_kwargs={**timeouts, **tls, **_user(sentinel.username, sentinel.password)},
                 **self._options)
             self._service, self._db = sentinel.service_name, sentinel.db
-            self.commands = cast(aioredis.Redis, self._sentinel.master_for(self._service, db=self._db, **timeouts))
+        elif config.cluster is not None:
+            self._nodes = [ClusterNode(host, port) for host, port in config.cluster.hosts]
         else:
-            assert config.cluster is not None, "cache.redis has no topology"
-            nodes = [ClusterNode(host, port) for host, port in config.cluster.hosts]
-            self.commands = RedisCluster(startup_nodes=nodes, **timeouts, **self._options)
+            assert config.url is not None, "cache.redis has no topology"
+        self.commands = self._client(timeouts)
+        self._blocking: aioredis.Redis | RedisCluster | None = None
+
+    def _client(self, timeouts: dict[str, Any]) -> aioredis.Redis | RedisCluster:
+        """A commands client of this topology with these socket timeouts."""
+        if self._sentinel is not None:
+            return cast(aioredis.Redis, self._sentinel.master_for(self._service, db=self._db, **timeouts))
+        if self._nodes:
+            return RedisCluster(startup_nodes=self._nodes, **timeouts, **self._options)
+        return aioredis.Redis.from_url(self._url, **timeouts, **self._options)
+
+    def blocking(self) -> aioredis.Redis | RedisCluster:
+        """The client for blocking reads of up to ``longest_block`` seconds (``commands``' reads give up after
+        ``timeout_seconds``); made on first use, closed by ``aclose``. A second past the longest block covers the
+        server's own timer granularity."""
+        if self._blocking is None:
+            self._blocking = self._client({"socket_timeout": self.longest_block + 1.0,
+                                           "socket_connect_timeout": self._timeout})
+        return self._blocking
 
     async def subscriber(self, channel: str) -> aioredis.Redis:
         """A new client for one attempt at subscribing to ``channel``; the caller closes it. Sentinel: the primary
@@ -93,6 +112,8 @@ class RedisClients:
 
     async def aclose(self) -> None:
         await self.commands.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()

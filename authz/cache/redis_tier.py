@@ -6,8 +6,8 @@ the L1 TTL rule's TTL. Whoever can write Redis can neither read an answer nor wr
 cache also refuses a claims-only answer for a dialect that always returns a JWT, and re-verifies every JWT it reads
 (``Upstream.verified``). ``<prefix>:s:<sha256(sub)>`` is a set of a subject's lookup keys, for eviction by subject.
 Evictions are broadcast on the channel ``<prefix>:evictions`` by ``authz.cache.eviction_feed`` (which also knows
-whether every listening sidecar heard one). The topology (one Redis, Sentinel, Cluster), TLS and the ACL user are
-``authz.cache.redis_clients``'.
+whether every listening sidecar applied one: each acknowledges it). The topology (one Redis, Sentinel, Cluster), TLS
+and the ACL user are ``authz.cache.redis_clients``'.
 
 Redis is an optimisation, never a dependency: every call is bounded by ``timeout_seconds``; an error, a timeout or a
 value that does not open counts as a miss; after a failure Redis is skipped for ``backoff_seconds`` so a down Redis

@@ -24,9 +24,6 @@ from tests.redis_server import redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server (Debian package) is not installed")
 
-# docs/security.md, "The shared Redis tier and revocation": from EvictToken returning until every worker of two
-# sidecars refuses, at most 362 ms in the published runs (loaded 2-core machine, including the test's polling)
-PUBLISHED_REVOCATION_BOUND_SECONDS = 0.362
 EVICTIONS = "phantom-authz:evictions"
 # every pod's one route rule, token with scope read; any other request: 403 (routes.default deny)
 RULES = {
@@ -124,30 +121,25 @@ def test_one_fresh_token_in_every_pod_is_introspected_once(mesh: LoopbackMesh) -
     assert _introspections(mesh) - before == 1
 
 
-def test_a_revocation_is_enforced_in_every_pod_within_the_published_bound(mesh: LoopbackMesh) -> None:
+def test_no_pod_allows_a_token_once_its_revocation_returned(mesh: LoopbackMesh) -> None:
     """The AS's revocation hook evicts in pod a (before the revocation call returns), pod a broadcasts the eviction
-    through Redis, and b and c drop the token from their L1. Pod a never allows after the call returned; the time
-    until every pod refuses is measured by polling through the ingress and printed."""
+    through Redis, and its EvictToken answers OK only once b and c acknowledged they dropped the token from their L1
+    (docs/security.md, "The shared Redis tier and revocation"): no pod allows after the call returned. The time until
+    this test has seen every pod refuse (its own polling through the ingress) is printed."""
     token = mesh.control.token("read")
     for pod in NAMES:
         assert mesh.get(pod, "/orders/1", token).status == 200, pod
     _revoke(mesh, token)
     returned = time.perf_counter()
     refused: dict[str, float] = {}
-    while len(refused) < len(NAMES):
-        assert time.perf_counter() - returned < 10, f"still allowed 10 s after the revocation: refused {refused}"
-        for pod in NAMES:
-            status = mesh.get(pod, "/orders/1", token).status
-            if status == 200:
-                assert pod != "a", "pod a allowed after its EvictToken returned"
-                assert pod not in refused, f"pod {pod} allowed again after refusing"
-                continue
-            assert status == 401, (pod, status)
-            refused.setdefault(pod, time.perf_counter() - returned)
+    for pod in NAMES:
+        status = mesh.get(pod, "/orders/1", token).status
+        after = time.perf_counter() - returned
+        assert status == 401, f"pod {pod} answered {status} {after * 1000:.1f} ms after the revocation returned"
+        refused[pod] = after
     slowest = max(refused.values())
     print(f"\nrevocation through the mesh: every pod refuses {slowest * 1000:.1f} ms after the revocation returned "
           f"({', '.join(f'{p} {t * 1000:.1f} ms' for p, t in sorted(refused.items()))})")
-    assert slowest <= PUBLISHED_REVOCATION_BOUND_SECONDS, f"{slowest * 1000:.0f} ms: over the published bound"
 
 
 def test_a_pod_without_its_phantom_authz_fails_closed_and_only_that_pod(mesh: LoopbackMesh) -> None:

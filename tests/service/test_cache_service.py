@@ -290,9 +290,10 @@ def test_item13_revocation_bound_across_two_sidecars_of_two_workers(stack_factor
                                                                     tmp_path: Path) -> None:
     """Two sidecars (two service processes, two workers each) share one redis-server. From ``EvictToken`` returning
     on one worker of sidecar A until a check on every worker of both sidecars is refused: A's workers refuse at
-    once (the eviction was relayed to them before the call returned); B's learn it through Redis pub/sub. The
-    figure (median, max over the trials) is printed; it includes this test's own polling (a fresh connection and
-    the Stats calls that find which worker answered), so it is an upper bound."""
+    once (the eviction was relayed to them before the call returned); B's learn it through Redis pub/sub, and the
+    call answered OK only once each of them acknowledged it applied it, so none may allow after it returned. The
+    figure (median, max over the trials) is printed; it is this test's own polling (a fresh connection and the
+    Stats calls that find which worker answered) until it has seen every worker refuse."""
     workers, trials = 2, 8
     redis = RedisServer(tmp_path).start()
     try:
@@ -306,7 +307,7 @@ def test_item13_revocation_bound_across_two_sidecars_of_two_workers(stack_factor
         wait_until(lambda: shared.pubsub_numsub("phantom-authz:evictions")[0][1] >= 2 * workers,
                    "every worker subscribes to evictions", timeout=20)
         shared.close()
-        bounds, late_allows = [], 0
+        bounds = []
         for _ in range(trials):
             token = a.token("read")
             _warm([a, b], workers, token)
@@ -320,20 +321,16 @@ def test_item13_revocation_bound_across_two_sidecars_of_two_workers(stack_factor
                 assert time.perf_counter() - returned < 30, f"still allowed after 30 s: refused only {refused}"
                 for name, s in (("a", a), ("b", b)):
                     worker, answer = _attributed_check(s, workers, token)
-                    if answer.status.code == 0:
-                        assert name == "b", f"sidecar A's worker {worker} allowed after EvictToken returned"
-                        assert (name, worker) not in refused, "a worker allowed again after refusing"
-                        late_allows += 1
-                        continue
+                    assert answer.status.code != 0, f"sidecar {name}'s worker {worker} allowed after EvictToken " \
+                                                    f"returned (+{(time.perf_counter() - returned) * 1000:.1f} ms)"
                     assert answer.denied_response.status.code == 401
                     refused.setdefault((name, worker), time.perf_counter() - returned)
             bounds.append(max(refused.values()))
         bounds.sort()
         median = statistics.median(bounds)
         print(f"\nrevocation bound, 2 sidecars x {workers} workers, {trials} trials: median {median * 1000:.1f} ms, "
-              f"max {bounds[-1] * 1000:.1f} ms (all: {', '.join(f'{x * 1000:.1f}' for x in bounds)} ms); "
-              f"checks sidecar B still allowed after EvictToken returned: {late_allows}")
+              f"max {bounds[-1] * 1000:.1f} ms (all: {', '.join(f'{x * 1000:.1f}' for x in bounds)} ms)")
         # the figure is reported, not asserted (speed belongs in make bench): a loaded CI machine must not fail here;
-        # the behaviour asserted is that A never allows after the call returned and every worker refuses in the end
+        # the behaviour asserted is that no worker of either sidecar allows once the call returned
     finally:
         redis.stop()
