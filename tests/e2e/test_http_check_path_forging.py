@@ -46,7 +46,7 @@ def _h2_status(port: int, method: str, path: str) -> int | None:
                 return None
             for event in conn.receive_data(data):
                 if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream:
-                    return int(dict(event.headers)[":status"])
+                    return next(int(value) for name, value in event.headers if name in (":status", b":status"))
                 if isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
                     return None
             sock.sendall(conn.data_to_send())
