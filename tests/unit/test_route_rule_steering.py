@@ -96,6 +96,24 @@ async def test_path_parameters_that_change_no_rule_are_kept(tmp_path: Path) -> N
         resolver.resolve(_request("/elsewhere;x"))
 
 
+@pytest.mark.parametrize("method", ["delete", "Delete"])
+async def test_method_case_does_not_steer_a_request_off_the_stricter_rule(tmp_path: Path, method: str) -> None:
+    """Envoy passes an HTTP/2 client's lower-case ``:method`` on (its HTTP/1 codec refuses one), and some servers
+    upper-case it (Werkzeug): ``delete`` must not get the rule of any method when ``DELETE`` has a stricter one."""
+    rules = [{"name": "records", "match": {"paths": ["/records/**"]}, "required_scopes": "read"},
+             {"name": "records-delete", "match": {"paths": ["/records/**"], "methods": ["DELETE"]},
+              "required_scopes": "admin"}]
+    authorizer = _authorizer(tmp_path, rules=rules)
+    with pytest.raises(InsufficientScope):
+        await authorizer.check(RequestInfo("DELETE", "/records/1", "api.example.com", {},
+                                           ("Bearer opaque-token-1234567890",), {}))
+    with pytest.raises(MalformedRequest):
+        await authorizer.check(RequestInfo(method, "/records/1", "api.example.com", {},
+                                           ("Bearer opaque-token-1234567890",), {}))
+    assert (await authorizer.check(RequestInfo("get", "/records/1", "api.example.com", {},  # no other rule: kept
+                                               ("Bearer opaque-token-1234567890",), {}))).identity is not None
+
+
 def test_only_one_final_dot_of_a_host_is_dropped() -> None:
     """README: hosts compare without case and *a* final dot. ``api.example.com..`` is no DNS name for that host
     (Envoy's strip_trailing_host_dot drops one dot too), so it must not match the host's rule."""
@@ -109,4 +127,4 @@ def test_explain_says_such_a_path_is_refused(tmp_path: Path) -> None:
 
     status, lines = explain(_config(tmp_path), _request("/api/admin;x/users"))
     assert status == 1
-    assert "400 invalid_request" in lines[-1] and "';' parameters" in lines[-1]
+    assert "400 invalid_request" in lines[-1] and "';' path parameters" in lines[-1]
