@@ -10,6 +10,10 @@ RSS and its exit status on SIGTERM.
 
     python bench/grpc_stack_bench.py --rounds 3 --duration 8
     python bench/grpc_stack_bench.py --stacks aio,sync --no-ceiling
+    python bench/grpc_stack_bench.py --stacks aio,aio+10us,aio+30us --no-ceiling --rounds 3   # a handler's cost
+
+``aio+10us`` and ``aio+30us`` (not run by default) are grpc.aio with a handler that first spins 10 or 30 µs of CPU:
+what a handler's own work adds to the server's CPU per request behind Envoy (issue 17: does grpc.aio amplify it?).
 
 Prints markdown; writes it and the figures (JSON) under run/bench/grpc-stack-<timestamp>/ with the logs and configs.
 """
@@ -25,7 +29,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 from http_stack_bench import Bench, main  # noqa: E402
-from noop_grpc_authz import STACKS  # noqa: E402
+from noop_grpc_authz import STACKS, WORK_STACKS  # noqa: E402
 
 
 class GrpcBench(Bench):
@@ -41,4 +45,4 @@ class GrpcBench(Bench):
 
 if __name__ == "__main__":
     raise SystemExit(main(bench_class=GrpcBench, stacks=STACKS, name="grpc_stack_bench", kind="gRPC",
-                          description=__doc__))
+                          description=__doc__, optional=WORK_STACKS))

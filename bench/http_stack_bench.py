@@ -81,11 +81,13 @@ class Settings:
 
 
 def parse_args(argv: list[str] | None, stacks: tuple[str, ...] = STACKS, prog: str = "http_stack_bench",
-               description: str | None = __doc__) -> Settings:
+               description: str | None = __doc__, optional: tuple[str, ...] = ()) -> Settings:
+    """``optional``: stacks ``--stacks`` accepts that are not run by default."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stacks", default=",".join(stacks),
-                        help=f"comma-separated subset of {','.join(stacks)} (default: all)")
+                        help=f"comma-separated subset of {','.join(stacks + optional)} (default: "
+                             f"{','.join(stacks)})")
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per run (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each run (default %(default)s)")
     parser.add_argument("--threads", "-t", type=int, default=2, help="wrk -t (default %(default)s)")
@@ -96,9 +98,10 @@ def parse_args(argv: list[str] | None, stacks: tuple[str, ...] = STACKS, prog: s
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
     args = parser.parse_args(argv)
     chosen = tuple(dict.fromkeys(s.strip() for s in args.stacks.split(",") if s.strip()))
-    unknown = [s for s in chosen if s not in stacks]
+    unknown = [s for s in chosen if s not in stacks + optional]
     if unknown or not chosen:
-        parser.error(f"--stacks: unknown {','.join(unknown) or '(none given)'}; choose from {','.join(stacks)}")
+        parser.error(f"--stacks: unknown {','.join(unknown) or '(none given)'}; choose from "
+                     f"{','.join(stacks + optional)}")
     if not 1 <= args.duration <= 120 or not 0 <= args.warmup <= 30 or not 1 <= args.rounds <= 10:
         parser.error("--duration must be 1..120, --warmup 0..30 (seconds) and --rounds 1..10")
     if args.threads < 1 or args.connections < args.threads:
@@ -356,9 +359,10 @@ def markdown(settings: Settings, runs: list[Run], found: dict[str, str], argv: l
 
 
 def main(argv: list[str] | None = None, bench_class: type[Bench] = Bench, stacks: tuple[str, ...] = STACKS,
-         name: str = "http_stack_bench", kind: str = "HTTP", description: str | None = __doc__) -> int:
+         name: str = "http_stack_bench", kind: str = "HTTP", description: str | None = __doc__,
+         optional: tuple[str, ...] = ()) -> int:
     raw = sys.argv[1:] if argv is None else argv
-    settings = parse_args(raw, stacks, name, description)
+    settings = parse_args(raw, stacks, name, description, optional)
     if shutil.which(settings.wrk) is None and not Path(settings.wrk).exists():
         print(f"{name}: wrk not found ({settings.wrk}); apt-get install wrk", file=sys.stderr)
         return 2

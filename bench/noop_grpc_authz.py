@@ -24,6 +24,7 @@ import asyncio
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,10 @@ from google.rpc import code_pb2, status_pb2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from noop_http_authz import AUTHORIZATION
 
-__all__ = ["RESPONSE", "STACKS", "main"]
+__all__ = ["RESPONSE", "STACKS", "WORK_STACKS", "main"]
 
 STACKS = ("aio", "sync", "sync1", "grpclib")
+WORK_STACKS = ("aio+10us", "aio+30us")  # grpc.aio, the handler spinning that long first (a handler's own cost)
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
 RESPONSE = CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=OkHttpResponse(headers=[
     HeaderValueOption(header=HeaderValue(key="authorization", value=AUTHORIZATION),
@@ -69,10 +71,16 @@ def serve_sync(host: str, port: int, workers: int) -> None:
     server.stop(1).wait()
 
 
-async def serve_aio(host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_aio(host: str, port: int, stop: asyncio.Event, work_us: int = 0) -> None:
     import grpc
 
+    work = work_us / 1e6
+
     async def check(request: CheckRequest, context: Any) -> CheckResponse:
+        if work:  # stands for a handler's own Python work: CPU time, no I/O
+            end = time.perf_counter() + work
+            while time.perf_counter() < end:
+                pass
         return RESPONSE
 
     server = grpc.aio.server()
@@ -109,13 +117,16 @@ async def _in_loop(stack: str, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await (serve_aio if stack == "aio" else serve_grpclib)(host, port, stop)
+    if stack == "grpclib":
+        await serve_grpclib(host, port, stop)
+    else:  # aio, or aio+<N>us
+        await serve_aio(host, port, stop, int(stack.removeprefix("aio").removeprefix("+").removesuffix("us") or 0))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="noop_grpc_authz", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", choices=STACKS, required=True)
+    parser.add_argument("--stack", choices=STACKS + WORK_STACKS, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9011)
     parser.add_argument("--workers", type=int, default=4, help="sync: the thread pool's size (default %(default)s)")
