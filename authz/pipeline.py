@@ -29,7 +29,7 @@ from authz.logs import token_id
 from authz.metrics import Metrics
 from authz.models import Allow, Answer, Identity, Replies, RequestInfo, RouteSettings
 from authz.policy.stage import PolicyStage
-from authz.request_form import check_path
+from authz.request_form import check_method, check_path
 from authz.resource_metadata import WELL_KNOWN, ProtectedResources
 from authz.response import allow_response, deny_response
 from authz.routes import RouteResolver
@@ -150,7 +150,8 @@ class Authorizer:
 
     async def check(self, request: RequestInfo) -> Allow:
         path = request.path
-        check_path(path, allow_encoded_slashes=True)  # stage 0, before anything reads the path (route rules too)
+        check_method(request.method)  # stage 0, before anything reads the method or the path (route rules too)
+        check_path(path, allow_encoded_slashes=True)
         if self.resources is not None and path.startswith(WELL_KNOWN):
             answer = self.resources.answer(request.method, request.host, path)
             if answer is not None:

@@ -17,6 +17,11 @@ path) and before the credential, scopes, policy or any other path-based step. A 
 So a path in normal form is unchanged by RFC 3986 §5.2.4 ``remove_dot_segments`` and means the same to every
 upstream, however many times it decodes. ``parsed_path`` and every later path match see only such paths.
 
+**The method** must not have a lower-case letter. RFC 9110 methods are case-sensitive and every registered one is
+upper case; Envoy's HTTP/1 codec refuses ``delete``, but it passes an HTTP/2 client's ``:method: delete`` on, and
+some servers upper-case it (Werkzeug reads ``DELETE``). A route rule's ``methods``, a policy comparing
+``input.attributes.request.http.method`` and the upstream must read the same method, so such a request is a 400.
+
 **Query and body** are checked only on routes that name a policy, before a reused decision is looked up: a query
 Go's ``url.ParseQuery`` refuses (``;``, a bad escape), or a JSON or form body that does not parse, is a 400 — as
 opa-envoy-plugin fails such requests — instead of a ``parsed_body: null`` a policy may read as "nothing to deny".
@@ -30,7 +35,7 @@ from authz.errors import MalformedRequest
 from authz.policy.parse import PolicyInputError
 from authz.policy.view import RequestView, check_parsable
 
-__all__ = ["check_path", "check_policy_request", "path_problem"]
+__all__ = ["check_method", "check_path", "check_policy_request", "path_problem"]
 
 # RFC 3986: pchar = unreserved / pct-encoded / sub-delims / ":" / "@"; segments are separated by "/"
 _PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
@@ -39,6 +44,13 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 _DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def check_method(method: str) -> None:
+    """Raise ``MalformedRequest`` when ``method`` has a lower-case letter (one a server may upper-case)."""
+    if not method.isupper() and method != method.upper():
+        raise MalformedRequest(f"request method {method[:20]!r} is not upper case (a server may read it as "
+                               f"{method[:20].upper()!r})")
 
 
 def check_path(path: str, *, allow_encoded_slashes: bool = False) -> None:

@@ -129,8 +129,8 @@ class RouteResolver:
             facts = Facts(request.method, request.host, request.path.partition("?")[0], request.headers,
                           request.source_principal, request.destination_principal)
             found = self._table.match(facts)
-            if ";" in facts.path or "%3B" in facts.path or "%3b" in facts.path or not facts.method.isupper():
-                _refuse_ambiguous(self._table, facts, found)
+            if ";" in facts.path or "%3B" in facts.path or "%3b" in facts.path:
+                _refuse_steering_parameters(self._table, facts, found)
             if found is not None:
                 rule, params = found.rule, found.params
                 settings = self._rules[rule]
@@ -214,22 +214,17 @@ class RouteResolver:
         return audience, scope
 
 
-def _refuse_ambiguous(table: RuleTable, facts: Facts, found: Match | None) -> None:
-    """Refuse (400) a request that another reading would give another rule (or none): servlet containers (Tomcat,
-    Jetty, Spring) drop each segment's ``;`` parameters before mapping, so ``/api/admin;x/users`` reaches the
-    handler of ``/api/admin/users``; and some servers upper-case the method (Werkzeug reads HTTP/2's ``delete`` as
-    ``DELETE``; Envoy passes it on, while its HTTP/1 codec refuses it). Which reading the upstream acts on is
-    unknown, so neither is given the laxer rule."""
-    want = found.rule if found is not None else None
-    sent, upper = facts.segments, facts.method.upper()
-    stripped = tuple(segment.partition(";")[0] for segment in sent)
-    for method, parts in ((upper, sent), (facts.method, stripped), (upper, stripped)):
-        facts.method, facts.segments = method, parts
-        other = table.match(facts)
-        if (other.rule if other is not None else None) != want:
-            raise MalformedRequest("the request's ';' path parameters or method case change which route rule "
-                                   "matches (a server that drops the parameters or upper-cases the method reads "
-                                   "another request)")
+def _refuse_steering_parameters(table: RuleTable, facts: Facts, found: Match | None) -> None:
+    """Servlet containers (Tomcat, Jetty, Spring) drop each segment's ``;`` parameters before mapping a path, so
+    ``/api/admin;x/users`` reaches the handler of ``/api/admin/users``. Match the path that way too: when the two
+    readings choose different rules (or one none), which one the upstream acts on is unknown, so the request is
+    refused (400) rather than given the laxer. (A method's case cannot steer: stage 0 refuses a method with a
+    lower-case letter, ``authz.request_form.check_method``.)"""
+    facts.segments = tuple(segment.partition(";")[0] for segment in facts.segments)
+    other = table.match(facts)
+    if (found.rule if found is not None else None) != (other.rule if other is not None else None):
+        raise MalformedRequest("the request's ';' path parameters change which route rule matches (a server that "
+                               "drops them reads another path)")
 
 
 def _choice(ext: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from authz.config import Config, ConfigError, load_config
 from authz.errors import AuthzError, MalformedRequest
 from authz.models import RequestInfo, RouteSettings
-from authz.request_form import path_problem
+from authz.request_form import check_method, path_problem
 from authz.route_rules.table import Facts
 from authz.routes import RouteResolver
 
@@ -41,6 +41,10 @@ def explain(config: Config, request: RequestInfo) -> tuple[int, list[str]]:
     """(exit status, lines) for ``request`` under ``config``."""
     lines = [f"request: {request.method} {request.host} {request.path} (source principal: "
              f"{request.source_principal or '-'}, destination principal: {request.destination_principal or '-'})"]
+    try:
+        check_method(request.method)
+    except MalformedRequest as exc:
+        return 1, [*lines, f"refused before any rule: 400 invalid_request, {exc.detail}"]
     problem = path_problem(request.path.partition("?")[0], allow_encoded_slashes=True)
     if problem is not None:
         return 1, [*lines, f"refused before any rule: 400 invalid_request, path not in normal form ({problem})"]

@@ -119,7 +119,8 @@ def test_method_case_and_path_parameters_do_not_steer_to_a_laxer_rule(stack_fact
     assert _h2_status(port, "GET", "/rules/admin/users", auth) == 403
     allowed = _ext_authz_ok(s)
     seen = {(method, path): _h2_answer(port, method, path, auth)
-            for method, path in (("delete", "/rules/1"), ("Delete", "/rules/1"), ("GET", "/rules/admin;x/users"),
+            for method, path in (("delete", "/rules/1"), ("Delete", "/rules/1"), ("get", "/rules/1"),
+                                 ("GET", "/rules/admin;x/users"),
                                  ("GET", "/rules/admin;/users"), ("GET", "/rules/admin%3Bx/users"))}
     # the echo upstream answers with the request it received, whatever the status (it may refuse a method)
     reached = {key: answer for key, answer in seen.items() if answer is not None and b'"raw_path"' in answer[1]}

@@ -110,8 +110,9 @@ async def test_method_case_does_not_steer_a_request_off_the_stricter_rule(tmp_pa
     with pytest.raises(MalformedRequest):
         await authorizer.check(RequestInfo(method, "/records/1", "api.example.com", {},
                                            ("Bearer opaque-token-1234567890",), {}))
-    assert (await authorizer.check(RequestInfo("get", "/records/1", "api.example.com", {},  # no other rule: kept
-                                               ("Bearer opaque-token-1234567890",), {}))).identity is not None
+    with pytest.raises(MalformedRequest):  # stage 0 refuses every lower-case method, whatever rules there are
+        await authorizer.check(RequestInfo("get", "/records/1", "api.example.com", {},
+                                           ("Bearer opaque-token-1234567890",), {}))
 
 
 def test_only_one_final_dot_of_a_host_is_dropped() -> None:
@@ -128,3 +129,30 @@ def test_explain_says_such_a_path_is_refused(tmp_path: Path) -> None:
     status, lines = explain(_config(tmp_path), _request("/api/admin;x/users"))
     assert status == 1
     assert "400 invalid_request" in lines[-1] and "';' path parameters" in lines[-1]
+
+
+@pytest.mark.parametrize("method", ["get", "delete", "Delete", "pOST", "m-search"])
+async def test_a_method_with_a_lower_case_letter_is_refused_on_every_route(tmp_path: Path, method: str) -> None:
+    """Stage 0 (``authz.request_form.check_method``): without rules too, so that a policy comparing the method (a
+    deny of ``DELETE``, say) and the upstream cannot read two different methods either."""
+    authorizer = _authorizer(tmp_path, rules=[])
+    with pytest.raises(MalformedRequest) as refused:
+        await authorizer.check(RequestInfo(method, "/api/x", "api.example.com", {},
+                                           ("Bearer opaque-token-1234567890",), {}))
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "M-SEARCH", "PROPFIND", "OPTIONS"])
+async def test_an_upper_case_method_passes_stage_0(tmp_path: Path, method: str) -> None:
+    authorizer = _authorizer(tmp_path, rules=[])
+    allow = await authorizer.check(RequestInfo(method, "/api/x", "api.example.com", {},
+                                               ("Bearer opaque-token-1234567890",), {}))
+    assert allow.identity is not None
+
+
+def test_explain_says_a_lower_case_method_is_refused(tmp_path: Path) -> None:
+    from authz.route_rules.explain import explain
+
+    status, lines = explain(_config(tmp_path), RequestInfo("delete", "/api/x", "api.example.com", {}, (), {}))
+    assert status == 1
+    assert "400 invalid_request" in lines[-1] and "not upper case" in lines[-1]
