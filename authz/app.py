@@ -99,6 +99,13 @@ class Server:
                 authority = Authority(settings, self._session, tracing=self.tracing)
                 kept = (settings, authority, self.cache.wrap(authority) if self.cache is not None else authority)
             built[name] = kept
+        for name, (_, authority, _) in built.items():  # the TLS files' watch of each new one; the old ones' ends
+            previous = self._built.get(name)
+            if previous is None or previous[1] is not authority:
+                authority.start(self.metrics)
+        for name, (_, authority, _) in self._built.items():
+            if name not in built or built[name][1] is not authority:
+                authority.retire()
         self._built = built
         self._key_sets = [a.keys for _, a, _ in built.values() if a.keys is not None]
         return {name: wrapped for name, (_, _, wrapped) in built.items()}
@@ -277,6 +284,7 @@ class Server:
             await self.cache.redis.close()
         if self.dpop_replay is not None:
             await self.dpop_replay.aclose()
+        await asyncio.gather(*(authority.aclose() for _, authority, _ in self._built.values()))
         if self._session is not None:
             await self._session.close()
         if self._untrace_logs is not None:

@@ -44,6 +44,10 @@ class Metrics:
                                        ["authorization_server", "result"], registry=r)
         self.config_reloads = Counter("phantom_authz_config_reloads", "Configuration reloads by result (ok: applied; "
                                       "error: refused, the running configuration kept)", ["result"], registry=r)
+        self.as_tls_reloads = Counter("phantom_authz_as_tls_reloads", "Rotations of an authorization server's TLS "
+                                      "files (ca_file, client_cert_file, client_key_file) by result (ok: new calls "
+                                      "use them; error: refused, the TLS in use kept)", ["authorization_server",
+                                                                                         "result"], registry=r)
         # observed on every check: LoopHistogram, ~0.1 µs an observation against prometheus_client's ~1 µs
         self.check_seconds = LoopHistogram("phantom_authz_check_seconds", "Time to decide a check (Authorizer.decide: "
                                            "translation to CheckResponse), by transport (grpc, http)", ["transport"],

@@ -103,6 +103,8 @@ class AuthorizationServerConfig(Model):
     client_cert_file: Annotated[str, Text()] | None = None
     client_key_file: Annotated[str, Text()] | None = Field(None, repr=False)
     client_key_pem: SkipJsonSchema[Secret | None] = None  # what client_key_file holds, read at load
+    # how often ca_file, client_cert_file and client_key_file are read for a rotation (as server.tls's files)
+    tls_reload_interval_seconds: Annotated[float, Number(gt=0)] = 5.0
     allow_insecure_http: StrictBool = False  # let key discovery use plain http (metadata, discovered jwks_uri): dev
     # verification of what the AS returns
     issuer: Annotated[str, Text()] | None = None

@@ -31,6 +31,7 @@ from authz.models import Answer, Identity, Introspection
 from authz.token import JwtVerifier
 
 if TYPE_CHECKING:
+    from authz.metrics import Metrics
     from authz.token_exchange.exchanger import TokenExchanger
     from authz.tracing.otel import Tracing
 
@@ -71,6 +72,18 @@ class Authority:
             from authz.token_exchange.exchanger import TokenExchanger
 
             self.exchanger = TokenExchanger(config, self.client, self._verifier, clock)
+
+    def start(self, metrics: Metrics | None = None) -> None:
+        """Serving: watch the AS's TLS files for a rotation (counted in ``metrics``)."""
+        counter = metrics.as_tls_reloads if metrics is not None else None
+        self.client.start_tls_watch(None if counter is None else lambda result: counter.labels(self.name, result).inc())
+
+    def retire(self) -> None:
+        """A reload replaced this AS: its TLS watch stops; its connections close once the calls in flight end."""
+        self.client.retire()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     async def introspect(self, token: str) -> Introspection:
         """The AS's answer; an access-token JWT in it has had its signature verified."""

@@ -9,14 +9,16 @@ It owns what every dialect shares: client authentication, timeout, no redirects,
 - 200 and 204 are returned for the dialect to read (the token endpoint's 200 and 400: ``post_form``).
 
 TLS: ``ca_file`` replaces the system's trusted CAs and ``client_cert_file``/``client_key_file`` are presented, on
-every call of this client (introspection, metadata, JWKS). A certificate that does not verify is a connection
-failure (503): nothing from that server is believed.
+every call of this client (introspection, metadata, JWKS, token exchange). A certificate that does not verify is a
+connection failure (503): nothing from that server is believed. Those files are watched: a rotation is used by the
+calls that start after it (``authz.introspection.client_tls``; ``start_tls_watch``).
 """
 
 from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -26,8 +28,9 @@ from authz.config import AuthorizationServerConfig
 from authz.errors import UpstreamMisbehaved, UpstreamUnavailable
 from authz.http_body import read_at_most
 from authz.introspection.client_auth import ClientAuth, client_auth_for
+from authz.introspection.client_tls import ClientTls
 
-__all__ = ["ASResponse", "AuthorizationServerClient", "tls_for"]
+__all__ = ["ASResponse", "AuthorizationServerClient"]
 
 _ANSWERS = frozenset({200, 204})  # the introspection answers a dialect reads
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
@@ -56,20 +59,6 @@ def _retry_after(value: str | None, default: int) -> int:
     return default
 
 
-def tls_for(config: AuthorizationServerConfig) -> ssl.SSLContext | bool:
-    """What aiohttp's ``ssl=`` gets for this AS: a context of its own when it names a CA bundle or a client
-    certificate, else whether the system's CAs verify it."""
-    if config.ca_file is None and config.client_cert_file is None:
-        return bool(config.verify_tls)
-    context = ssl.create_default_context(cafile=config.ca_file)
-    if not config.verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if config.client_cert_file is not None:
-        context.load_cert_chain(config.client_cert_file, config.client_key_file)
-    return context
-
-
 class AuthorizationServerClient:
     """Every HTTP call phantom-authz makes to one AS: introspection, and GETs of its metadata and JWKS."""
 
@@ -78,12 +67,28 @@ class AuthorizationServerClient:
         self.config = config
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
-        self._ssl = tls_for(config)
+        # with a CA bundle or a client certificate: the TLS from those files, replaced when they change; else the
+        # shared session, verifying with the system's CAs (or not at all: verify_tls false)
+        self.tls = ClientTls(config, session) if config.ca_file or config.client_cert_file else None
         self._auth = auth or client_auth_for(config)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def start_tls_watch(self, on_result: Callable[[str], None] | None = None) -> None:
+        """Watch the TLS files (when there are any); ``on_result`` hears "ok" / "error" for each rotation."""
+        if self.tls is not None:
+            self.tls.start(on_result)
+
+    def retire(self) -> None:
+        """No new calls will come (a reload replaced this AS): the TLS sessions close once the calls in flight end."""
+        if self.tls is not None:
+            self.tls.retire()
+
+    async def aclose(self) -> None:
+        if self.tls is not None:
+            await self.tls.aclose()
 
     async def introspect(self, token: str, accept: str) -> ASResponse:
         """POST ``token=`` to the introspection endpoint; return a 200/204 answer or raise."""
@@ -114,13 +119,11 @@ class AuthorizationServerClient:
             body = urlencode(form).encode("ascii")
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
-            async with self._session.request(
-                method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False, ssl=self._ssl,
-            ) as resp:
-                self._check_status(resp, what, answers)
-                body = await self._read_limited(resp, what)
-                media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-                return ASResponse(resp.status, media_type, body, _max_age(resp.headers.get("Cache-Control")))
+            if self.tls is None:
+                return await self._exchange(self._session, self.config.verify_tls, method, url, what, headers, body,
+                                            answers)
+            async with self.tls.connection() as (session, context):  # the TLS current when the call starts
+                return await self._exchange(session, context, method, url, what, headers, body, answers)
         except (UpstreamUnavailable, UpstreamMisbehaved):
             raise
         except TimeoutError:
@@ -138,6 +141,15 @@ class AuthorizationServerClient:
         except aiohttp.ClientError as exc:
             raise UpstreamMisbehaved(f"AS {self.name}: {what}: bad HTTP response ({type(exc).__name__}: {exc})"
                                      ) from None
+
+    async def _exchange(self, session: aiohttp.ClientSession, tls: ssl.SSLContext | bool, method: str, url: str,
+                        what: str, headers: dict[str, str], body: bytes | None, answers: frozenset[int]) -> ASResponse:
+        async with session.request(method, url, data=body, headers=headers, timeout=self._timeout,
+                                   allow_redirects=False, ssl=tls) as resp:
+            self._check_status(resp, what, answers)
+            body = await self._read_limited(resp, what)
+            media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            return ASResponse(resp.status, media_type, body, _max_age(resp.headers.get("Cache-Control")))
 
     def _check_status(self, resp: aiohttp.ClientResponse, what: str, answers: frozenset[int]) -> None:
         status = resp.status

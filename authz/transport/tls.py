@@ -1,11 +1,12 @@
 """TLS on our listeners (``server.tls``): the certificate in use, and its replacement when the files change.
 
-Both listeners share one ``ServerTls``: one identity, one client CA, one watch on the files. The watch reads the
-files every ``reload_interval_seconds`` (through their paths, so a Kubernetes secret's ``..data`` symlink swap is
-seen like an in-place write). New contents are checked as at load (``authz.config.tls``: the chain parses, the key
-is its key, the leaf has not expired, the client CA bundle parses); what passes is what new connections get, with
-no restart and without disturbing open connections; what fails leaves the certificate in use as it is and logs one
-line naming the key (``server.tls.key_file: does not match ...``), once per new content.
+Both listeners share one ``ServerTls``: one identity, one client CA, one watch on the files
+(``authz.file_rotation``, which an authorization server's TLS files use too). The watch reads the files every
+``reload_interval_seconds`` (through their paths, so a Kubernetes secret's ``..data`` symlink swap is seen like an
+in-place write). New contents are checked as at load (``authz.config.tls``: the chain parses, the key is its key,
+the leaf has not expired, the client CA bundle parses); what passes is what new connections get, with no restart and
+without disturbing open connections; what fails leaves the certificate in use as it is and logs one line naming the
+key (``server.tls.key_file: does not match ...``), once per new content.
 
 - gRPC: ``grpc.dynamic_ssl_server_credentials``, whose fetcher grpc calls before each new connection's handshake;
   it hands over the new configuration once, after which grpc keeps it.
@@ -18,15 +19,15 @@ not ask, so "optional" does not exist); ``allowed_client_sans`` narrows who may 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
 
 import grpc
 
-from authz.config import ConfigError, ListenerTlsConfig
+from authz.config import ListenerTlsConfig
 from authz.config.tls import CertificatePair, check_ca_bundle, check_certificate_pair, read_pem
+from authz.file_rotation import FileRotation
 from authz.transport.tls_clients import ClientSans
 
 __all__ = ["ServerTls"]
@@ -52,19 +53,19 @@ class _Material:
 
 
 class ServerTls:
-    """The listeners' TLS; ``start()`` begins the watch, ``stop()`` ends it."""
+    """The listeners' TLS; ``start()`` begins the watch (``authz.file_rotation``), ``stop()`` ends it."""
 
     def __init__(self, config: ListenerTlsConfig) -> None:
         self._config = config
         self.mutual = config.client_ca_file is not None
         self.client_sans = ClientSans(config.allowed_client_sans) if config.allowed_client_sans else None
-        self._current = self._load(self._read())
         self._pending: grpc.ServerCertificateConfiguration | None = None  # for grpc's next handshake
-        self._refused: object = None  # the contents (or read error) last logged as unusable
-        self._listening = self._current.http  # the context the HTTP listener was created with
+        self._files = FileRotation(KEY, self._read, self._load, interval=config.reload_interval_seconds, log=log,
+                                   kept="keeping the certificate in use", taken_as="new connections get certificate",
+                                   fallback_key=f"{KEY}.cert_file", taken=self._taken)
+        self._listening = self._files.current.http  # the context the HTTP listener was created with
         self._listening.sni_callback = self._choose
-        self._watcher: asyncio.Future[None] | None = None
-        log.info("%s: serving certificate %s%s", KEY, self._current.describe(),
+        log.info("%s: serving certificate %s%s", KEY, self._files.current.describe(),
                  ", client certificates required" if self.mutual else "")
 
     def http_context(self) -> ssl.SSLContext:
@@ -72,51 +73,21 @@ class ServerTls:
         return self._listening
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
-        return grpc.dynamic_ssl_server_credentials(self._current.grpc, self._fetch,
+        return grpc.dynamic_ssl_server_credentials(self._files.current.grpc, self._fetch,
                                                    require_client_authentication=self.mutual)
 
     def start(self) -> None:
-        if self._watcher is None:
-            self._watcher = asyncio.ensure_future(self._watch())
+        self._files.start()
 
     def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+        self._files.stop()
 
     def reload(self) -> bool:
         """Read the files; take new contents that pass the checks. True when the certificate in use changed."""
-        try:
-            files = self._read()
-        except ConfigError as exc:
-            return self._refuse(str(exc), exc)
-        if files == self._current.files or files == self._refused:
-            return False
-        try:
-            material = self._load(files)
-        except (ConfigError, ssl.SSLError) as exc:
-            return self._refuse(files, exc)
-        if self._read() != files:  # changed while it was loaded (a rotation in progress): the next poll takes it
-            return False
-        self._current, self._pending, self._refused = material, material.grpc, None
-        log.info("%s: files changed, new connections get certificate %s", KEY, material.describe())
-        return True
+        return self._files.reload()
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.reload_interval_seconds)
-            try:
-                self.reload()
-            except Exception as exc:  # never let the watch die: the certificate in use stays
-                log.error("%s: reload failed (%s); keeping the certificate in use", KEY, type(exc).__name__)
-
-    def _refuse(self, seen: object, exc: Exception) -> bool:
-        """Log once per new unusable content (or read error) and keep the certificate in use."""
-        if seen != self._refused:
-            why = str(exc) if isinstance(exc, ConfigError) else f"{KEY}.cert_file: {exc}"
-            log.warning("%s; keeping the certificate in use (%s)", why, self._current.describe())
-        self._refused = seen
-        return False
+    def _taken(self, old: _Material, new: _Material) -> None:
+        self._pending = new.grpc
 
     def _read(self) -> tuple[bytes, bytes, bytes]:
         """The files' contents (the CA bundle's empty when there is none)."""
@@ -124,7 +95,7 @@ class ServerTls:
         ca = read_pem(config.client_ca_file, f"{KEY}.client_ca_file") if config.client_ca_file else b""
         return read_pem(config.cert_file, f"{KEY}.cert_file"), read_pem(config.key_file, f"{KEY}.key_file"), ca
 
-    def _load(self, files: tuple[bytes, bytes, bytes]) -> _Material:
+    def _load(self, files: tuple[bytes, ...]) -> _Material:
         """The checks of ``authz.config.tls`` on the contents read, then both listeners' forms of them."""
         config = self._config
         chain, key, client_ca = files
@@ -138,10 +109,10 @@ class ServerTls:
             context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
             context.verify_mode = ssl.CERT_REQUIRED
         certificates = grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=client_ca or None)
-        return _Material(files, pair, context, certificates)
+        return _Material((chain, key, client_ca), pair, context, certificates)
 
     def _choose(self, connection: ssl.SSLObject, server_name: str | None, listening: ssl.SSLContext) -> None:
-        connection.context = self._current.http
+        connection.context = self._files.current.http
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """grpc's fetcher, before each new connection's handshake: a new configuration once, else None (keep)."""

@@ -91,7 +91,11 @@ def _config(url: str, pki: dict[str, Path], client: str | None = "gateway", **ov
 
 
 async def _introspect(config: AuthorizationServerConfig, session: aiohttp.ClientSession) -> int:
-    return (await AuthorizationServerClient(config, session).introspect("opaque-token", "application/jwt")).status
+    client = AuthorizationServerClient(config, session)
+    try:
+        return (await client.introspect("opaque-token", "application/jwt")).status
+    finally:
+        await client.aclose()  # its TLS files' own session (authz.introspection.client_tls)
 
 
 @pytest.mark.parametrize(("method", "client", "issued"), [
@@ -101,8 +105,11 @@ async def test_rfc8705_sends_the_client_id_and_presents_the_certificate(
 ) -> None:
     config = _config(tls_as.url, pki, client, client_auth_method=method)
     client_ = AuthorizationServerClient(config, session)
-    assert (await client_.introspect("opaque-token", "application/jwt")).status == 204
-    assert (await client_.get(config.jwks_uri or "", "JWKS")).status == 200
+    try:
+        assert (await client_.introspect("opaque-token", "application/jwt")).status == 204
+        assert (await client_.get(config.jwks_uri or "", "JWKS")).status == 200
+    finally:
+        await client_.aclose()
     introspection, jwks = tls_as.seen
     assert introspection.form == {"token": "opaque-token", "client_id": "gw-1"}
     assert "Authorization" not in introspection.headers

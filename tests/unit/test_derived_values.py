@@ -123,6 +123,7 @@ def test_every_setting_of_an_authorization_server_is_in_its_cache_identity() -> 
         "leeway_seconds": 5.0, "jwks_cache_seconds": 60.0, "jwks_min_refresh_seconds": 1.0, "jwt_field": "jwt",
         "claims_forwarding": "header", "claims_header": "x-claims", "ca_file": "/etc/as-ca.pem",
         "client_cert_file": "/etc/gw-cert.pem", "token_exchange": TokenExchangeConfig(subject_token="jwt"),
+        "tls_reload_interval_seconds": 1.0,
     }
     settings = set(AuthorizationServerConfig.model_fields)
     # a new setting must be added here (and so to the key); the secrets and their sources are no part of it (the
