@@ -125,7 +125,8 @@ class Answer:
         self.introspection = introspection
         self.identity: Identity | None = None
         self.not_before: float | None = None
-        self.allow: Allow | None = None
-        self.kept_allow: Allow | None = None
+        # (the pipeline's tag, the Allow it made): a reloaded pipeline makes its own (authz.pipeline)
+        self.allow: tuple[object, Allow] | None = None
+        self.kept_allow: tuple[object, Allow] | None = None
         self.policy_token: tuple[Any, Any] | None = None  # (projection, the token's leaf: authz.policy.projection)
         self.exchanges: dict[tuple[str, tuple[str, ...] | None], Any] | None = None  # authz.token_exchange

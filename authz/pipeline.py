@@ -85,6 +85,10 @@ class Authorizer:
         self._dpop_scheme = "DPoP " if config.dpop.forward == "dpop" else "Bearer "  # a DPoP-bound token's JWT
         self._dpop_proof_removal = () if config.dpop.forward_proof else ("dpop",)
         self.exchange = ExchangeStage(config.cache, metrics, self._remove)  # RFC 8693, routes with exchange_audience
+        # what this pipeline makes of a cached answer (the Allow: the headers it sets and removes, by this
+        # configuration's headers_to_remove and dpop.forward) is kept on the answer with this tag, and used only by
+        # this pipeline: after a reload the answers cached before it get Allows made by the new configuration
+        self._allows_tag = object()
 
     async def decide(self, translate: Callable[[], RequestInfo], where: Callable[[], str]) -> CheckResponse:
         """``translate`` builds the RequestInfo (and may raise ``AuthzError`` for a malformed request);
@@ -210,17 +214,19 @@ class Authorizer:
                        dynamic_metadata={**allow.dynamic_metadata, "decision_id": outcome.decision_id})
 
     def _allow_for(self, answer: Answer, identity: Identity, route: RouteSettings) -> Allow:
-        """The answer's Allow, made on its first allowed request and kept on it (``kept_allow``: for a route keeping
-        the client's Authorization, which only differs when the answer has no JWT to swap in)."""
+        """The answer's Allow, made on its first allowed request in this pipeline and kept on it (``kept_allow``: for a
+        route keeping the client's Authorization, which only differs when the answer has no JWT to swap in)."""
+        tag = self._allows_tag
         if route.keep_authorization and identity.jwt is None:
-            allow = answer.kept_allow
-            if allow is None:
-                allow = answer.kept_allow = self._allow(identity, route.authorization_server, keep_authorization=True)
-            return allow
-        allow = answer.allow
-        if allow is None:
-            allow = answer.allow = self._allow(identity, route.authorization_server)
-        return allow
+            kept = answer.kept_allow
+            if kept is None or kept[0] is not tag:
+                kept = answer.kept_allow = tag, self._allow(identity, route.authorization_server,
+                                                             keep_authorization=True)
+            return kept[1]
+        kept = answer.allow
+        if kept is None or kept[0] is not tag:
+            kept = answer.allow = tag, self._allow(identity, route.authorization_server)
+        return kept[1]
 
     def _allow(self, identity: Identity, server: str, keep_authorization: bool = False) -> Allow:
         metadata = _metadata(identity)

@@ -41,10 +41,12 @@ class Exchange:
     """One answer's exchange for one (audience, scope): the Allow forwarding the exchanged token until
     ``fresh_until``, or the refusal's detail until ``refused_until``, and the exchange in flight."""
 
-    __slots__ = ("allow", "flight", "fresh_until", "refusal", "refused_until")
+    __slots__ = ("allow", "exchanged", "flight", "fresh_until", "made_by", "refusal", "refused_until")
 
     def __init__(self) -> None:
         self.allow: Allow | None = None
+        self.exchanged: Exchanged | None = None  # the token the allow forwards
+        self.made_by: ExchangeStage | None = None  # the stage (so the configuration) whose headers the allow sets
         self.fresh_until = 0.0
         self.refusal: str | None = None
         self.refused_until = 0.0
@@ -79,8 +81,10 @@ class ExchangeStage:
             if len(exchanges) >= _MAX_PER_ANSWER:
                 exchanges.clear()
             slot = exchanges[key] = Exchange()
-        elif slot.allow is not None and now < slot.fresh_until:
+        elif slot.allow is not None and slot.exchanged is not None and now < slot.fresh_until:
             self._count(exchanger.name, "hit")
+            if slot.made_by is not self:  # a reload since: the exchanged token with this configuration's headers
+                slot.allow, slot.made_by = self._allow_for(slot.exchanged, allowed), self
             return _with_policy(slot.allow, allowed)
         elif slot.refusal is not None and now < slot.refused_until:
             self._count(exchanger.name, "refusal_hit")
@@ -117,7 +121,8 @@ class ExchangeStage:
         kept = self._allow_for(exchanged, allowed)
         ttl = self._ttl(exchanged, self._clock())
         if ttl > 0:
-            slot.allow, slot.fresh_until, slot.refusal = kept, self._clock() + ttl, None
+            slot.allow, slot.exchanged, slot.made_by = kept, exchanged, self
+            slot.fresh_until, slot.refusal = self._clock() + ttl, None
         log.debug("AS %s exchanged a token for audience %s (kept %.0fs)", exchanger.name, audience, max(ttl, 0))
         return kept
 

@@ -117,3 +117,27 @@ def test_twenty_reloads_under_load_fail_no_request(stack_factory: Any) -> None:
     log = stack.authz.log_tail(400)
     assert "routes.rules[0] (x).as: no authorization server named 'nope'" in log
     assert "kept" in log
+
+
+def test_a_reload_applies_to_the_tokens_cached_before_it(stack_factory: Any) -> None:
+    """A reload that adds a header to ``headers_to_remove`` strips the client's copy from the requests of a token
+    cached before the reload too: what a pipeline makes of a cached answer (the headers an allow sets and removes)
+    is made again by the new configuration, while the cached answer itself is kept (no second introspection).
+    Before the fix the old Allow stayed on the cached answer until it expired, so the header reached the upstream."""
+    stack: Stack = stack_factory()
+    stack.full(mutate=add_route("/rules/", {}), routes=_config(stack, "read")["routes"], headers_to_remove=[],
+               env={"AUTHZ__SERVER__CONFIG_WATCH_INTERVAL_SECONDS": "0.2"})
+    token = stack.token("read")
+
+    def upstream_saw() -> str | None:
+        answer = stack.get("/rules/item", token, {"X-Spoofed-User": "admin"})
+        assert answer.status == 200, answer
+        return {k.lower(): v for k, v in answer.json()["headers"].items()}.get("x-spoofed-user")
+
+    assert upstream_saw() == "admin"  # not removed yet: the configuration does not name it
+    introspections = stack.as_stats()["introspections"]
+    reloaded = {**_config(stack, "read"), "headers_to_remove": ["x-spoofed-user"]}
+    _write(stack.dir / "authz.yaml", yaml.safe_dump(reloaded))
+    wait_until(lambda: _reloads(stack, "ok") == 1, "the reload applied", timeout=15)
+    assert upstream_saw() is None
+    assert stack.as_stats()["introspections"] == introspections  # the same cached answer

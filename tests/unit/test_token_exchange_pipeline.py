@@ -276,3 +276,20 @@ def test_an_authorization_server_section_that_cannot_work_is_refused(
                                                                         if v is not None}}}))
     with pytest.raises(ConfigError, match=message):
         load_config(path, {"S": "s"})
+
+
+async def test_a_reload_keeps_the_exchanged_token_with_the_new_configurations_headers(gateway: Gateway) -> None:
+    """A reload builds a new pipeline over the same cache (``authz.app``): the token exchanged before it is still
+    forwarded (no second exchange), with what the new configuration removes (here a header it now names), not what
+    the old one did."""
+    config = gateway.config()
+    cache = IntrospectionCache(config.cache, gateway.metrics)
+    authorities: dict[str, AuthorityLike] = {
+        name: cache.wrap(a) for name, a in build_authorities(config, gateway.session).items()}
+    before = await check(Authorizer(config, authorities, metrics=gateway.metrics), gateway.token, **ORDERS)
+    assert "x-spoofed-user" not in before.ok_response.headers_to_remove
+    reloaded = config.model_copy(update={"headers_to_remove": ("x-spoofed-user",)})
+    after = await check(Authorizer(reloaded, authorities, metrics=gateway.metrics), gateway.token, **ORDERS)
+    assert forwarded(after) == forwarded(before)
+    assert "x-spoofed-user" in after.ok_response.headers_to_remove
+    assert (gateway.dev_as.exchanges, gateway.dev_as.introspections) == (1, 1)
