@@ -132,7 +132,9 @@ class Server:
         authorizer = self._authorizer(self.config)
         self.authorizer = authorizer
         self.dpop_replay = authorizer.dpop.replay = ReplayCache.for_config(self.config.dpop, self.config.cache.redis)
-        self.tls = ServerTls(self.config.server.tls) if self.config.server.tls is not None else None
+        reloads = self.metrics.listener_tls_reloads
+        self.tls = None if self.config.server.tls is None else ServerTls(
+            self.config.server.tls, counted=lambda result: reloads.labels(result).inc())
         self._grpc = GrpcTransport(authorizer, self.config.server.listen, reuse_port=self.worker_index is not None,
                                    max_receive_bytes=self.config.server.max_receive_bytes, tls=self.tls)
         self._servers.append(self._grpc.server)

@@ -44,6 +44,10 @@ class Metrics:
                                        ["authorization_server", "result"], registry=r)
         self.config_reloads = Counter("phantom_authz_config_reloads", "Configuration reloads by result (ok: applied; "
                                       "error: refused, the running configuration kept)", ["result"], registry=r)
+        self.listener_tls_reloads = Counter("phantom_authz_listener_tls_reloads", "Rotations of server.tls's files "
+                                            "(cert_file, key_file, client_ca_file) by result (ok: new connections get "
+                                            "them; error: refused, the certificate in use kept)", ["result"],
+                                            registry=r)
         self.as_tls_reloads = Counter("phantom_authz_as_tls_reloads", "Rotations of an authorization server's TLS "
                                       "files (ca_file, client_cert_file, client_key_file) by result (ok: new calls "
                                       "use them; error: refused, the TLS in use kept)", ["authorization_server",

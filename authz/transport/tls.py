@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -55,7 +56,8 @@ class _Material:
 class ServerTls:
     """The listeners' TLS; ``start()`` begins the watch (``authz.file_rotation``), ``stop()`` ends it."""
 
-    def __init__(self, config: ListenerTlsConfig) -> None:
+    def __init__(self, config: ListenerTlsConfig, counted: Callable[[str], None] | None = None) -> None:
+        """``counted(result)``: a rotation taken (``ok``) or refused (``error``), for a metric."""
         self._config = config
         self.mutual = config.client_ca_file is not None
         self.client_sans = ClientSans(config.allowed_client_sans) if config.allowed_client_sans else None
@@ -63,6 +65,7 @@ class ServerTls:
         self._files = FileRotation(KEY, self._read, self._load, interval=config.reload_interval_seconds, log=log,
                                    kept="keeping the certificate in use", taken_as="new connections get certificate",
                                    fallback_key=f"{KEY}.cert_file", taken=self._taken)
+        self._files.on_result = counted
         self._listening = self._files.current.http  # the context the HTTP listener was created with
         self._listening.sni_callback = self._choose
         log.info("%s: serving certificate %s%s", KEY, self._files.current.describe(),

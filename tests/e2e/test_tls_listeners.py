@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 
 from devtools.processes import Process
-from tests.harness import Stack, check_settings, routes, wait_until
+from tests.harness import Stack, check_settings, http_request, routes, wait_until
 from tests.pki import Authority, Issued, MountedSecret
 
 ALLOWED = "spiffe://test/ns/edge/sa/*"
@@ -179,6 +179,9 @@ def test_a_rotation_reaches_new_connections_and_a_broken_one_is_kept_out(tls_sta
     assert _served_serial(port, pki) == rotated.certificate.serial_number
     assert stack.get("/httpbin/get", stack.token()).status == 200
     assert authz_log(stack).count(line) == 1  # once, however often the files are read
+    metrics = http_request("GET", stack.metrics_port, "/metrics").body.decode()
+    assert 'phantom_authz_listener_tls_reloads_total{result="ok"} 1.0' in metrics
+    assert 'phantom_authz_listener_tls_reloads_total{result="error"} 1.0' in metrics
 
 
 @pytest.mark.grpc_only("authz health probes the gRPC listener, the same in both modes")

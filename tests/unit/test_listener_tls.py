@@ -51,6 +51,7 @@ class Listeners:
     secret: MountedSecret
     http_port: int
     grpc_port: int
+    counted: list[str]  # the results counted in phantom_authz_listener_tls_reloads_total
 
 
 @pytest.fixture
@@ -59,13 +60,14 @@ async def listeners(tmp_path: Path) -> AsyncIterator[Listeners]:
     secret.issue(CA.issue("authz", dns=("authz.test",)), CA)
     config = ListenerTlsConfig(cert_file=str(secret.root / "tls.crt"), key_file=str(secret.root / "tls.key"),
                                reload_interval_seconds=0.05)
-    tls = ServerTls(config)
+    counted: list[str] = []  # what phantom_authz_listener_tls_reloads_total counts (authz.app wires it)
+    tls = ServerTls(config, counted=lambda result: counted.append(result))
     http = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=tls.http_context())
     server = grpc.aio.server()
     grpc_port = server.add_secure_port("127.0.0.1:0", tls.grpc_credentials())
     await server.start()
     try:
-        yield Listeners(tls, secret, http.sockets[0].getsockname()[1], grpc_port)
+        yield Listeners(tls, secret, http.sockets[0].getsockname()[1], grpc_port, counted)
     finally:
         tls.stop()
         http.close()
@@ -84,6 +86,7 @@ async def test_a_rotation_is_served_to_new_connections(listeners: Listeners) -> 
     assert listeners.tls.reload() is True
     assert await _both(listeners) == {rotated.certificate.serial_number} != first
     assert listeners.tls.reload() is False  # nothing new
+    assert listeners.counted == ["ok"]
 
 
 async def test_the_watch_takes_a_rotation_without_being_asked(listeners: Listeners) -> None:
@@ -118,6 +121,7 @@ async def test_a_bad_rotation_keeps_the_certificate_and_logs_one_line(
     listeners.secret.issue(good, CA)  # the rotation completes
     assert listeners.tls.reload() is True
     assert await _both(listeners) == {good.certificate.serial_number}
+    assert listeners.counted == ["error", "ok"]  # the same bad files are counted once
 
 
 async def test_a_missing_file_keeps_the_certificate(listeners: Listeners, caplog: pytest.LogCaptureFixture) -> None:
