@@ -1,13 +1,17 @@
 """What Envoy's HTTP ext_authz mode cannot tell the service, and the start-up refusal of features that need it.
 
 In HTTP mode Envoy sends the method, path, Host, the allowed headers and the body, but not the peers' addresses,
-principals or certificates, the TLS session, metadata, or the request's protocol (``HTTP/1.1``, ``HTTP/2``: Envoy's
-HTTP check request is its own, not the client's). A policy that reads those would silently see nothing and decide on
-less than it was written for, so with the HTTP transport on, the service refuses to start (and a reload is refused)
-when the embedded policies can read them. ``attributes.request.http.protocol`` counts as read when a policy names it
-in a path from ``input``, or holds ``input.attributes.request`` or ``.http`` whole (``http := input.attributes.
-request.http``) and names ``protocol`` anywhere (after a dot or as a string). A remote OPA's policies are unknown: a
-warning says so.
+principals or certificates, the TLS session, metadata, the request's protocol (``HTTP/1.1``, ``HTTP/2``: Envoy's
+HTTP check request is its own, not the client's), or the client's body size: the check request's ``Content-Length``
+is Envoy's own (the length of the body it forwards, at most ``max_request_bytes``; 0 without one), and so is the
+``size`` made from it, where gRPC mode carries the client's (a 9017-byte upload read ``8192`` in HTTP mode, so a
+policy denying uploads over 8 KiB by either field let it through). A policy that reads those would see nothing, or
+another number, and decide on less than it was written for, so with the HTTP transport on, the service refuses to
+start (and a reload is refused) when the embedded policies can read them. ``attributes.request.http.protocol`` and
+``.size`` count as read when a policy names them in a path from ``input``, or holds ``input.attributes.request`` or
+``.http`` whole (``http := input.attributes.request.http``) and names them anywhere (after a dot or as a string);
+the ``content-length`` header likewise, ``.headers`` held whole too. A remote OPA's policies are unknown: a warning
+says so.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ __all__ = ["HTTP_MODE_MISSING", "http_gap", "refuse_http_gaps"]
 log = logging.getLogger("authz.http")
 
 HTTP_MODE_MISSING = ("source", "destination", "tlsSession", "metadataContext", "routeMetadataContext")
-_PROTOCOL = "protocol"
+_CLIENT_ONLY = ("protocol", "size")  # attributes.request.http fields HTTP mode has only of Envoy's check request
+_CONTENT_LENGTH = "content-length"
 
 
 def http_gap(needs: InputNeeds) -> str | None:
@@ -47,23 +52,36 @@ def http_gap(needs: InputNeeds) -> str | None:
 
 
 def _protocol_gap(attributes: dict[str, Any], names: frozenset[str]) -> str | None:
+    """The client's protocol, body size or ``Content-Length`` read under ``attributes`` (HTTP mode has Envoy's)."""
     if "request" not in attributes:
         return None
     request = attributes["request"]
     http = None if request is None else request.get("http", {})
-    if http is not None and _PROTOCOL in http:
-        return "the policies read input.attributes.request.http.protocol"
-    if http is None and _PROTOCOL in names:
-        whole = "input.attributes.request" if request is None else "input.attributes.request.http"
-        return f"the policies hold {whole} whole and name `protocol` (input.attributes.request.http.protocol)"
+    for field in _CLIENT_ONLY:
+        if http is not None and field in http:
+            return f"the policies read input.attributes.request.http.{field}"
+        if http is None and field in names:
+            return (f"the policies hold {_whole(request)} whole and name `{field}` "
+                    f"(input.attributes.request.http.{field})")
+    headers = None if http is None else http.get("headers", {})
+    if headers is not None and _CONTENT_LENGTH in headers:
+        return f'the policies read input.attributes.request.http.headers["{_CONTENT_LENGTH}"]'
+    if headers is None and _CONTENT_LENGTH in names:
+        held = _whole(request) if http is None else "input.attributes.request.http.headers"
+        return f"the policies hold {held} whole and name `{_CONTENT_LENGTH}` (the client's, which HTTP mode lacks)"
     return None
+
+
+def _whole(request: Any) -> str:
+    return "input.attributes.request" if request is None else "input.attributes.request.http"
 
 
 def _check(needs: InputNeeds) -> None:
     reason = http_gap(needs)
     if reason is not None:
         raise PolicyLoadError(f"{reason}, which Envoy's HTTP ext_authz mode does not send (peers, TLS session, "
-                              "metadata, protocol); serve those policies over gRPC, or leave server.http.listen unset")
+                              "metadata, protocol, the client's body size); serve those policies over gRPC, or leave "
+                              "server.http.listen unset")
 
 
 def refuse_http_gaps(config: Config, engine: EmbeddedEngine | None) -> None:
@@ -74,4 +92,5 @@ def refuse_http_gaps(config: Config, engine: EmbeddedEngine | None) -> None:
     elif config.policy.engine == "remote":
         log.warning("HTTP ext_authz mode sends no peer addresses, certificates, TLS session, metadata or protocol: "
                     "remote OPA policies that read input.attributes.source/destination/tlsSession/metadataContext or "
-                    "input.attributes.request.http.protocol see nothing")
+                    "input.attributes.request.http.protocol see nothing, and Envoy's own Content-Length and size (the "
+                    "forwarded body's), not the client's")
