@@ -110,11 +110,13 @@ class EvictionFeed:
     # --- listening ----------------------------------------------------------------------------------------------
 
     def listen(self, received: Callable[[bytes], None], resynced: Callable[[], None],
-               lapsed: Callable[[], None]) -> None:
-        """In the background: ``received(message)`` for each message; ``resynced()`` when the subscription is back
-        after a gap; ``lapsed()`` when the lease is about to end while the subscription is down."""
+               lapsed: Callable[[], None], joined: Callable[[], None] | None = None) -> None:
+        """In the background: ``received(message)`` for each message; ``joined()`` once the first subscription is
+        up (registered: from then on every eviction reaches it); ``resynced()`` when the subscription is back after a
+        gap (also when the first attempts failed); ``lapsed()`` when the lease is about to end while the
+        subscription is down."""
         if self._task is None:
-            self._task = asyncio.ensure_future(self._listen(received, resynced, lapsed))
+            self._task = asyncio.ensure_future(self._listen(received, resynced, lapsed, joined))
 
     async def _register(self) -> None:
         now = self._clock()
@@ -128,7 +130,7 @@ class EvictionFeed:
         self._lease_end = now + self._lease
 
     async def _listen(self, received: Callable[[bytes], None], resynced: Callable[[], None],
-                      lapsed: Callable[[], None]) -> None:
+                      lapsed: Callable[[], None], joined: Callable[[], None] | None) -> None:
         delay, lost = _FIRST_RETRY, False
         try:
             while True:
@@ -141,6 +143,9 @@ class EvictionFeed:
                             log.warning("redis eviction subscription is back")
                             self._cancel_lapse()
                             resynced()
+                        elif joined is not None:
+                            joined()
+                        joined = None  # once: the first subscription's
                         self.subscribed.set()
                         delay, lost = _FIRST_RETRY, False
                         await self._pump(pubsub, received)

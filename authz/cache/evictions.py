@@ -87,6 +87,11 @@ class Tombstones:
         self.floor = (epoch, max(self.floor[1], wall))
         self._marks.clear()
 
+    def spoil_loads(self, epoch: int) -> None:
+        """No load that started before ``epoch`` is kept (what it asked may predate an eviction never heard of); L2
+        values are judged as before."""
+        self.floor = (max(self.floor[0], epoch), self.floor[1])
+
     def spoils_load(self, names: list[str], started_epoch: int) -> bool:
         """An eviction of one of ``names`` (or a purge) happened after a load that started at ``started_epoch``."""
         if self.floor[0] > started_epoch:

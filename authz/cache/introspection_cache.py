@@ -84,6 +84,7 @@ class IntrospectionCache:
         self._clock = clock
         self.origin = origin or secrets.token_hex(8)  # this sidecar, in the eviction messages it broadcasts
         self._epoch = 0  # evictions applied so far; a load remembers the epoch it started in
+        self._unheard = False  # listening for evictions, not yet subscribed: answers go to no other sidecar
         self._tombstones = Tombstones(config.max_ttl_seconds)
         self.positive: BoundedStore[Entry] = BoundedStore(config.max_entries, config.max_bytes)
         self.negative: BoundedStore[tuple[float, str]] = BoundedStore(config.negative_max_entries,
@@ -219,7 +220,7 @@ class IntrospectionCache:
             self.positive.put(key, entry, entry.size())
             handed = entry.answer
             ttl = entry.fresh_until - now
-        if value_key is not None and self.redis is not None and ttl > 0:
+        if value_key is not None and self.redis is not None and ttl > 0 and not self._unheard:
             self.redis.put_soon(key, value_key, answer, ttl, asked_at)
         return handed
 
@@ -287,7 +288,19 @@ class IntrospectionCache:
     def listen(self) -> None:
         """Apply the evictions other sidecars broadcast through Redis (no-op without Redis)."""
         if self.redis is not None:
-            self.redis.listen(self._received, self._resynced, self._lapsed)
+            self._unheard = True
+            self.redis.listen(self._received, self._resynced, self._lapsed, self._joined)
+
+    def _joined(self) -> None:
+        """The first subscription is up. Checks were served before it, and an eviction sent meanwhile did not wait
+        for this sidecar (no lease yet) nor reached it: what was loaded until now goes (nothing of it went to Redis),
+        and a load still in flight is not kept."""
+        self._unheard = False
+        self._epoch += 1
+        self._tombstones.spoil_loads(self._epoch)
+        self._inflight.clear()
+        dropped = self.positive.clear() + self.negative.clear()
+        log.info("redis eviction subscription is up: %d answers cached before it dropped", dropped)
 
     def _received(self, raw: bytes) -> None:
         parsed = Eviction.from_message(raw)
@@ -302,6 +315,7 @@ class IntrospectionCache:
     def _resynced(self) -> None:
         """The subscription was lost for a while: evictions sent meanwhile are unknown, so forget everything."""
         self._lapsed_lease = None
+        self._unheard = False
         self._entry_rule()
         evicted, _ = self.apply(Eviction(purge=True))
         log.warning("eviction feed from Redis resumed after a gap: %d cached answers dropped", evicted)

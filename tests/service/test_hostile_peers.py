@@ -439,8 +439,10 @@ def redis_rig(tmp_path_factory: pytest.TempPathFactory, hostile_as: HostileAS) -
         hostile_as.answers[victim] = answer
         assert checker(check_request(f"Bearer {victim}")).status.code == 0
         rig = RedisRig(s, checker, shared, hostile_as, victim, answer.body.decode())
-        # the positive control of the key scheme
-        wait_until(lambda: shared.exists(rig.key(victim)), f"a value under {rig.key(victim)}")
+        # the positive control of the key scheme (a sidecar shares answers once it listens for evictions: what it
+        # cached before its subscription is dropped then, so the check is repeated until one is written)
+        wait_until(lambda: checker(check_request(f"Bearer {victim}")).status.code == 0 and shared.exists(
+            rig.key(victim)), f"a value under {rig.key(victim)}")
         yield rig
         shared.close()
     finally:
