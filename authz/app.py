@@ -131,7 +131,8 @@ class Server:
         self.cache = self._cache()
         authorizer = self._authorizer(self.config)
         self.authorizer = authorizer
-        self.dpop_replay = authorizer.dpop.replay = ReplayCache.for_config(self.config.dpop, self.config.cache.redis)
+        self.dpop_replay = authorizer.dpop.replay = ReplayCache.for_config(self.config.dpop, self.config.cache.redis,
+                                                                           self.config.server.workers)
         reloads = self.metrics.listener_tls_reloads
         self.tls = None if self.config.server.tls is None else ServerTls(
             self.config.server.tls, counted=lambda result: reloads.labels(result).inc())

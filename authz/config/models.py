@@ -95,7 +95,21 @@ class Config(Model):
         self._check_rules()
         self._check_resources()
         self._check_exchanges()
+        self._check_dpop_workers()
         return self
+
+    def _check_dpop_workers(self) -> None:
+        """Several workers each hold a table of used DPoP proofs; without cache.redis sharing them, a proof would be
+        accepted once per worker (authz.dpop.replay)."""
+        if self.server.workers == 1 or self.cache.redis.enabled:
+            return
+        routes = self.routes
+        modes: list[tuple[str, str | None]] = [("routes.dpop", routes.dpop)]
+        modes += [("routes." + rule_key(routes, index, "dpop"), rule.dpop) for index, rule in enumerate(routes.rules)]
+        for key, mode in modes:
+            if mode not in (None, "off"):
+                raise ConfigError(key, f"{mode} needs cache.redis with server.workers > 1: each worker keeps its own "
+                                       "table of used DPoP proofs, so a proof would be accepted once per worker")
 
     def _check_exchanges(self) -> None:
         """A route asking for RFC 8693 token exchange names its audience and introspects with an AS that exchanges

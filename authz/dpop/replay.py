@@ -8,6 +8,10 @@ With ``cache.redis`` configured, each first use is also a ``SET <prefix>:dpop:<h
 ``RedisReplayStore``, so a proof used at one worker or pod is refused at every other. Redis unreachable (a timeout,
 an error, a backoff after one) is a 503 by default (``dpop.replay_on_redis_error: deny``) — a replay through
 another pod would be a wrong allow — or, with ``local``, the local table alone decides.
+
+Several worker processes (``server.workers``) each hold a table: without ``cache.redis`` to share them a proof would
+be accepted once per worker, so such a sidecar checks no proof (``RouteMisconfigured``, 500; the configuration
+refuses routes that take DPoP there, ``authz.config.models``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Protocol
 from authz.cache.redis_clients import RedisClients
 from authz.config.dpop import DpopConfig
 from authz.config.redis import RedisConfig
-from authz.errors import InvalidDpopProof, UpstreamUnavailable
+from authz.errors import InvalidDpopProof, RouteMisconfigured, UpstreamUnavailable
 
 __all__ = ["RedisReplayStore", "ReplayCache", "ReplayCacheFull", "SharedReplayStore", "replay_key", "replay_window"]
 
@@ -83,9 +87,10 @@ class RedisReplayStore:
 
 class ReplayCache:
     def __init__(self, max_entries: int, shared: SharedReplayStore | None = None, on_shared_error: str = "deny",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, unshared_workers: bool = False) -> None:
         self._max = max_entries
         self._shared = shared
+        self._unshared_workers = unshared_workers  # one of several workers, no store shared with the others
         self._deny_on_error = on_shared_error == "deny"
         self._clock = clock
         self._seen: set[str] = set()
@@ -93,12 +98,19 @@ class ReplayCache:
         self._quiet_until = 0.0
 
     @classmethod
-    def for_config(cls, config: DpopConfig, redis: RedisConfig | None = None) -> ReplayCache:
-        """The cache ``dpop`` describes, shared through ``redis`` (``cache.redis``) when it has a topology."""
+    def for_config(cls, config: DpopConfig, redis: RedisConfig | None = None, workers: int = 1) -> ReplayCache:
+        """The cache ``dpop`` describes, shared through ``redis`` (``cache.redis``) when it has a topology; one of
+        ``workers`` worker processes (``server.workers``)."""
         shared = None
         if redis is not None and redis.enabled:
             shared = RedisReplayStore(RedisClients(redis).commands, redis.key_prefix, redis.timeout_seconds)
-        return cls(config.replay_cache_entries, shared, config.replay_on_redis_error)
+        return cls(config.replay_cache_entries, shared, config.replay_on_redis_error,
+                   unshared_workers=workers > 1 and shared is None)
+
+    @property
+    def shared(self) -> SharedReplayStore | None:
+        """The store the workers and pods share (None: this process's table alone)."""
+        return self._shared
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -109,8 +121,12 @@ class ReplayCache:
 
     async def first_use(self, key: str, window_seconds: float) -> None:
         """Record ``key`` for ``window_seconds``; raise ``InvalidDpopProof("replay")`` if it was seen in its window,
-        ``ReplayCacheFull`` (503) when it cannot be told. Entries are forgotten in first-use order: one kept with a
-        shorter window than an older one waits for it (kept longer, never shorter)."""
+        ``ReplayCacheFull`` (503) when it cannot be told, ``RouteMisconfigured`` (500) when the other workers'
+        tables cannot be asked. Entries are forgotten in first-use order: one kept with a shorter window than an
+        older one waits for it (kept longer, never shorter)."""
+        if self._unshared_workers:
+            raise RouteMisconfigured("DPoP proofs cannot be checked for replay across server.workers without "
+                                     "cache.redis (each worker keeps its own table): set cache.redis or run one worker")
         now = self._clock()
         if key in self._seen:
             raise InvalidDpopProof("replay", "DPoP proof jti was already used")
