@@ -28,7 +28,9 @@ plain_path if {
 
 # Separation of duty: POST /records/<owner>/transactions/<id>/approve needs the `approve` scope, and nobody
 # approves a transaction they created (the creator comes from the JSON body's `created_by`, else from the
-# `x-transaction-creator` header).
+# `x-transaction-creator` header). Both are the client's words: this shows the rule's shape, and stops a client that
+# tells the truth, not one that lies about the creator. A real deployment reads the creator from data the client does
+# not write (OPA `data` pushed by the system of record, or the upstream's own check).
 allow if {
 	input.attributes.request.http.method == "POST"
 	plain_path
