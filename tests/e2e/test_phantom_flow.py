@@ -36,7 +36,7 @@ def test_valid_token_reaches_upstream_as_a_verified_jwt(stack: Stack) -> None:
     resp = stack.get("/httpbin/get?x=1", token)
     assert resp.status == 200, resp
     echoed = resp.json()
-    assert echoed["path"] == "/get"
+    assert echoed["path"] == "/httpbin/get"
     claims = upstream_jwt_claims(echoed, stack)
     assert claims["client_id"] == "demo-client"
     assert claims["sub"] == "demo-client"
@@ -84,7 +84,7 @@ def test_admin_token_is_allowed_on_admin_route(stack: Stack) -> None:
 def test_public_route_needs_no_token(stack: Stack) -> None:
     resp = stack.get("/public/get")
     assert resp.status == 200
-    assert resp.json()["path"] == "/get"
+    assert resp.json()["path"] == "/public/get"
 
 
 def test_malformed_credential_is_400_invalid_request(stack: Stack) -> None:
