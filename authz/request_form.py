@@ -24,7 +24,8 @@ some servers upper-case it (Werkzeug reads ``DELETE``). A route rule's ``methods
 
 **Query and body** are checked only on routes that name a policy, before a reused decision is looked up: a query
 Go's ``url.ParseQuery`` refuses (``;``, a bad escape), or a JSON or form body that does not parse, is a 400 — as
-opa-envoy-plugin fails such requests — instead of a ``parsed_body: null`` a policy may read as "nothing to deny".
+opa-envoy-plugin fails such requests — instead of a ``parsed_body: null`` a policy may read as "nothing to deny";
+so is a body parsers read two ways (a repeated JSON key, two content types: ``authz.policy.parse``).
 """
 
 from __future__ import annotations

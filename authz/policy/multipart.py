@@ -7,23 +7,30 @@ body (it records "defects" and guesses), decodes base64 parts Go leaves as they 
 part into sub-messages where Go gives its bytes. Around it, what Go's reader does and python-multipart does not:
 
 - lines before the first boundary line (a preamble) are skipped;
-- a body whose first boundary line ends in a bare LF uses LF line endings throughout (Go's reader switches to them);
-- a part with ``Content-Transfer-Encoding: quoted-printable`` is decoded.
+- a body whose first boundary line ends in a bare LF uses LF line endings throughout (Go's reader switches to them).
+
+Not as Go's reader: a part with a ``Content-Transfer-Encoding`` other than ``7bit``, ``8bit`` or ``binary`` is
+refused (``ValueError``). RFC 7578 forbids senders to use one, and readers differ: Go decodes quoted-printable and
+leaves base64 as it is, python-multipart's ``FormParser`` decodes both, others neither — a policy would read
+``c2NyaXB0`` where an upstream reads ``script``.
 
 Each part: its ``Content-Disposition`` must be ``form-data`` with a ``name`` (else the part is skipped, as Go's
 ``FormName`` is empty); its value is its whole content, a file part's too. A body that does not parse — no boundary
-line, a malformed header, no closing boundary — raises ``ValueError``; a body with no ``boundary`` parameter in its
+line, a malformed header, no closing boundary — raises ``ValueError``; so does a part that repeats its
+``Content-Disposition``, ``Content-Type`` or ``Content-Transfer-Encoding`` header, or a parameter (``name``) of one
+(readers differ on which one counts); a body with no ``boundary`` parameter in its
 content type too (the plugin gives ``null``; here a policy never reads ``null`` for a body an upstream may read).
 """
 
 from __future__ import annotations
 
 import logging
-import quopri
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError, MultipartParseError
-from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState
+
+from authz.policy.content_type import media_type
 
 __all__ = ["FormPart", "form_parts"]
 
@@ -32,6 +39,7 @@ logging.getLogger("python_multipart.multipart").setLevel(logging.CRITICAL)
 
 _MAX_HEADERS = 64  # per part (Go's reader allows many more; browsers send two or three)
 _MAX_HEADER_BYTES = 16 * 1024  # one header line
+_IDENTITY_ENCODINGS = frozenset({b"7bit", b"8bit", b"binary"})
 
 
 @dataclass(slots=True)
@@ -47,8 +55,12 @@ class _Part:
     data: bytearray = field(default_factory=bytearray)
 
     def header(self, name: bytes) -> bytes | None:
-        """The first value of a header (Go's ``Header.Get``), names compared without case."""
-        return next((v for k, v in self.headers if k.lower() == name), None)
+        """The value of a header, names compared without case; ``ValueError`` when the part repeats it (Go's
+        ``Header.Get`` takes the first, other readers the last)."""
+        values = [v for k, v in self.headers if k.lower() == name]
+        if len(values) > 1:
+            raise ValueError(f"a part repeats its {name.decode()} header")
+        return values[0] if values else None
 
 
 class _Collector:
@@ -77,14 +89,6 @@ class _Collector:
         self.parts[-1].data += data[start:end]
 
 
-def _boundary(content_type: str) -> bytes:
-    _, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise ValueError("the content type has no boundary parameter")
-    return boundary
-
-
 def _from_first_boundary(body: bytes, boundary: bytes) -> bytes:
     """The body from its first boundary line on (RFC 2046 lets a preamble come before it)."""
     dash = b"--" + boundary
@@ -96,9 +100,12 @@ def _from_first_boundary(body: bytes, boundary: bytes) -> bytes:
     return body[at + 1:]
 
 
-def form_parts(content_type: str, body: bytes) -> list[FormPart]:
-    """The named parts of ``body`` in order; ``ValueError`` when it is not a well-formed multipart body."""
-    boundary = _boundary(content_type)
+def form_parts(boundary_text: str, body: bytes) -> list[FormPart]:
+    """The named parts of ``body`` (the content type's ``boundary`` parameter: ``boundary_text``) in order;
+    ``ValueError`` when it is not a well-formed multipart body."""
+    if not boundary_text:
+        raise ValueError("the content type has no boundary parameter")
+    boundary = boundary_text.encode("utf-8")
     body = _from_first_boundary(body, boundary)
     bare_lf = body[len(boundary) + 2:len(boundary) + 3] == b"\n"
     if bare_lf:  # CRLF for the parser; every CR LF of its output is one of these LFs again
@@ -122,13 +129,14 @@ def _named(part: _Part, bare_lf: bool) -> FormPart | None:
     if bare_lf:
         part.headers = [(k.replace(b"\r\n", b"\n"), v.replace(b"\r\n", b"\n")) for k, v in part.headers]
         part.data = bytearray(part.data.replace(b"\r\n", b"\n"))
-    disposition, params = parse_options_header(part.header(b"content-disposition") or b"")
-    name = params.get(b"name")
-    if disposition != b"form-data" or not name:
+    disposition, params = media_type((part.header(b"content-disposition") or b"").decode("utf-8", "replace"))
+    name = params.get("name")
+    if disposition != "form-data" or not name:
         return None  # Go's FormName is "" and the plugin skips the part
     value = bytes(part.data)
     encoding = part.header(b"content-transfer-encoding")
-    if encoding is not None and encoding.strip().lower() == b"quoted-printable":
-        value = quopri.decodestring(value)
+    if encoding is not None and encoding.strip().lower() not in _IDENTITY_ENCODINGS:
+        raise ValueError(f"a part has the transfer encoding {encoding[:40].decode('latin-1')!r} (RFC 7578: none; "
+                         f"readers differ on decoding it)")
     content_type = (part.header(b"content-type") or b"").decode("latin-1")
-    return FormPart(name.decode("utf-8", "replace"), content_type, value)
+    return FormPart(name, content_type, value)

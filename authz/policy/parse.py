@@ -6,7 +6,11 @@ makes them with Go's ``net/url`` and ``encoding/json``. Pure: no I/O.
 - ``parsed_body`` (JSON, form, multipart) / ``truncated_body`` (``x-envoy-auth-partial-body: true``, a larger
   ``content-length``, a body over ``max_body_bytes``). A JSON, form or multipart body that does not parse (or a bad
   ``content-length``) fails the check as in the plugin (``PolicyInputError``; ``authz.request_form`` makes it a 400
-  first); gRPC: ``None``.
+  first); gRPC: ``None``. The media type is matched in any letter case (the plugin's substring tests are not).
+- A body parsers read differently fails the check too (the plugin would give one reading, an upstream may act on
+  another): a JSON object repeating a key, an integer regorus cannot hold (outside int64..uint64), a content type
+  with two values or a repeated parameter (``authz.policy.content_type``), a JSON or form body whose charset is not
+  UTF-8.
 - multipart (``authz.policy.multipart``): ``{name: [value, ...]}`` in part order; a value is the part's content as
   text (a file's too; invalid UTF-8 becomes U+FFFD), or the JSON value of a part whose own content type says
   ``application/json`` (a part that does not parse fails the check, as in the plugin).
@@ -21,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from authz.policy.content_type import media_type
 from authz.policy.engine import PolicyEvaluationError
 from authz.policy.multipart import form_parts
 
@@ -32,6 +37,10 @@ _GO_INT = re.compile(r"[+-]?[0-9]+")
 _LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+_KINDS = (("application/json", "json"), ("application/grpc", None),  # gRPC: needs descriptors the plugin may lack
+          ("application/x-www-form-urlencoded", "form"), ("multipart/form-data", "multipart"))
+_UTF8 = frozenset({"utf-8", "utf8", "us-ascii"})
 
 
 class PolicyInputError(PolicyEvaluationError):
@@ -97,15 +106,8 @@ def parse_body(headers: Mapping[str, str], body: str, raw: bytes, max_body_bytes
     content_type = headers.get("content-type")
     if content_type is None or size == 0:
         return None, False
-    if "application/json" in content_type:
-        kind = "json"
-    elif "application/grpc" in content_type:
-        return None, False  # needs the service's descriptors, which the plugin only has when configured with them
-    elif "application/x-www-form-urlencoded" in content_type:
-        kind = "form"
-    elif "multipart/form-data" in content_type:
-        kind = "multipart"
-    else:
+    kind, params = _body_kind(content_type)
+    if kind is None:
         return None, False
     content_length = headers.get("content-length")
     if content_length is not None:
@@ -115,7 +117,7 @@ def parse_body(headers: Mapping[str, str], body: str, raw: bytes, max_body_bytes
         if declared != -1 and declared > size:
             return None, True
     if kind == "multipart":
-        return _parse_multipart(content_type, body.encode() if body else raw), False
+        return _parse_multipart(params, body.encode() if body else raw), False
     text = body or raw.decode("utf-8", "replace")
     if kind == "form":
         values, error = _parse_query(text)
@@ -125,9 +127,25 @@ def parse_body(headers: Mapping[str, str], body: str, raw: bytes, max_body_bytes
     return _parse_json(text), False
 
 
-def _parse_multipart(content_type: str, data: bytes) -> dict[str, list[Any]]:
+def _body_kind(content_type: str) -> tuple[str | None, dict[str, str]]:
+    """"json", "form", "multipart" or None (not parsed), as the plugin's substring tests give it, letters in any
+    case; and the media type's parameters. ``PolicyInputError`` when the header could be read two ways: two values,
+    a repeated parameter, or a charset other than UTF-8 for a JSON or form body (the policy reads UTF-8, an upstream
+    would decode other characters)."""
     try:
-        parts = form_parts(content_type, data)
+        _, params = media_type(content_type)
+    except ValueError as exc:
+        raise PolicyInputError(f"request body: the content type {exc}") from None
+    lowered = content_type.lower()
+    kind = next((k for marker, k in _KINDS if marker in lowered), None)
+    if kind in ("json", "form") and params.get("charset", "utf-8").lower() not in _UTF8:
+        raise PolicyInputError(f"request body: charset {params['charset'][:40]!r} is not UTF-8")
+    return kind, params
+
+
+def _parse_multipart(params: dict[str, str], data: bytes) -> dict[str, list[Any]]:
+    try:
+        parts = form_parts(params.get("boundary", ""), data)
     except ValueError as exc:
         raise PolicyInputError(f"request body (multipart): {exc}") from None
     values: dict[str, list[Any]] = {}
@@ -150,6 +168,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("an object repeats a key (parsers disagree on which value counts)")
+    return obj
+
+
+def _engine_int(s: str) -> int:
+    """An integer the engine holds exactly (regorus: int64 or uint64; it saturates beyond)."""
+    value = int(s)
+    if not -_INT64_MAX - 1 <= value <= _UINT64_MAX:
+        raise ValueError("integer out of the 64-bit range")
+    return value
+
+
 def _finite_float(s: str) -> float:
     value = float(s)
     if math.isinf(value):
@@ -161,7 +194,8 @@ def _parse_json(text: str) -> Any:
     """RFC 8259 JSON as Go decodes it (no NaN/Infinity, nothing after the value); ``PolicyInputError`` when it is
     not (the plugin fails the check: a policy never sees ``null`` for a body an upstream may still read)."""
     try:
-        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_engine_int,
+                          object_pairs_hook=_reject_repeated_keys)
         if _LONE_SURROGATE_ESCAPE.search(text) is not None:
             data = _replace_surrogates(data)  # Go turns a lone \ud800 into U+FFFD; keep the document encodable
     except (ValueError, RecursionError) as exc:

@@ -94,12 +94,14 @@ class RequestView:
         return parsed
 
     def body_headers(self) -> Mapping[str, str]:
-        """The headers the body parser consults: the map, or (raw header lists) the first value of each name."""
+        """The headers the body parser consults: the map, or (raw header lists) each name's values joined with
+        ``,`` as Envoy's map joins them (so two ``content-type`` lines are refused, not read as the first)."""
         if self.headers or not self.raw_headers():
             return self.headers
         found: dict[str, str] = {}
         for e in self.check.attributes.request.http.header_map.headers:
-            found.setdefault(e.key.lower(), e.value or e.raw_value.decode("utf-8", "replace"))
+            key, value = e.key.lower(), e.value or e.raw_value.decode("utf-8", "replace")
+            found[key] = f"{found[key]},{value}" if key in found else value
         return found
 
     def raw_headers(self) -> bool:
