@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
@@ -18,6 +19,8 @@ import grpc
 from authz.adminpb import admin_pb2, admin_pb2_grpc
 from authz.cache import IntrospectionCache
 from authz.cache.introspection_cache import BroadcastFailed
+from authz.credential import token_as_presented
+from authz.errors import MalformedCredential
 
 __all__ = ["RELAY", "CacheAdminService"]
 
@@ -25,6 +28,7 @@ log = logging.getLogger("authz.admin")
 
 RELAY = ("x-phantom-authz-relay", "1")  # set on a call one worker relays to its siblings
 _RELAY_TIMEOUT_SECONDS = 5.0
+_TOKEN_ID = re.compile(r"[0-9a-fA-F]{12}")
 
 
 class CacheAdminService(admin_pb2_grpc.CacheAdminServicer):  # type: ignore[misc]
@@ -73,9 +77,21 @@ class CacheAdminService(admin_pb2_grpc.CacheAdminServicer):  # type: ignore[misc
         target = request.WhichOneof("target")
         if target is None or not getattr(request, target):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give token or token_id")
-        kwargs = {"token": request.token} if target == "token" else {"short_id": request.token_id.lower()}
+        if target == "token":
+            try:  # the token a request presents, so the key a request's lookup makes (never echoed back)
+                request = admin_pb2.EvictTokenRequest(token=token_as_presented(request.token))
+            except MalformedCredential as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"token: {exc.detail}; give the token alone or as its Authorization value")
+            kwargs = {"token": request.token}
+        elif _TOKEN_ID.fullmatch(request.token_id):
+            request = admin_pb2.EvictTokenRequest(token_id=request.token_id.lower())
+            kwargs = {"short_id": request.token_id}
+        else:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "token_id: must be the 12 hex digits a log line's token_id shows")
         return await self._everywhere(
-            context, "token" if target == "token" else "token_id",
+            context, target,
             lambda share: self._cache.evict_token(**kwargs, broadcast=share),
             lambda stub: stub.EvictToken(request, metadata=(RELAY,), timeout=_RELAY_TIMEOUT_SECONDS))
 

@@ -13,7 +13,7 @@ import re
 
 from authz.errors import MalformedCredential, MissingCredential
 
-__all__ = ["BEARER", "DPOP", "access_token", "bearer_token"]
+__all__ = ["BEARER", "DPOP", "access_token", "bearer_token", "token_as_presented"]
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 BEARER, DPOP = "bearer", "dpop"  # schemes, lower-cased
@@ -50,3 +50,22 @@ def access_token(authorization: tuple[str, ...], max_length: int, schemes: froze
     if not _B64TOKEN.fullmatch(token):
         raise MalformedCredential("bearer token has characters outside RFC 6750 b64token")
     return scheme, token
+
+
+def token_as_presented(text: str) -> str:
+    """The token a request carries when it presents ``text``: the token alone, or an ``Authorization`` value in the
+    ``Bearer`` or ``DPoP`` scheme, surrounding whitespace (a line's CR LF) ignored, as the request path reads it. So
+    an eviction (``authz admin evict-token``) names the very token a request presents, hence the same cache key.
+    Raises ``MalformedCredential`` for what no request could present as a token."""
+    value = text.strip()
+    scheme, space, rest = value.partition(" ")
+    if space and scheme.lower() in (BEARER, DPOP):
+        value = rest.lstrip(" ")
+    elif value.lower() in (BEARER, DPOP):  # a scheme and no token ("Bearer " read from a line)
+        value = ""
+    if not value:
+        raise MalformedCredential("empty token")
+    if not _B64TOKEN.fullmatch(value):
+        raise MalformedCredential("not one token: a scheme other than Bearer or DPoP, several words, or characters "
+                                  "outside RFC 6750 b64token")
+    return value

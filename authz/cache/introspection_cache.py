@@ -252,7 +252,7 @@ class IntrospectionCache:
         if not broadcast or self.redis is None:
             return evicted
         if keys:
-            await self.redis.delete(keys)
+            evicted += await self.redis.delete(keys)  # counted as evict_subject and purge count Redis's
         if not await self.redis.publish(eviction.message(self.origin)):
             raise BroadcastFailed(evicted)
         return evicted

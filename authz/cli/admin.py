@@ -28,6 +28,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from authz.adminpb import admin_pb2, admin_pb2_grpc
+from authz.credential import token_as_presented
+from authz.errors import MalformedCredential
 
 __all__ = ["main"]
 
@@ -75,6 +77,11 @@ def _evict_token_request(args: argparse.Namespace) -> tuple[admin_pb2.EvictToken
     if not token:
         raise UsageError(f"no token in {where}: set ${TOKEN_ENV} (or --token-env NAME), pipe it with --stdin, "
                          "or give --token-id")
+    try:  # the token a request presents: a "Bearer "/"DPoP " prefix copied with it goes, as the request path reads it
+        token = token_as_presented(token)
+    except MalformedCredential as exc:
+        raise UsageError(f"{where} holds no token ({exc.detail}): give the token alone or as its Authorization "
+                         "value") from None
     return admin_pb2.EvictTokenRequest(token=token), f"the token from {where}"
 
 
@@ -94,15 +101,18 @@ def _run(args: argparse.Namespace, stub: admin_pb2_grpc.CacheAdminStub) -> list[
     if args.command == "evict-token":
         request, what = _evict_token_request(args)
         answer = stub.EvictToken(request, timeout=timeout)
+        none = "no worker here nor Redis held it (an unknown, mistyped or expired token reads 0 too)"
     elif args.command == "evict-subject":
         if not args.subject:
             raise UsageError("give a subject")
         what = f"subject {args.subject!r}"
         answer = stub.EvictSubject(admin_pb2.EvictSubjectRequest(subject=args.subject), timeout=timeout)
+        none = ("no answer cached here nor in Redis has exactly this sub claim (compared as given: case and spaces "
+                "count; a token with no sub claim is evicted by token or --token-id)")
     else:
-        what = "everything"
+        what, none = "everything", "nothing was cached here nor in Redis"
         answer = stub.Purge(admin_pb2.PurgeRequest(), timeout=timeout)
-    return [f"evicted {answer.evicted} cache entries: {what}"]
+    return [f"evicted {answer.evicted} cache entries: {what}" + (f": {none}" if answer.evicted == 0 else "")]
 
 
 def main(argv: list[str] | None = None) -> int:

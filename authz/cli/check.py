@@ -35,11 +35,12 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.cli.check_report import Explanation, decision_lines, response_lines, route_lines
 from authz.config import Config, ConfigError, load_config
-from authz.errors import AuthzError
+from authz.credential import token_as_presented
+from authz.errors import AuthzError, MalformedCredential
 from authz.logs import token_id
 from authz.policy.engine import PolicyLoadError
 
-__all__ = ["build_request", "main"]
+__all__ = ["build_request", "main", "presented_token"]
 
 TOKEN_ENV = "AUTHZ_CHECK_TOKEN"
 
@@ -103,6 +104,16 @@ def build_request(args: argparse.Namespace, token: str | None, request_id: str) 
     if args.destination_principal:
         request.attributes.destination.principal = args.destination_principal
     return request
+
+
+def presented_token(value: str) -> str:
+    """The token a request carries when it presents ``value`` (a ``Bearer ``/``DPoP `` prefix or a line end pasted
+    with it goes, as the request path reads it); anything that is no token is sent as given, for the service to
+    refuse as it would a client's."""
+    try:
+        return token_as_presented(value)
+    except MalformedCredential:
+        return value.strip()
 
 
 def _remote(target: str, request: CheckRequest, timeout: float) -> CheckResponse:
@@ -174,7 +185,7 @@ def _not_checked(exc: Exception, target: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    token = os.environ.get(args.token_env, "").strip() or None
+    token = presented_token(os.environ.get(args.token_env, "")) or None
     request_id = str(uuid.uuid4())
     try:
         request = build_request(args, token, request_id)

@@ -32,8 +32,11 @@ class Explanation:
 
 
 def _bearer_safe(name: str, value: str) -> str:
-    if name.lower() == "authorization" and value[:7].lower() == "bearer ":
-        return f"Bearer <JWT, {len(value) - 7} bytes>"
+    """A header as shown: an ``Authorization`` value as its scheme and length, whatever the scheme (``Bearer``;
+    ``DPoP`` with ``dpop.forward: dpop``), never the credential."""
+    if name.lower() == "authorization":
+        scheme, space, credential = value.partition(" ")
+        return f"{scheme} <credential, {len(credential)} bytes>" if space else f"<credential, {len(value)} bytes>"
     return value if len(value) <= 200 else value[:200] + f"... ({len(value)} bytes)"
 
 

@@ -123,7 +123,7 @@ def test_check_target_allows_and_shows_what_the_upstream_gets(service: Stack) ->
                  "--ext", "required_scopes=read")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert "decision: ALLOW" in out and "upstream gets authorization: Bearer <JWT, " in out, out
+    assert "decision: ALLOW" in out and "upstream gets authorization: Bearer <credential, " in out, out
     assert "client_id=demo-client" in out and "scope=read" in out, out
     assert f"token: id {hashlib.sha256(token.encode()).hexdigest()[:12]}" in out
     assert token not in out and "eyJ" not in out  # neither the token nor the JWT
