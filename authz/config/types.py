@@ -170,7 +170,24 @@ class Text(Marker):
         return out
 
 
-HttpUrl = Text(re.compile(r"^https?://[^/\s]+"), "must be an http(s) URL")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+
+
+@dataclass(frozen=True)
+class Url(Text):
+    """A URL with no ``user:password@``: a credential in a URL shows in every line that names the URL (the JWKS's
+    "loaded ... from", an exporter's warnings, an AS error), so it is refused, and the refusal does not show it."""
+
+    def check(self, value: Any) -> str:
+        if isinstance(value, str) and _USERINFO.match(value):
+            raise ValueError("must not carry user:password@ (it would show wherever the URL is named): give the "
+                             "credential its own setting (the AS's client_auth_method, policy.remote's "
+                             "bearer_token_file, OTEL_EXPORTER_OTLP_HEADERS)")
+        return super().check(value)
+
+
+HttpUrl = Url(re.compile(r"^https?://[^/\s]+"), "must be an http(s) URL")
 
 
 @dataclass(frozen=True)
@@ -262,6 +279,8 @@ def secret_from(data: Mapping[str, Any], file_key: str, env_key: str, environ: M
     name = data[env_key]
     if not isinstance(name, str) or not name:
         raise ConfigError(env_key, "must be a non-empty string")
-    if not environ.get(name):
-        raise ConfigError(env_key, f"environment variable {name} is not set or empty")
+    if not environ.get(name):  # a name unlike a variable's is not shown: it may be the secret, written in its place
+        shown = (f"environment variable {name}" if _ENV_NAME.fullmatch(name) else
+                 "the environment variable named (the name is not shown: is it the secret itself?)")
+        raise ConfigError(env_key, f"{shown} is not set or empty")
     return Secret(environ[name])
