@@ -23,8 +23,9 @@ class RequestInfo:
     method: str
     path: str
     host: str
-    headers: Mapping[str, str]  # lower-case names; duplicate headers merged as Envoy merges them
-    authorization: tuple[str, ...]  # every Authorization header value as received
+    # lower-case names; duplicate headers merged as Envoy merges them (not in the repr: they carry credentials)
+    headers: Mapping[str, str] = field(repr=False)
+    authorization: tuple[str, ...] = field(repr=False)  # every Authorization header value as received
     context_extensions: Mapping[str, str]
     make_view: Callable[[], RequestView] | None = None  # what a policy reads of it; the transport makes it on need
     # the mTLS peer's and the local workload's SPIFFE ids ("" when none); None: the transport does not carry them
@@ -62,7 +63,7 @@ class Introspection:
     """The AS's answer about one token, as the dialect understood it."""
 
     active: bool
-    jwt: str | None = None
+    jwt: str | None = field(default=None, repr=False)
     claims: Mapping[str, Any] = field(default_factory=dict)
     max_age: int | None = None  # from Cache-Control, when the AS sent one
 
@@ -71,7 +72,7 @@ class Introspection:
 class Identity:
     """The token's holder as the verified JWT describes it."""
 
-    jwt: str | None  # None when the AS gave claims but no JWT (plain RFC 7662, RFC 9701)
+    jwt: str | None = field(repr=False)  # None when the AS gave claims but no JWT (plain RFC 7662, RFC 9701)
     claims: Mapping[str, Any]
     scopes: frozenset[str]
     subject: str | None
@@ -99,7 +100,7 @@ class Replies:
 class Allow:
     """An allow decision: request headers to set (overwriting), headers to remove, metadata for Envoy."""
 
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # the JWT among them
     headers_to_remove: tuple[str, ...] = ()
     dynamic_metadata: Mapping[str, str] = field(default_factory=dict)
     identity: Identity | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authz.config.dpop import DpopConfig
 from authz.credential import BEARER, DPOP, access_token, bearer_token
@@ -41,7 +41,7 @@ _DPOP_PREFIX = DPOP + " "
 class Presented:
     """The access token a request presented and, presented as DPoP, its verified proof."""
 
-    token: str
+    token: str = field(repr=False)
     proof: Proof | None = None
     challenge: DpopChallenge | None = None  # what a denial offers (None: a route with dpop: off)
 

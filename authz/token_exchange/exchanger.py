@@ -25,7 +25,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authz.claims import scopes_of
 from authz.config import AuthorizationServerConfig
@@ -53,7 +53,7 @@ _ANSWERS = frozenset({200, 400})  # the token endpoint's answer, and its refusal
 class Exchanged:
     """A token the AS issued for an audience, accepted for forwarding."""
 
-    token: str
+    token: str = field(repr=False)
     expires_at: float | None  # the earlier of a verified JWT's exp and expires_in; None: unknown
     max_age: int | None  # Cache-Control max-age of the answer, when sent
 
