@@ -43,6 +43,9 @@ _KINDS = (("application/json", "json"), ("application/grpc", None),  # gRPC: nee
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii"})
 
 
+_ACCESS_TOKEN = "access_token"  # RFC 6750 §2.2/§2.3: the bearer token as a form or query parameter
+
+
 class PolicyInputError(PolicyEvaluationError):
     """The request's path, query or body cannot be parsed as Go parses it; opa-envoy-plugin fails such checks."""
 
@@ -91,7 +94,16 @@ def parse_path_and_query(path: str) -> tuple[list[str], dict[str, list[str]]]:
     query, error = _parse_query(raw_query)
     if error is not None:
         raise PolicyInputError(f"request query: {error}")
+    _refuse_access_token(query, "request query", "2.3")
     return segments, query
+
+
+def _refuse_access_token(values: Mapping[str, Any], where: str, section: str) -> None:
+    """A credential in the query or a form body (RFC 6750 §2.3, §2.2) is not one this service accepts, and the policy
+    input (so a full decision log) would carry it: refused. RFC 6750 §2 lets a client use one method only."""
+    if _ACCESS_TOKEN in values:
+        raise PolicyInputError(f"{where}: carries access_token (RFC 6750 §{section}), which is not accepted: send the "
+                               "token in the Authorization header only")
 
 
 
@@ -123,6 +135,7 @@ def parse_body(headers: Mapping[str, str], body: str, raw: bytes, max_body_bytes
         values, error = _parse_query(text)
         if error is not None:
             raise PolicyInputError(f"request body (form): {error}")
+        _refuse_access_token(values, "request body (form)", "2.2")
         return values, False
     return _parse_json(text), False
 

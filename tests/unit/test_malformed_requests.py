@@ -333,3 +333,24 @@ def test_the_differential_exercises_reuse(shapes_dir: Path) -> None:
     for _ in range(2):
         reusing.outcome(reusing.request("grpc", "GET", "/orders", {"policy": "app/allow"}, "tok-alice", {}, ""))
     assert reusing.engine.cached_decisions >= 1
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+@pytest.mark.parametrize(("path", "content_type", "body"), [
+    ("/orders?access_token=tok-alice", "", ""),
+    ("/orders?a=1&access_token=tok-alice", "", ""),
+    ("/orders?access%5Ftoken=tok-alice", "", ""),
+    ("/orders", "application/x-www-form-urlencoded", "a=1&access_token=tok-alice"),
+], ids=["query", "query-second", "query-encoded-name", "form-body"])
+def test_a_second_credential_in_the_query_or_a_form_body_is_400_on_policy_routes(
+        tmp_path: Path, transport: str, path: str, content_type: str, body: str) -> None:
+    """RFC 6750 §2: one method per request. On a policy route the query and body are the policy input, which a full
+    decision log writes out: a token there besides the Authorization header is refused before any policy runs."""
+    gateway = Gateway(tmp_path, _policy_dir(tmp_path / "p", ANY_SUBJECT))
+    settings = {"policy": "app/allow"}
+    headers = {"content-type": content_type} if content_type else {}
+    plain = gateway.outcome(gateway.request(transport, "POST", "/orders?a=1", settings, "tok-alice", headers,
+                                            "a=1" if body else ""))
+    assert plain[0] == "allow", plain
+    outcome = gateway.outcome(gateway.request(transport, "POST", path, settings, "tok-alice", headers, body))
+    assert outcome[:3] == ("deny", "MalformedRequest", 400), outcome
