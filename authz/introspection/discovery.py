@@ -2,8 +2,8 @@
 (``/.well-known/oauth-authorization-server`` inserted before the issuer's path), then OIDC discovery
 (``<issuer>/.well-known/openid-configuration``). The document's ``issuer`` must equal ours (RFC 8414 §3.3).
 Discovery fetches only ``https`` (the metadata and the endpoint it names) unless the AS is configured with
-``allow_insecure_http: true`` (development). Used for the ``jwks_uri`` (``authz.introspection.jwks``) and the
-``token_endpoint`` (``authz.token_exchange``).
+``allow_insecure_http: true`` (development), and never an endpoint carrying ``user:password@``. Used for the
+``jwks_uri`` (``authz.introspection.jwks``) and the ``token_endpoint`` (``authz.token_exchange``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ async def discover(config: AuthorizationServerConfig, client: AuthorizationServe
         if not isinstance(found, str) or not found.startswith(("https://", "http://")):
             raise UpstreamMisbehaved(f"AS {config.name}: metadata at {url} has no usable {member}")
         _require_https(config, found, f"{member} in the metadata at {url}")
+        if urlsplit(found).username is not None:  # as a configured URL: a password would reach logs and spans
+            raise UpstreamMisbehaved(f"AS {config.name}: the {member} in the metadata at {url} carries credentials "
+                                     "(user:password@)")
         return found
     assert failure is not None
     raise failure

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import logging
 import socket
 import ssl
 import time
@@ -305,6 +306,22 @@ async def test_metadata_naming_another_issuer_is_upstream_misbehaved(
         await _keyset(server, session, clock, jwks_uri=None, allow_insecure_http=True).key("k1", "RS256")
     assert info.value.status == 502
     assert server.hits["/jwks"] == 0
+
+
+async def test_a_discovered_jwks_uri_with_credentials_is_refused_and_never_fetched(
+    server: Server, session: aiohttp.ClientSession, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Configured URLs with ``user:password@`` are refused at load; a discovered one the same way, at use: the
+    password would reach the JWKS log lines and spans (and aiohttp would send it as Basic credentials)."""
+    host = server.base.removeprefix("http://")
+    server.handlers["/.well-known/oauth-authorization-server"] = _reply(
+        {"issuer": server.base, "jwks_uri": f"http://user:s3cret-pw@{host}/jwks"})
+    server.jwks(_jwk(RSA1, "k1"))
+    with caplog.at_level(logging.DEBUG), pytest.raises(UpstreamMisbehaved) as info:
+        await _keyset(server, session, clock, jwks_uri=None, allow_insecure_http=True).key("k1", "RS256")
+    assert "carries credentials" in info.value.detail and "s3cret-pw" not in info.value.detail
+    assert server.hits["/jwks"] == 0
+    assert "s3cret-pw" not in caplog.text
 
 
 async def test_no_metadata_anywhere_is_upstream_misbehaved(
