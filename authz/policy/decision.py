@@ -13,7 +13,7 @@ key                            accepted shape
 ``query_parameters_to_remove`` array of strings
 ``http_status``                number; here: an integer (or integral float) in 100..599
 ``body``                       string
-``dynamic_metadata``           object (any JSON inside)
+``dynamic_metadata``           object (any JSON inside); here: at most 32 levels of objects and arrays
 ============================== ===========================================================================
 
 Unknown keys are ignored, as opa-envoy-plugin ignores them. Unlike opa-envoy-plugin, which reads only the keys that
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-__all__ = ["HeaderMutation", "PolicyDecision", "PolicyResultError", "decision_from_result"]
+__all__ = ["MAX_METADATA_DEPTH", "HeaderMutation", "PolicyDecision", "PolicyResultError", "decision_from_result"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_CHARS = re.compile(r"[\r\n\x00]")
@@ -50,6 +50,9 @@ _FORBIDDEN_CHARS = re.compile(r"[\r\n\x00]")
 _QUERY_VALUE = re.compile(r"(?:[A-Za-z0-9\-._~!$'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
 _QUERY_NAME = re.compile(r"(?:[A-Za-z0-9\-._~!$'()*+,;:@/?]|%[0-9A-Fa-f]{2})+")
 _MIN_STATUS, _MAX_STATUS = 100, 599
+# dynamic_metadata's nesting, its own object counted: each object level is three protobuf messages (Struct, map entry,
+# Value) and Envoy reads a CheckResponse at most 100 messages deep; a deeper response is an ext_authz error in Envoy
+MAX_METADATA_DEPTH = 32
 _T = TypeVar("_T")
 _D = TypeVar("_D")
 
@@ -220,23 +223,29 @@ def _body(key: str, value: object) -> str:
     return value
 
 
-def _json(where: str, value: object) -> Any:
-    """A plain, independent copy of a JSON value (what ``google.protobuf.Struct`` can hold), or an error."""
+def _json(where: str, value: object, depth: int = 1) -> Any:
+    """A plain, independent copy of a JSON value (what ``google.protobuf.Struct`` can hold), or an error.
+
+    ``depth``: the nesting level of ``value`` if it is an object or array (the ``dynamic_metadata`` object is 1).
+    """
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             raise PolicyResultError(f"{where}: {value!r} is not a JSON number")
         return value
+    if isinstance(value, Mapping | list | tuple) and depth > MAX_METADATA_DEPTH:
+        raise PolicyResultError(f"dynamic_metadata: nested deeper than {MAX_METADATA_DEPTH} levels (Envoy could not "
+                                "read the response)")
     if isinstance(value, Mapping):
         copy: dict[str, Any] = {}
         for name, item in value.items():
             if not isinstance(name, str):
                 raise PolicyResultError(f"{where}: object keys must be strings, got {_type_name(name)}")
-            copy[name] = _json(f"{where}.{_shown(name)}", item)
+            copy[name] = _json(f"{where}.{_shown(name)}", item, depth + 1)
         return copy
     if isinstance(value, list | tuple):
-        return [_json(f"{where}[{index}]", item) for index, item in enumerate(value)]
+        return [_json(f"{where}[{index}]", item, depth + 1) for index, item in enumerate(value)]
     raise PolicyResultError(f"{where}: {type(value).__name__} is not a JSON value")
 
 

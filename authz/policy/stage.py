@@ -7,6 +7,7 @@ with the configured OPA-failure status. In dry-run mode the decision is made and
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PolicyOutcome", "PolicyStage"]
 
+log = logging.getLogger("authz.policy")
+
 _EVERYTHING = Projection()  # a remote OPA's policies are unknown: the whole input
 
 
@@ -45,6 +48,9 @@ class PolicyStage:
                  metrics: Metrics | None = None) -> None:
         self._config = config
         self.engine = engine
+        if config.dry_run:
+            log.warning("policy.dry_run is on: decisions are made and logged, but every request is allowed whatever "
+                        "the policy decides (never in production)")
         self._tracing = tracing  # on: each decision is an authz.policy span under the check's
         self._log = DecisionLogger(config.decision_log, config.decision_log_mask, config.decision_log_mask_headers)
         self._decisions: dict[str, PolicyDecision] = {}  # by the result's repr: equal results, one decision
