@@ -4,8 +4,8 @@ Envoy can read, and a policy stage in dry-run mode says so when it starts.
 Envoy decodes the CheckResponse with protobuf's default nesting limit of 100 messages; upb (the Python runtime here)
 applies the same default, so parsing the serialized response back is the receiver's view. A ``dynamic_metadata``
 object costs three messages a level (Struct, its map entry, Value): a result nested deeper than Envoy can read was
-accepted, logged as an allow, and then failed in Envoy as an ext_authz error (``status_on_error``, or an allow with
-``failure_mode_allow: true`` whatever the decision).
+accepted and logged as an allow, and the allow then failed in Envoy as an ext_authz error (``status_on_error``).
+Denials carry no policy metadata, so they were not affected; such a result is now ``policy.failure_status`` either way.
 """
 
 from __future__ import annotations
