@@ -98,9 +98,11 @@ class RequestView:
         ``,`` as Envoy's map joins them (so two ``content-type`` lines are refused, not read as the first)."""
         if self.headers or not self.raw_headers():
             return self.headers
+        from authz.transport.grpc_request import header_text  # imports this module: read at call time
+
         found: dict[str, str] = {}
-        for e in self.check.attributes.request.http.header_map.headers:
-            key, value = e.key.lower(), e.value or e.raw_value.decode("utf-8", "replace")
+        for e in self.check.attributes.request.http.header_map.headers:  # raw bytes read as the map has them
+            key, value = e.key.lower(), e.value or header_text(e.raw_value)
             found[key] = f"{found[key]},{value}" if key in found else value
         return found
 
