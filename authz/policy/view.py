@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from authz.header_text import header_text
 from authz.policy.parse import parse_body, parse_path_and_query
 from authz.policy.protojson import attributes_document, http_document, timestamp
 
@@ -98,8 +99,6 @@ class RequestView:
         ``,`` as Envoy's map joins them (so two ``content-type`` lines are refused, not read as the first)."""
         if self.headers or not self.raw_headers():
             return self.headers
-        from authz.transport.grpc_request import header_text  # imports this module: read at call time
-
         found: dict[str, str] = {}
         for e in self.check.attributes.request.http.header_map.headers:  # raw bytes read as the map has them
             key, value = e.key.lower(), e.value or header_text(e.raw_value)

@@ -4,39 +4,25 @@ Envoy sends headers either in ``http.headers`` (a map; Envoy merges repeated hea
 ``encode_raw_headers``, in ``http.header_map`` (a list that keeps repeats and may carry ``raw_value`` bytes). Both
 are read; with ``header_map`` several ``Authorization`` headers stay visible as several values.
 
-A header value's bytes become text the way Envoy fills the ``headers`` map (checked against Envoy 1.40): UTF-8,
-each byte of an invalid sequence replaced by ``!`` (``header_text``). So ``raw_value`` bytes, the map's strings and
-HTTP mode's header bytes all decide alike. An ``Authorization`` value that is not ASCII is a malformed credential.
+A header value's bytes become text the way Envoy fills the ``headers`` map (``authz.header_text``), so
+``raw_value`` bytes, the map's strings and HTTP mode's header bytes all decide alike. An ``Authorization`` value
+that is not ASCII is a malformed credential.
 """
 
 from __future__ import annotations
 
-import codecs
 from functools import partial
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.errors import MalformedCredential
+from authz.header_text import header_text
 from authz.models import RequestInfo
 from authz.policy.view import RequestView
 
-__all__ = ["ENVOY_UTF8", "MAX_HEADER_BYTES", "authorization_values", "header_text", "request_info"]
+__all__ = ["MAX_HEADER_BYTES", "authorization_values", "request_info"]
 
 MAX_HEADER_BYTES = 64 * 1024  # Envoy's own default limit on the request header block is 60 KiB
-ENVOY_UTF8 = "phantom-authz-envoy-utf8"  # the codec error handler of header_text: each invalid byte "!"
-
-
-def _bang(error: UnicodeError) -> tuple[str, int]:
-    assert isinstance(error, UnicodeDecodeError)
-    return "!" * (error.end - error.start), error.end
-
-
-codecs.register_error(ENVOY_UTF8, _bang)
-
-
-def header_text(raw: bytes) -> str:
-    """A header value as Envoy's ``headers`` map carries it: UTF-8, each invalid byte ``!``."""
-    return raw.decode("utf-8", ENVOY_UTF8)
 
 
 def authorization_values(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -13,11 +13,12 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.grpc_denial import grpc_denial, is_grpc
+from authz.header_text import header_text
 from authz.log_context import bind_check, unbind_check
 from authz.logs import loggable_path
 from authz.pipeline import Authorizer
 from authz.tracing import detach
-from authz.transport.grpc_request import header_text, request_info
+from authz.transport.grpc_request import request_info
 
 __all__ = ["AuthorizationService", "check_header"]
 

@@ -31,10 +31,11 @@ from functools import partial
 from urllib.parse import parse_qsl
 
 from authz.errors import MalformedCredential, RouteMisconfigured
+from authz.header_text import header_text
 from authz.models import RequestInfo
 from authz.policy.view import RequestView
 from authz.routes import KNOWN_KEYS, SettingsMemo
-from authz.transport.grpc_request import ENVOY_UTF8, authorization_values
+from authz.transport.grpc_request import authorization_values
 
 __all__ = ["HttpCheckTranslator"]
 
@@ -59,7 +60,7 @@ class HttpCheckTranslator:
         for raw_name, raw_value in raw_headers:
             size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("utf-8", ENVOY_UTF8)  # as Envoy's gRPC mode would carry it (header_text)
+            value = header_text(raw_value)  # as Envoy's gRPC mode would carry it
             if name in headers:
                 headers[name] = f"{headers[name]},{value}"
             else:

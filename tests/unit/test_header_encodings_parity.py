@@ -12,8 +12,9 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 
 from authz.credential import bearer_token
 from authz.errors import AuthzError
+from authz.header_text import header_text
 from authz.models import RequestInfo
-from authz.transport.grpc_request import header_text, request_info
+from authz.transport.grpc_request import request_info
 from authz.transport.http_request import HttpCheckTranslator
 
 Lines = list[tuple[bytes, bytes]]
