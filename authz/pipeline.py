@@ -216,16 +216,14 @@ class Authorizer:
     def _allow_for(self, answer: Answer, identity: Identity, route: RouteSettings) -> Allow:
         """The answer's Allow, made on its first allowed request in this pipeline and kept on it (``kept_allow``: for a
         route keeping the client's Authorization, which only differs when the answer has no JWT to swap in)."""
-        tag = self._allows_tag
-        if route.keep_authorization and identity.jwt is None:
-            kept = answer.kept_allow
-            if kept is None or kept[0] is not tag:
-                kept = answer.kept_allow = tag, self._allow(identity, route.authorization_server,
-                                                             keep_authorization=True)
-            return kept[1]
-        kept = answer.allow
-        if kept is None or kept[0] is not tag:
-            kept = answer.allow = tag, self._allow(identity, route.authorization_server)
+        keep = route.keep_authorization and identity.jwt is None
+        kept = answer.kept_allow if keep else answer.allow
+        if kept is None or kept[0] is not self._allows_tag:
+            kept = self._allows_tag, self._allow(identity, route.authorization_server, keep_authorization=keep)
+            if keep:
+                answer.kept_allow = kept
+            else:
+                answer.allow = kept
         return kept[1]
 
     def _allow(self, identity: Identity, server: str, keep_authorization: bool = False) -> Allow:
