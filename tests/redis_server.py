@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from devtools.processes import Process, free_port
 
-__all__ = ["RedisServer", "redis_available"]
+__all__ = ["RedisServer", "cached_answers", "listening_sidecars", "redis_available"]
 
 
 def redis_available() -> bool:
     return shutil.which("redis-server") is not None
+
+
+def cached_answers(client: Any, prefix: str = "phantom-authz") -> int:
+    """How many introspection answers sidecars have written to Redis (``<prefix>:a:*``), on a ``redis.Redis``.
+
+    Not ``dbsize()``: a subscribed sidecar also keeps its listener id there (``<prefix>:listeners``), so a wait on the
+    key count alone ends before any answer is written."""
+    return sum(1 for _ in client.scan_iter(match=f"{prefix}:a:*"))
+
+
+def listening_sidecars(client: Any, prefix: str = "phantom-authz") -> int:
+    """How many sidecar processes are subscribed to evictions (registered in ``<prefix>:listeners``). A sidecar writes
+    no answer to Redis before it is: a test that wants one sidecar's answer read by another waits for this first."""
+    return int(client.zcard(f"{prefix}:listeners"))
 
 
 class RedisServer:

@@ -20,7 +20,7 @@ from tests.harness import Response, http_request, wait_until
 from tests.mesh.loopback_mesh import NAMES, LoopbackMesh
 from tests.mesh.mesh_stack import mtls_request
 from tests.mesh.pki import spiffe_id
-from tests.redis_server import redis_available
+from tests.redis_server import cached_answers, redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server (Debian package) is not installed")
 
@@ -59,7 +59,7 @@ def _introspections(mesh: LoopbackMesh) -> int:
 def _shared_answers(mesh: LoopbackMesh) -> int:
     shared = redis_client.Redis.from_url(mesh.redis.url)
     try:
-        return len(list(shared.scan_iter(match="phantom-authz:a:*")))
+        return cached_answers(shared)
     finally:
         shared.close()
 

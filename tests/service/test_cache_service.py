@@ -21,7 +21,7 @@ from authz.adminpb import admin_pb2, admin_pb2_grpc
 from authz.logs import token_id
 from devtools.processes import free_port
 from tests.harness import Stack, http_request, wait_until
-from tests.redis_server import RedisServer, redis_available
+from tests.redis_server import RedisServer, cached_answers, listening_sidecars, redis_available
 from tests.service.test_grpc_service import call, check_request, target
 
 
@@ -146,11 +146,12 @@ def test_two_sidecars_share_one_as_budget_through_redis(stack_factory: type[Stac
         b.as_port = a.as_port
         a.start_authz(cache={"redis": {"url": redis.url}}, in_process=True)
         b.start_authz(cache={"redis": {"url": redis.url}}, in_process=True)
+        shared = redis_client.Redis.from_url(redis.url)
+        wait_until(lambda: listening_sidecars(shared) == 2, "both sidecars subscribe to evictions", timeout=10)
         token = a.token("read")
         assert call(target(a), check_request(f"Bearer {token}")).status.code == 0
-        shared = redis_client.Redis.from_url(redis.url)
         # A writes to Redis in the background, after answering
-        wait_until(shared.dbsize, "sidecar A writes its answer to Redis", timeout=2)
+        wait_until(lambda: cached_answers(shared), "sidecar A writes its answer to Redis", timeout=5)
         shared.close()
         assert call(target(b), check_request(f"Bearer {token}")).status.code == 0
         assert introspections(a) == 1, "sidecar B must take A's answer from Redis, not ask the AS again"
@@ -184,6 +185,7 @@ def test_item03_a_redis_writer_cannot_mint_an_identity(stack_factory: type[Stack
         b.as_port = a.as_port
         a.start_authz(cache={"redis": {"url": redis.url}}, in_process=True)
         shared = redis_client.Redis.from_url(redis.url)
+        wait_until(lambda: listening_sidecars(shared) == 1, "sidecar A subscribes to evictions", timeout=10)
         victim = a.token("read admin")
 
         def written_key(token: str) -> bytes:
@@ -304,7 +306,7 @@ def test_item13_revocation_bound_across_two_sidecars_of_two_workers(stack_factor
         _start_sidecar(a, workers, cache=cache)
         _start_sidecar(b, workers, cache=cache)
         shared = redis_client.Redis.from_url(redis.url)
-        wait_until(lambda: shared.pubsub_numsub("phantom-authz:evictions")[0][1] >= 2 * workers,
+        wait_until(lambda: listening_sidecars(shared) == 2 * workers,
                    "every worker subscribes to evictions", timeout=20)
         shared.close()
         bounds = []
