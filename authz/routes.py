@@ -37,6 +37,7 @@ from typing import Generic, TypeVar
 from authz.cert_binding import MTLS_BOUND_MODES
 from authz.config import Config, RouteRule
 from authz.config.dpop import DPOP_MODES
+from authz.config.routes import token_setting_of_a_disabled_route
 from authz.config.token_exchange import AUDIENCE
 from authz.errors import MalformedRequest, NoRouteRule, RouteMisconfigured
 from authz.models import RequestInfo, RouteSettings
@@ -179,8 +180,10 @@ class RouteResolver:
             if not self._config.policy.enabled:
                 raise RouteMisconfigured(f"policy: route names {policy!r} but no policy engine is configured")
         disabled = _flag(ext, "disabled", settings.disabled)
-        if disabled:
-            _refuse_token_settings(ext)
+        needless = token_setting_of_a_disabled_route(ext.get) if disabled else None
+        if needless is not None:
+            raise RouteMisconfigured(f"{needless}: the route is disabled (needs no token), so {needless} would never "
+                                     "apply")
         audience, exchange_scope = self._exchange(ext, settings, server, disabled)
         return RouteSettings(required_scopes=scopes, disabled=disabled, authorization_server=server, policy=policy,
                              resource=settings.resource,
@@ -235,14 +238,6 @@ def _choice(ext: Mapping[str, str], key: str, default: str, choices: tuple[str, 
     if ext[key] not in choices:
         raise RouteMisconfigured(f"{key}: must be one of {', '.join(choices)}, got {ext[key][:100]!r}")
     return ext[key]
-
-
-def _refuse_token_settings(ext: Mapping[str, str]) -> None:
-    """A disabled route needs no token: a token setting its carrier names too would never apply (route rules refuse
-    the same at load), so the route fails closed rather than let every request through."""
-    for key in ("required_scopes", "exchange_audience", "exchange_scope", "mtls_bound", "dpop"):
-        if key in ext and (key not in ("mtls_bound", "dpop") or ext[key] != "off"):
-            raise RouteMisconfigured(f"{key}: the route is disabled (needs no token), so {key} would never apply")
 
 
 def _flag(ext: Mapping[str, str], key: str, default: bool) -> bool:

@@ -23,7 +23,8 @@ from authz.route_rules.patterns import HostPattern, PathPattern, PatternError, P
 from authz.route_rules.table import RuleError, RuleSpec, RuleTable
 from authz.scopes import ScopeSyntaxError, required_scopes
 
-__all__ = ["HeaderCondition", "RouteRule", "RoutesConfig", "RuleMatch"]
+__all__ = ["TOKEN_SETTINGS", "HeaderCondition", "RouteRule", "RoutesConfig", "RuleMatch",
+           "token_setting_of_a_disabled_route"]
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}\Z")
 _METHOD = re.compile(r"^[A-Z]{1,32}\Z")
@@ -119,6 +120,20 @@ class RuleMatch(Model):
         return bool(self.destination_principals or self.source_principals)
 
 
+# The route settings only a token can meet, each with its value that asks nothing of one (None: every value asks). A
+# route that is disabled needs no token, so any of these set on it would never apply: a rule is refused at load, a
+# route whose Envoy or HTTP-mode settings say so fails closed (authz.routes). One list, so the two never drift apart.
+TOKEN_SETTINGS: tuple[tuple[str, str | None], ...] = (
+    ("required_scopes", None), ("mtls_bound", "off"), ("dpop", "off"), ("exchange_audience", None),
+    ("exchange_scope", None))
+
+
+def token_setting_of_a_disabled_route(value: Callable[[str], object]) -> str | None:
+    """The first of ``TOKEN_SETTINGS`` that ``value(key)`` sets (None: unset) to something other than asking nothing."""
+    return next((key for key, nothing in TOKEN_SETTINGS if (set_to := value(key)) is not None and set_to != nothing),
+                None)
+
+
 class RouteRule(Model):
     """One rule: its name, what it matches, and the settings it gives the requests it wins (unset: the defaults)."""
 
@@ -140,16 +155,11 @@ class RouteRule(Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
-        if self.disabled and self.required_scopes is not None:
-            raise ConfigError("required_scopes", "a disabled rule needs no token, so its scopes would never apply")
-        if self.disabled and self.mtls_bound not in (None, "off"):
-            raise ConfigError("mtls_bound", "a disabled rule needs no token, so no token's binding is checked")
+        needless = token_setting_of_a_disabled_route(lambda key: getattr(self, key)) if self.disabled else None
+        if needless is not None:
+            raise ConfigError(needless, f"a disabled rule needs no token, so {needless} would never apply")
         if self.resource_documentation is not None and self.resource is None:
             raise ConfigError("resource_documentation", "documents the rule's own resource: set resource too")
-        if self.disabled and self.dpop not in (None, "off"):
-            raise ConfigError("dpop", "a disabled rule needs no token, so no DPoP proof is checked")
-        if self.disabled and (self.exchange_audience or self.exchange_scope) is not None:
-            raise ConfigError("exchange_audience", "a disabled rule needs no token, so none is exchanged")
         return self
 
     def spec(self) -> RuleSpec:

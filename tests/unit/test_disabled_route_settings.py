@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from authz.config import ConfigError, load_config
+from authz.config import ConfigError, RouteRule, load_config
+from authz.config.routes import TOKEN_SETTINGS
 from authz.errors import RouteMisconfigured
 from authz.models import RequestInfo
 from authz.routes import RouteResolver
@@ -61,7 +62,20 @@ def test_enabled_by_the_carrier_over_defaults_keeps_the_scopes(resolver: RouteRe
     assert not settings.disabled and settings.required_scopes == ("admin",)
 
 
-def test_a_rule_both_disabled_and_scoped_is_still_refused_at_load(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="required_scopes"):
-        _with_rules(tmp_path, [{"name": "x", "match": {"paths": ["/x"]}, "disabled": True,
-                                "required_scopes": ["admin"]}])
+@pytest.mark.parametrize("setting", NEEDS_A_TOKEN, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+def test_a_rule_both_disabled_and_asking_for_a_token_is_refused_at_load(tmp_path: Path,
+                                                                        setting: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=rf"rules\[0\] \(x\)\.{next(iter(setting))}: a disabled rule needs no token"):
+        _with_rules(tmp_path, [{"name": "x", "match": {"paths": ["/x"]}, "disabled": True, **setting}])
+
+
+# What a route may set that asks nothing of a token: it still applies to a disabled route (or names the rule).
+NOT_OF_A_TOKEN = {"name", "match", "disabled", "authorization_server", "policy", "keep_authorization",
+                  "allow_encoded_slashes", "resource", "resource_documentation"}
+
+
+def test_every_route_setting_is_known_to_ask_a_token_or_not() -> None:
+    """A new route setting must be placed on one side: one that asks something of a token and is left out of
+    ``TOKEN_SETTINGS`` would be silently dropped on a disabled route, which lets every request through."""
+    assert set(RouteRule.model_fields) == NOT_OF_A_TOKEN | {key for key, _ in TOKEN_SETTINGS}
+    assert {next(iter(setting)) for setting in NEEDS_A_TOKEN} == {key for key, _ in TOKEN_SETTINGS}

@@ -53,7 +53,8 @@ async def test_cluster_shares_answers_across_slots_and_confirms_every_eviction(
     for token in tokens:
         await a.lookup(token)
     await until_async(lambda: sum(cached_answers(admin, PREFIX) for admin in admins) >= len(tokens), 5)
-    assert sum(1 for admin in admins if cached_answers(admin, PREFIX) > 0) >= 2, "the keys spread over the cluster's slots"
+    assert sum(1 for admin in admins if cached_answers(admin, PREFIX) > 0) >= 2, \
+        "the keys spread over the cluster's slots"
     for token in tokens:
         assert (await b.lookup(token)).active
     assert b.upstream.calls == [] and b.count("l2_hit") == len(tokens)

@@ -238,7 +238,8 @@ def _load(tmp_path: Path, routes: dict[str, Any], exchange: bool = True) -> Call
     ({"rules": [{"name": "o", "exchange_audience": "orders"}]}, False, "routes.rules[0] (o) asks for tokens"),
     ({"exchange_scope": "read"}, True, "routes.exchange_scope: narrows a token exchange"),
     ({"rules": [{"name": "o", "exchange_scope": "read"}]}, True, "routes.rules[0] (o).exchange_scope: narrows"),
-    ({"rules": [{"name": "h", "disabled": True, "exchange_audience": "x"}]}, True, "needs no token, so none is"),
+    ({"rules": [{"name": "h", "disabled": True, "exchange_audience": "x"}]}, True,
+     "needs no token, so exchange_audience would"),
     ({"exchange_audience": "two words"}, True, "must be one audience"),
 ])
 def test_the_configuration_refuses_an_exchange_it_cannot_make(tmp_path: Path, routes: dict[str, Any],
