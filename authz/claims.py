@@ -19,7 +19,7 @@ from authz.models import Answer, Identity
 from authz.numbers import finite_number
 from authz.scopes import granted_scopes
 
-__all__ = ["CHECKED_CONFIRMATIONS", "JKT", "ClaimsChecker", "check_access_token", "scopes_of"]
+__all__ = ["CHECKED_CONFIRMATIONS", "JKT", "ClaimsChecker", "check_access_token", "narrowed_times", "scopes_of"]
 
 # RFC 7662 token_type values that mean a plain bearer access token (compared case-insensitively); absent is accepted
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"})
@@ -83,6 +83,21 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     if number is None:
         raise UpstreamMisbehaved(f"token {name} claim is not a finite number")
     return number
+
+
+def narrowed_times(jwt_claims: Mapping[str, Any], answer: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A verified JWT's claims, with the times of the answer that carried it where they are stricter: the earlier
+    ``exp``, the later ``nbf``. An RFC 7662 answer's own ``exp``/``nbf`` (``jwt_field``) speak of the token the
+    client presents; the JWT's claims replace the answer's, but a JWT that lives longer must not keep the token
+    alive (in the cache's TTL, stale-if-error, or the check on every request)."""
+    narrowed = dict(jwt_claims)
+    exp, nbf = _number(answer, "exp"), _number(answer, "nbf")
+    own_exp, own_nbf = _number(jwt_claims, "exp"), _number(jwt_claims, "nbf")
+    if exp is not None and (own_exp is None or exp < own_exp):
+        narrowed["exp"] = answer["exp"]
+    if nbf is not None and (own_nbf is None or nbf > own_nbf):
+        narrowed["nbf"] = answer["nbf"]
+    return narrowed
 
 
 def _string(claims: Mapping[str, Any], name: str) -> str | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from authz.claims import ClaimsChecker
+from authz.claims import ClaimsChecker, narrowed_times
 from authz.config import AuthorizationServerConfig
 from authz.errors import InvalidToken
 from authz.introspection.client import AuthorizationServerClient
@@ -96,11 +96,12 @@ class Authority:
             return answer
 
     async def verified(self, answer: Introspection) -> Introspection:
-        """``answer`` with its JWT's signature verified and its claims taken from the JWT."""
+        """``answer`` with its JWT's signature verified and its claims taken from the JWT, but for the answer's own
+        ``exp``/``nbf`` where they are stricter (``narrowed_times``; a value read back from Redis keeps them)."""
         if not answer.active or answer.jwt is None:
             return answer
         assert self._verifier is not None, "config validation requires an issuer for JWT-returning dialects"
-        claims = await self._verifier.verify(answer.jwt)
+        claims = narrowed_times(await self._verifier.verify(answer.jwt), answer.claims)
         return Introspection(active=True, jwt=answer.jwt, claims=claims, max_age=answer.max_age)
 
     async def answer(self, token: str) -> Answer:

@@ -15,9 +15,11 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authz.config import AuthorizationServerConfig, Secret
+from authz.cache import IntrospectionCache
+from authz.config import AuthorizationServerConfig, CacheConfig, Secret
 from authz.errors import InvalidToken, UpstreamMisbehaved
 from authz.introspection import Authority
+from authz.metrics import Metrics
 from authz.models import Identity
 from tests.local_http import serve
 
@@ -221,3 +223,47 @@ async def test_rfc9701_signed_answer_gives_an_identity_without_jwt(
     assert identity.jwt is None
     assert identity.subject == "carol"
     assert identity.scopes == frozenset({"read"})
+
+
+# --- time: the answer's own exp/nbf (h31) ------------------------------------------------------------------------
+
+
+async def test_h31_rfc7662_jwt_field_outer_answer_already_expired_is_401(
+    fake_as: FakeAS, session: aiohttp.ClientSession
+) -> None:
+    """The JSON answer's exp is the AS's word on the presented token: a JWT that lives longer does not revive it."""
+    body = {"active": True, "sub": "alice", "aud": "api", "exp": int(time.time()) - 3600, "jwt": _access_jwt(fake_as)}
+    with pytest.raises(InvalidToken):
+        await _identity(fake_as, session, _respond(body, "application/json"), dialect="rfc7662", jwt_field="jwt")
+
+
+async def test_h31_rfc7662_jwt_field_outer_answer_not_yet_valid_is_401(
+    fake_as: FakeAS, session: aiohttp.ClientSession
+) -> None:
+    body = {"active": True, "sub": "alice", "aud": "api", "nbf": int(time.time()) + 3600, "jwt": _access_jwt(fake_as)}
+    with pytest.raises(InvalidToken):
+        await _identity(fake_as, session, _respond(body, "application/json"), dialect="rfc7662", jwt_field="jwt")
+
+
+async def test_h31_rfc7662_jwt_field_outer_exp_ends_a_cached_answer(
+    fake_as: FakeAS, session: aiohttp.ClientSession
+) -> None:
+    """Cached under the JWT's 10 minutes, the answer would be served (and its JWT forwarded) after the opaque token's
+    own exp, 60 s away, had passed: the cache's TTL and the per-request time check take the earlier exp."""
+    start = time.time()
+    now = [start]
+    body = {"active": True, "sub": "alice", "aud": "api", "exp": int(start) + 60, "jwt": _access_jwt(fake_as)}
+    fake_as.handler = _respond(body, "application/json")
+    config = AuthorizationServerConfig(
+        name="corp", introspection_endpoint=f"{fake_as.base}/introspect", client_id="gw", client_secret=Secret("s"),
+        dialect="rfc7662", jwt_field="jwt", issuer=fake_as.issuer, jwks_uri=f"{fake_as.base}/jwks",
+        audiences=("api",), leeway_seconds=0.0)
+    cache = IntrospectionCache(CacheConfig(max_ttl_seconds=300.0, expiry_skew_seconds=5.0), Metrics(),
+                               clock=lambda: now[0])
+    authority = cache.wrap(Authority(config, session, clock=lambda: now[0]))
+    assert authority.identity(await authority.answer(OPAQUE)).subject == "alice"
+    entry = next(entry for _, entry in cache.positive.items())
+    assert entry.fresh_until <= start + 55 and entry.stale_until <= start + 55
+    now[0] = start + 120  # the JWT (exp start + 600) is still valid; the token the client holds is not
+    with pytest.raises(InvalidToken):
+        authority.identity(await authority.answer(OPAQUE))
