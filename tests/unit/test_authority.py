@@ -254,10 +254,7 @@ async def test_h31_rfc7662_jwt_field_outer_exp_ends_a_cached_answer(
     now = [start]
     body = {"active": True, "sub": "alice", "aud": "api", "exp": int(start) + 60, "jwt": _access_jwt(fake_as)}
     fake_as.handler = _respond(body, "application/json")
-    config = AuthorizationServerConfig(
-        name="corp", introspection_endpoint=f"{fake_as.base}/introspect", client_id="gw", client_secret=Secret("s"),
-        dialect="rfc7662", jwt_field="jwt", issuer=fake_as.issuer, jwks_uri=f"{fake_as.base}/jwks",
-        audiences=("api",), leeway_seconds=0.0)
+    config = _authority(fake_as, session, dialect="rfc7662", jwt_field="jwt", leeway_seconds=0.0).config
     cache = IntrospectionCache(CacheConfig(max_ttl_seconds=300.0, expiry_skew_seconds=5.0), Metrics(),
                                clock=lambda: now[0])
     authority = cache.wrap(Authority(config, session, clock=lambda: now[0]))
