@@ -65,9 +65,17 @@ def apply_to_ok(decision: PolicyDecision, ok: OkHttpResponse) -> None:
     """Add an allow decision's mutations to ``ok``, after whatever it already holds (the pipeline's own headers).
 
     Envoy inserts ``query_parameters_to_set`` into ``:path`` as they are and keeps the last value of a repeated name.
+    Envoy removes ``headers_to_remove`` after it sets ``headers``: a header the policy overwrites is dropped from the
+    removals ``ok`` already holds (the service's ``headers_to_remove``, there to strip a client's copy, which the
+    overwrite replaces anyway), or the policy's value would be removed with it. One it only appends to stays removed.
     """
     if not decision.allowed:
         raise ValueError("apply_to_ok() needs an allow decision")
+    overwritten = {m.name for m in decision.headers if not m.append}
+    if overwritten and any(name in overwritten for name in ok.headers_to_remove):
+        kept = [name for name in ok.headers_to_remove if name not in overwritten]
+        del ok.headers_to_remove[:]
+        ok.headers_to_remove.extend(kept)
     ok.headers.extend(request_header_option(m) for m in decision.headers)
     ok.headers_to_remove.extend(decision.request_headers_to_remove)
     ok.response_headers_to_add.extend(response_header_option(m) for m in decision.response_headers_to_add)

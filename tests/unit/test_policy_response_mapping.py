@@ -109,6 +109,33 @@ def test_apply_to_ok_keeps_what_the_pipeline_put_first() -> None:
     assert list(ok.headers_to_remove) == ["x-user-id", "x-b"]
 
 
+def test_a_header_the_policy_overwrites_is_not_removed_after_it_is_set() -> None:
+    # Envoy removes after it adds: the service's own removal of a client's copy must not take the policy's value too
+    ok = OkHttpResponse(headers_to_remove=["x-user-id", "x-authz-policy", "x-roles"])
+    apply_to_ok(decision_from_result({"allowed": True, "headers": {"X-Authz-Policy": "records"}}), ok)
+    assert list(ok.headers_to_remove) == ["x-user-id", "x-roles"]
+
+
+def test_a_header_the_policy_sets_several_values_of_is_not_removed() -> None:
+    ok = OkHttpResponse(headers_to_remove=["x-roles"])  # the first value overwrites the client's, the rest append
+    apply_to_ok(decision_from_result({"allowed": True, "headers": {"x-roles": ["a", "b"]}}), ok)
+    assert list(ok.headers_to_remove) == []
+
+
+def test_a_header_only_appended_to_stays_removed() -> None:
+    # appending alone would keep the client's copy beside the policy's value: the client's copy goes, ours too
+    ok = OkHttpResponse(headers_to_remove=["x-roles"])
+    apply_to_ok(PolicyDecision(allowed=True, headers=(HeaderMutation("x-roles", "a", True),)), ok)
+    assert list(ok.headers_to_remove) == ["x-roles"]
+
+
+def test_the_policys_own_removals_stay_as_it_says() -> None:
+    ok = OkHttpResponse()
+    apply_to_ok(decision_from_result({"allowed": True, "headers": {"x-a": "1"}, "request_headers_to_remove": ["x-a"]}),
+                ok)
+    assert list(ok.headers_to_remove) == ["x-a"]
+
+
 def test_allow_ignores_deny_only_fields() -> None:
     ok = _ok({"allowed": True, "http_status": 418, "body": "ignored"})
     assert ok == OkHttpResponse()
