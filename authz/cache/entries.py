@@ -46,9 +46,21 @@ class Entry:
     subject: str | None
     token_id: str  # the short hash logs show, so an operator can evict by it
     subject_hash: str | None = None  # ``subject_hash(subject)``, worked out once: evictions by subject name it
+    built_at: float = 0.0  # the wall clock when built
+    born: float = 0.0  # the monotonic clock when built: a wall clock set back lengthens no window (``fresh``)
+
+    def fresh(self, now: float, ticks: float) -> bool:
+        """A hit at wall time ``now`` and monotonic time ``ticks``: before ``fresh_until`` by the wall clock, and
+        no more than the TTL of elapsed time since it was built."""
+        return now < self.fresh_until and ticks - self.born < self.fresh_until - self.built_at
+
+    def stale(self, now: float, ticks: float) -> bool:
+        """May be served while the AS fails (``fresh``'s two clocks, up to ``stale_until``)."""
+        return now < self.stale_until and ticks - self.born < self.stale_until - self.built_at
 
     @classmethod
-    def build(cls, answer: Introspection, now: float, config: CacheConfig, token_id: str) -> Entry | None:
+    def build(cls, answer: Introspection, now: float, config: CacheConfig, token_id: str,
+              ticks: float = 0.0) -> Entry | None:
         ttl = fresh_seconds(answer, now, config)
         if ttl <= 0:
             return None
@@ -60,7 +72,7 @@ class Entry:
         sub = answer.claims.get("sub")
         subject = sub if isinstance(sub, str) else None
         return cls(Answer(answer), fresh_until, max(stale_until, fresh_until), subject, token_id,
-                   subject_hash(subject) if subject is not None else None)
+                   subject_hash(subject) if subject is not None else None, now, ticks)
 
     def size(self) -> int:
         """Accounted bytes: the JWT three times (the answer, the Allow's header, its CheckResponse), the claims'

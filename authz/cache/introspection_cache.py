@@ -9,6 +9,8 @@
   waiter does not cancel the call (the waiters ``shield`` it).
 - Stale-if-error: if the AS is unavailable (``UpstreamUnavailable``: down, 5xx, 429, timeout) — not if it says
   inactive — a positive answer past its TTL is served up to ``stale_if_error_seconds``, never past exp - skew.
+- Both windows are counted on the wall clock and on the monotonic one (``ticks``): a wall clock set back keeps no
+  entry longer than its TTL of elapsed time; one set forward ends entries early.
 - Evictions (admin API, or broadcast by another sidecar through Redis: ``authz.cache.evictions``) leave tombstones:
   a load that started before one does not cache its answer (its waiters still get it) and is not joined by later
   requests; an L2 value whose AS call started before one is refused.
@@ -75,13 +77,15 @@ class Upstream(Protocol):
 
 class IntrospectionCache:
     def __init__(self, config: CacheConfig, metrics: Metrics, redis: RedisTier | None = None,
-                 clock: Callable[[], float] = time.time, origin: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, origin: str | None = None,
+                 ticks: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._lapsed_lease: float | None = None  # set while cut off from the eviction feed beyond its lease
         self._entries = config  # the TTL rule's inputs for new entries (``_entry_rule``)
         self.metrics = metrics
         self.redis = redis
         self._clock = clock
+        self._ticks = ticks  # monotonic: how long an entry has been kept, whatever steps the wall clock takes
         self.origin = origin or secrets.token_hex(8)  # this sidecar, in the eviction messages it broadcasts
         self._epoch = 0  # evictions applied so far; a load remembers the epoch it started in
         self._unheard = False  # listening for evictions, not yet subscribed: answers go to no other sidecar
@@ -120,7 +124,7 @@ class IntrospectionCache:
                 self.on_lookup("negative_hit")
             return Answer(_INACTIVE)
         entry = self.positive.get(key)
-        if entry is not None and now < entry.fresh_until:
+        if entry is not None and entry.fresh(now, self._ticks()):
             self._lookups["hit"].inc()
             if self.on_lookup is not None:
                 self.on_lookup("hit")
@@ -169,7 +173,7 @@ class IntrospectionCache:
         except UpstreamUnavailable:
             outcome = "unavailable"
             stale = self.positive.get(key)
-            if stale is not None and self._clock() < stale.stale_until:
+            if stale is not None and stale.stale(self._clock(), self._ticks()):
                 self._lookups["stale"].inc()
                 if self.on_lookup is not None:
                     self.on_lookup("stale")
@@ -213,7 +217,7 @@ class IntrospectionCache:
             handed = Answer(answer)
         else:
             self.negative.delete(key)
-            entry = Entry.build(answer, now, self._entries, token_id(token))
+            entry = Entry.build(answer, now, self._entries, token_id(token), self._ticks())
             if entry is None:
                 self.positive.delete(key)
                 return Answer(answer)
