@@ -112,8 +112,8 @@ class RuleMatch(Model):
     _hosts = field_validator("hosts")(_each(HostPattern.parse))
     _paths = field_validator("paths")(_each(PathPattern.parse))
     _methods = field_validator("methods")(_each(_method))
-    _destinations = field_validator("destination_principals")(_each(PrincipalGlob.parse))
-    _sources = field_validator("source_principals")(_each(PrincipalGlob.parse))
+    _destinations = field_validator("destination_principals")(_each(PrincipalGlob.parse_spiffe))
+    _sources = field_validator("source_principals")(_each(PrincipalGlob.parse_spiffe))
 
     @property
     def principals(self) -> bool:

@@ -26,6 +26,7 @@ _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}\Z")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _IPV6 = re.compile(r"^\[[0-9a-f:.]+\]\Z")
 _PRINCIPAL = re.compile(r"^[\x21-\x7e]+\Z")  # printable ASCII, no space
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+\Z")  # SPIFFE's trust domain characters (lower case only)
 _PARAM_SEGMENT = object()  # a segment of a template that is a parameter (named or not)
 
 
@@ -214,6 +215,17 @@ class PrincipalGlob:
         if text.strip("*") == "":
             raise PatternError(f"principal {text!r} matches every caller: leave the condition out instead")
         return cls(text, tuple(text.split("*")))
+
+    @classmethod
+    def parse_spiffe(cls, text: str) -> PrincipalGlob:
+        """A route rule's principal: ``spiffe://<trust domain>/<path>``, the trust domain written out (a ``*`` only
+        after it), so a peer of another trust domain the listener trusts can never match it."""
+        glob = cls.parse(text)
+        domain, slash, path = text.removeprefix("spiffe://").partition("/")
+        if not text.startswith("spiffe://") or not _TRUST_DOMAIN.match(domain) or not slash or not path:
+            raise PatternError(f"principal {text!r} must be spiffe://<trust domain>/<path>, the trust domain in lower "
+                               "case and without *, so that no peer of another trust domain matches it")
+        return glob
 
     def specificity(self) -> tuple[int, int]:
         """exact > glob; among globs, more literal characters first."""
