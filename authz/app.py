@@ -47,6 +47,9 @@ __all__ = ["Server", "run"]
 
 log = logging.getLogger("authz.app")
 
+# an AS: its settings, its authority, and that authority behind the cache
+_Built = tuple[AuthorizationServerConfig, Authority, AuthorityLike]
+
 
 
 class Server:
@@ -74,7 +77,7 @@ class Server:
         self.config_path = config_path  # live reload from this file (authz.reload), when given
         self.reloader: ConfigReloader | None = None
         self._config_watch: asyncio.Future[None] | None = None
-        self._built: dict[str, tuple[AuthorizationServerConfig, Authority, AuthorityLike]] = {}
+        self._built: dict[str, _Built] = {}
         self._policy: tuple[PolicyConfig, PolicyStage | None] | None = None
 
     def _cache(self) -> IntrospectionCache | None:
@@ -88,9 +91,10 @@ class Server:
             cache.on_lookup = self.tracing.note_cache
         return cache
 
-    def _authorities(self, config: Config) -> dict[str, AuthorityLike]:
+    def _authorities(self, config: Config) -> dict[str, _Built]:
         """One authority per configured AS, behind the cache; an AS a reload left unchanged keeps its authority (its
-        keys; its cache entries live on anyway, keyed by the AS's whole configuration)."""
+        keys; its cache entries live on anyway, keyed by the AS's whole configuration). Nothing runs yet: the new
+        ones start, and the ones they replace retire, in ``_use_authorities``, once the whole pipeline is built."""
         assert self._session is not None
         built = {}
         for name, settings in config.authorization_servers.items():
@@ -99,6 +103,9 @@ class Server:
                 authority = Authority(settings, self._session, tracing=self.tracing)
                 kept = (settings, authority, self.cache.wrap(authority) if self.cache is not None else authority)
             built[name] = kept
+        return built
+
+    def _use_authorities(self, built: dict[str, _Built]) -> None:
         for name, (_, authority, _) in built.items():  # the TLS files' watch of each new one; the old ones' ends
             previous = self._built.get(name)
             if previous is None or previous[1] is not authority:
@@ -108,7 +115,6 @@ class Server:
                 authority.retire()
         self._built = built
         self._key_sets = [a.keys for _, a, _ in built.values() if a.keys is not None]
-        return {name: wrapped for name, (_, _, wrapped) in built.items()}
 
     async def start(self) -> None:
         self.tracing = build_tracing(self.config.tracing)
@@ -182,15 +188,8 @@ class Server:
         engine = policy.engine if policy is not None and isinstance(policy.engine, EmbeddedEngine) else None
         if config.server.http.enabled:  # policies that read what HTTP mode does not send
             refuse_http_gaps(config, engine)
-        authorities = self._authorities(config)
-        if self._policy is None or self._policy[1] is not policy:  # a new stage: its engine's file watch
-            if self._watcher is not None:
-                self._watcher.cancel()
-                self._watcher = None
-            self.policy_engine = engine
-            if engine is not None and config.policy.watch_interval_seconds > 0:
-                self._watcher = asyncio.ensure_future(engine.watch(config.policy.watch_interval_seconds))
-        self._policy = (config.policy, policy)
+        built = self._authorities(config)
+        authorities = {name: wrapped for name, (_, _, wrapped) in built.items()}
         if self.tracing is None:
             authorizer = Authorizer(config, authorities, policy, self.metrics)
         else:
@@ -199,6 +198,16 @@ class Server:
             authorizer = TracedAuthorizer(self.tracing, config, authorities, policy, self.metrics)
         if self.dpop_replay is not None:
             authorizer.dpop.replay = self.dpop_replay
+        # built whole: only now does anything of the running pipeline change
+        self._use_authorities(built)
+        if self._policy is None or self._policy[1] is not policy:  # a new stage: its engine's file watch
+            if self._watcher is not None:
+                self._watcher.cancel()
+                self._watcher = None
+            self.policy_engine = engine
+            if engine is not None and config.policy.watch_interval_seconds > 0:
+                self._watcher = asyncio.ensure_future(engine.watch(config.policy.watch_interval_seconds))
+        self._policy = (config.policy, policy)
         return authorizer
 
     def reconfigure(self, config: Config) -> None:

@@ -23,14 +23,16 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from authz.app import Server
 from authz.config import Config, load_config
 
 __all__ = ["InProcessAuthz"]
 
+T = TypeVar("T")
 _AUTHZ_LOG = logging.getLogger("authz")
 _serving: list[InProcessAuthz] = []  # started and not yet stopped; the first one saved the ``authz`` logger's level
 _level_before = logging.NOTSET
@@ -106,6 +108,17 @@ class InProcessAuthz:
             self.server = server
             self._ready.set()
             await self._stopping.wait()
+
+    def on_loop(self, call: Callable[[Server], T], timeout: float = 10.0) -> T:
+        """``call(server)`` on the server's own loop (as a reload or a signal handler runs), its result or its error."""
+        if self._loop is None or self.server is None:
+            raise RuntimeError(f"{self.name} is not running")
+        server = self.server
+
+        async def run() -> T:
+            return call(server)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
     def signal(self, sig: signal.Signals) -> None:
         """``Stack.stop`` asks every process to stop at once with SIGTERM: begin the drain without waiting for it.
