@@ -41,26 +41,27 @@ def fresh_seconds(answer: Introspection, now: float, config: CacheConfig) -> flo
 @dataclass(slots=True)
 class Entry:
     answer: Answer  # what every hit hands back, with what is derived from it: it goes when the entry goes
-    fresh_until: float  # served as a hit before this
-    stale_until: float  # served only when the AS is down, before this (never past exp - skew)
+    fresh_until: float  # served as a hit before this (wall clock) ...
+    fresh_ticks: float  # ... and before this on the monotonic clock: a wall clock set back lengthens no window
+    stale_until: float  # served only when the AS is down, before this (never past exp - skew) ...
+    stale_ticks: float  # ... and before this on the monotonic clock
     subject: str | None
     token_id: str  # the short hash logs show, so an operator can evict by it
     subject_hash: str | None = None  # ``subject_hash(subject)``, worked out once: evictions by subject name it
-    built_at: float = 0.0  # the wall clock when built
-    born: float = 0.0  # the monotonic clock when built: a wall clock set back lengthens no window (``fresh``)
 
     def fresh(self, now: float, ticks: float) -> bool:
-        """A hit at wall time ``now`` and monotonic time ``ticks``: before ``fresh_until`` by the wall clock, and
-        no more than the TTL of elapsed time since it was built."""
-        return now < self.fresh_until and ticks - self.born < self.fresh_until - self.built_at
+        """A hit at wall time ``now`` and monotonic time ``ticks``: within the TTL on both clocks (one set forward
+        ends the entry early; one set back keeps it no longer)."""
+        return now < self.fresh_until and ticks < self.fresh_ticks
 
     def stale(self, now: float, ticks: float) -> bool:
-        """May be served while the AS fails (``fresh``'s two clocks, up to ``stale_until``)."""
-        return now < self.stale_until and ticks - self.born < self.stale_until - self.built_at
+        """May be served while the AS fails: before ``stale_until`` on both clocks."""
+        return now < self.stale_until and ticks < self.stale_ticks
 
     @classmethod
-    def build(cls, answer: Introspection, now: float, config: CacheConfig, token_id: str,
-              ticks: float = 0.0) -> Entry | None:
+    def build(cls, answer: Introspection, now: float, ticks: float, config: CacheConfig,
+              token_id: str) -> Entry | None:
+        """The entry for ``answer``, got at wall time ``now`` and monotonic time ``ticks`` (None: not to cache)."""
         ttl = fresh_seconds(answer, now, config)
         if ttl <= 0:
             return None
@@ -68,11 +69,11 @@ class Entry:
         stale_until = fresh_until + config.stale_if_error_seconds
         exp = token_expiry(answer)
         if exp is not None:
-            stale_until = min(stale_until, exp - config.expiry_skew_seconds)
+            stale_until = max(min(stale_until, exp - config.expiry_skew_seconds), fresh_until)
         sub = answer.claims.get("sub")
         subject = sub if isinstance(sub, str) else None
-        return cls(Answer(answer), fresh_until, max(stale_until, fresh_until), subject, token_id,
-                   subject_hash(subject) if subject is not None else None, now, ticks)
+        return cls(Answer(answer), fresh_until, ticks + ttl, stale_until, ticks + (stale_until - now), subject,
+                   token_id, subject_hash(subject) if subject is not None else None)
 
     def size(self) -> int:
         """Accounted bytes: the JWT three times (the answer, the Allow's header, its CheckResponse), the claims'

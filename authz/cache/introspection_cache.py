@@ -217,7 +217,7 @@ class IntrospectionCache:
             handed = Answer(answer)
         else:
             self.negative.delete(key)
-            entry = Entry.build(answer, now, self._entries, token_id(token), self._ticks())
+            entry = Entry.build(answer, now, self._ticks(), self._entries, token_id(token))
             if entry is None:
                 self.positive.delete(key)
                 return Answer(answer)

@@ -55,14 +55,14 @@ def test_answers_without_a_usable_exp_get_the_other_bounds(bad_exp: object) -> N
     claims = {} if bad_exp is None else {"exp": bad_exp}
     answer = Introspection(active=True, claims=claims)
     assert fresh_seconds(answer, NOW, CONFIG) == pytest.approx(300.0)
-    entry = Entry.build(answer, NOW, CONFIG, "abc")
+    entry = Entry.build(answer, NOW, 0.0, CONFIG, "abc")
     assert entry is not None
     assert entry.fresh_until == pytest.approx(NOW + 300)
     assert entry.stale_until == pytest.approx(NOW + 360)
 
 
 def test_entry_build_sets_fresh_and_stale_windows() -> None:
-    entry = Entry.build(_answer(NOW + 1_000, sub="alice"), NOW, CONFIG, "0123456789ab")
+    entry = Entry.build(_answer(NOW + 1_000, sub="alice"), NOW, 0.0, CONFIG, "0123456789ab")
     assert entry is not None
     assert entry.fresh_until == pytest.approx(NOW + 300)
     assert entry.stale_until == pytest.approx(NOW + 360)
@@ -76,17 +76,17 @@ def test_entry_build_sets_fresh_and_stale_windows() -> None:
 )
 def test_entry_build_returns_none_when_ttl_is_not_positive(exp_in: int | None, max_age: int | None) -> None:
     exp = None if exp_in is None else NOW + exp_in
-    assert Entry.build(_answer(exp, max_age), NOW, CONFIG, "abc") is None
+    assert Entry.build(_answer(exp, max_age), NOW, 0.0, CONFIG, "abc") is None
 
 
 def test_zero_configured_max_disables_caching() -> None:
-    assert Entry.build(_answer(), NOW, CacheConfig.model_construct(max_ttl_seconds=0), "abc") is None
+    assert Entry.build(_answer(), NOW, 0.0, CacheConfig.model_construct(max_ttl_seconds=0), "abc") is None
 
 
 @pytest.mark.parametrize("exp_in", [6, 30, 100, 301, 340, 365, 400, 10_000])
 def test_stale_window_never_reaches_past_exp_minus_skew(exp_in: int) -> None:
     exp = NOW + exp_in
-    entry = Entry.build(_answer(exp), NOW, CONFIG, "abc")
+    entry = Entry.build(_answer(exp), NOW, 0.0, CONFIG, "abc")
     assert entry is not None
     assert entry.fresh_until <= exp - CONFIG.expiry_skew_seconds
     assert entry.stale_until <= exp - CONFIG.expiry_skew_seconds
@@ -95,7 +95,7 @@ def test_stale_window_never_reaches_past_exp_minus_skew(exp_in: int) -> None:
 
 
 def test_stale_window_is_cut_at_exp_minus_skew() -> None:
-    entry = Entry.build(_answer(NOW + 330), NOW, CONFIG, "abc")
+    entry = Entry.build(_answer(NOW + 330), NOW, 0.0, CONFIG, "abc")
     assert entry is not None
     assert entry.fresh_until == pytest.approx(NOW + 300)
     assert entry.stale_until == pytest.approx(NOW + 325)
@@ -103,21 +103,21 @@ def test_stale_window_is_cut_at_exp_minus_skew() -> None:
 
 def test_no_stale_window_when_stale_if_error_is_off() -> None:
     config = CacheConfig(max_ttl_seconds=300.0, stale_if_error_seconds=0.0)
-    entry = Entry.build(_answer(), NOW, config, "abc")
+    entry = Entry.build(_answer(), NOW, 0.0, config, "abc")
     assert entry is not None
     assert entry.stale_until == entry.fresh_until
 
 
 def test_subject_is_kept_only_when_it_is_a_string() -> None:
-    entry = Entry.build(_answer(sub=42), NOW, CONFIG, "abc")
+    entry = Entry.build(_answer(sub=42), NOW, 0.0, CONFIG, "abc")
     assert entry is not None
     assert entry.subject is None
 
 
 def test_entry_size_grows_with_the_jwt_and_claims() -> None:
-    small = Entry.build(Introspection(active=True, jwt="a.b.c", claims={}), NOW, CONFIG, "abc")
+    small = Entry.build(Introspection(active=True, jwt="a.b.c", claims={}), NOW, 0.0, CONFIG, "abc")
     big = Entry.build(Introspection(active=True, jwt="a.b.c" + "x" * 5_000, claims={"groups": "g" * 1_000}),
-                      NOW, CONFIG, "abc")
+                      NOW, 0.0, CONFIG, "abc")
     assert small is not None and big is not None
     assert big.size() >= small.size() + 6_000
 
