@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ class _Target:
     def __init__(self) -> None:
         self.applied: list[Config] = []
         self.fail = False
+        self.attempts = 0
 
     def apply(self, config: Config) -> None:
+        self.attempts += 1
         if self.fail:
             raise RuntimeError("policy app.rego does not compile")
         self.applied.append(config)
@@ -159,3 +162,51 @@ def test_file_names_are_relative_to_the_config_file(tmp_path: Path, monkeypatch:
     assert config.policy.paths == (str(folder / "policies"), str(tmp_path / "abs"))
     assert config.authorization_servers["main"].client_secret is not None
     assert config.authorization_servers["main"].client_secret.reveal() == "s3cret"
+
+
+def _polls_until_applied(reloader: ConfigReloader, most: int) -> int:
+    for count in range(1, most + 1):
+        if reloader.poll() is True:
+            return count
+    return 0
+
+
+def test_a_refused_content_is_tried_again_until_what_it_reads_settles(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """One worker of several caught the client_secret_file mid-rotation (empty) while its siblings read it whole: it
+    must not run the old configuration (a scope fewer) for as long as the file stays. The same content is tried
+    again, quietly, until it loads."""
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    server = {**SERVER, "client_secret_file": str(secret)}
+    del server["client_secret_env"]
+    reloader, target, metrics, path = _reloader(tmp_path)
+    secret.write_text("", encoding="utf-8")  # mid-rotation
+    _write(path, "read admin", authorization_servers={"main": server})
+    with caplog.at_level(logging.ERROR, "authz.reload"):
+        assert reloader.poll() is None and reloader.poll() is False  # settled, tried, refused
+        for _ in range(6):
+            assert reloader.poll() in (None, False)  # tried again now and then, still refused
+    assert _count(metrics, "error") == 1 and len(caplog.records) == 1, "refused once, reported once"
+    assert reloader.config.routes.required_scopes == ("read",) and target.applied == []
+    secret.write_text("s3cret-2\n", encoding="utf-8")  # the rotation completes
+    assert _polls_until_applied(reloader, 32) > 0
+    assert [c.routes.required_scopes for c in target.applied] == [("read", "admin")]
+    assert _count(metrics, "ok") == 1 and _count(metrics, "error") == 1
+
+
+def test_a_refused_content_is_tried_less_and_less_often(tmp_path: Path) -> None:
+    """A pipeline that cannot be built (a policy that does not compile) is tried 1, 2, 4 ... 32 looks apart."""
+    reloader, target, _, path = _reloader(tmp_path)
+    target.fail = True
+    _write(path, "write")
+    tries = []
+    for look in range(200):
+        before = target.attempts
+        reloader.poll()
+        if target.attempts > before:
+            tries.append(look)
+    gaps = [b - a for a, b in pairwise(tries)]
+    assert gaps[:6] == [1, 2, 4, 8, 16, 32] and set(gaps[6:]) == {32}
+    target.fail = False  # the policy was fixed
+    assert _polls_until_applied(reloader, 33) > 0 and len(target.applied) == 1
