@@ -34,13 +34,16 @@ from authz.config.types import (
     secret_from,
 )
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "DEFAULT_ALGORITHMS", "DEFAULT_CLOCK_SKEW_SECONDS", "AuthorizationServerConfig",
-           "PrivateKeyJwtConfig"]
+__all__ = ["ASYMMETRIC_ALGORITHMS", "DEFAULT_ALGORITHMS", "DEFAULT_CLOCK_SKEW_SECONDS", "MAX_CLOCK_SKEW_SECONDS",
+           "AuthorizationServerConfig", "PrivateKeyJwtConfig"]
 
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 ASYMMETRIC_ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 DEFAULT_CLOCK_SKEW_SECONDS = 30.0  # clock_skew_seconds, the default of every server's leeway_seconds
+# the most any leeway may be: clocks further apart than this are an outage to fix, not skew to accept (a leeway of
+# an hour would accept tokens an hour past their exp whenever an AS or a cached JWT says so)
+MAX_CLOCK_SKEW_SECONDS = 300.0
 MISSING_SECRET = "is required (set client_secret_file or client_secret_env)"
 TLS_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")  # RFC 8705: the client certificate authenticates
 _SECRETLESS = ("private_key_jwt", *TLS_METHODS)
@@ -115,7 +118,8 @@ class AuthorizationServerConfig(Model):
     algorithms: Annotated[tuple[str, ...], Words(_ALGORITHM, "asymmetric JWS algorithm (none and HS* are never "
                                                              "accepted)", lambda v: v or DEFAULT_ALGORITHMS)] = \
         DEFAULT_ALGORITHMS
-    leeway_seconds: Annotated[float, Number(ge=0)] = DEFAULT_CLOCK_SKEW_SECONDS  # default: clock_skew_seconds
+    # for exp/nbf (default: clock_skew_seconds)
+    leeway_seconds: Annotated[float, Number(ge=0, le=MAX_CLOCK_SKEW_SECONDS)] = DEFAULT_CLOCK_SKEW_SECONDS
     jwks_cache_seconds: Annotated[float, Number(gt=0)] = 300.0
     jwks_min_refresh_seconds: Annotated[float, Number(ge=0)] = 5.0
     # rfc7662: name of a JSON field carrying a JWT (Keycloak ``jwt``, a Curity token-procedure field)

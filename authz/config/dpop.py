@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import Field, StrictBool, ValidationInfo, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from authz.config.authorization_servers import ASYMMETRIC_ALGORITHMS
+from authz.config.authorization_servers import ASYMMETRIC_ALGORITHMS, MAX_CLOCK_SKEW_SECONDS
 from authz.config.types import ConfigError, Model, Number, Secret, Section, Text, Words, with_secret
 
 __all__ = ["DEFAULT_DPOP_ALGORITHMS", "DPOP_MODES", "DpopConfig", "DpopMode", "DpopNonceConfig"]
@@ -63,7 +63,8 @@ class DpopConfig(Section):
                                                              "accepted)", lambda v: v or DEFAULT_DPOP_ALGORITHMS)] = \
         DEFAULT_DPOP_ALGORITHMS
     max_age_seconds: Annotated[float, Number(gt=0)] = 60.0  # a proof's iat may be this old
-    leeway_seconds: Annotated[float, Number(ge=0)] = 5.0  # ... and this far in the future (clock skew)
+    # ... and this far in the future (clock skew)
+    leeway_seconds: Annotated[float, Number(ge=0, le=MAX_CLOCK_SKEW_SECONDS)] = 5.0
     max_proof_bytes: Annotated[int, Number(gt=255, integer=True)] = 4096  # a longer DPoP header is refused unread
     # jti values remembered (for max_age + leeway each); full of live ones: 503 until some expire
     replay_cache_entries: Annotated[int, Number(gt=0, integer=True)] = 100_000

@@ -8,7 +8,11 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from authz.config.authorization_servers import DEFAULT_CLOCK_SKEW_SECONDS, AuthorizationServerConfig
+from authz.config.authorization_servers import (
+    DEFAULT_CLOCK_SKEW_SECONDS,
+    MAX_CLOCK_SKEW_SECONDS,
+    AuthorizationServerConfig,
+)
 from authz.config.cache import CacheConfig
 from authz.config.dpop import DpopConfig
 from authz.config.policy import PolicyConfig
@@ -42,7 +46,7 @@ class Config(Model):
     cors_preflight: Literal["authenticate", "allow"] = "authenticate"
     cors_preflight_on_policy_routes: StrictBool = False  # with cors_preflight: allow, also skip routes naming a policy
     # the default leeway_seconds of every authorization server
-    clock_skew_seconds: Annotated[float, Number(ge=0)] = DEFAULT_CLOCK_SKEW_SECONDS
+    clock_skew_seconds: Annotated[float, Number(ge=0, le=MAX_CLOCK_SKEW_SECONDS)] = DEFAULT_CLOCK_SKEW_SECONDS
     authorization_servers: Mapping[str, AuthorizationServerConfig]
     # set by _name_the_servers when absent (a factory: the schema shows no default)
     default_authorization_server: Annotated[str, Text()] = Field(

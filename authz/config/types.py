@@ -120,10 +120,11 @@ class Marker:
 
 @dataclass(frozen=True)
 class Number(Marker):
-    """A finite number (never a boolean or a string), ``> gt`` or ``>= ge``; whole when ``integer``."""
+    """A finite number (never a boolean or a string), ``> gt`` or ``>= ge``, ``<= le``; whole when ``integer``."""
 
     gt: float | None = None
     ge: float | None = None
+    le: float | None = None
     integer: bool = False
 
     def check(self, value: Any) -> float | int:
@@ -135,6 +136,8 @@ class Number(Marker):
             raise ValueError(f"must be > {self.gt:g}, got {value}")
         if self.ge is not None and not value >= self.ge:
             raise ValueError(f"must be >= {self.ge:g}, got {value}")
+        if self.le is not None and not value <= self.le:
+            raise ValueError(f"must be <= {self.le:g}, got {value}")
         return int(value) if self.integer else float(value)
 
     def schema(self) -> JsonSchemaValue:
@@ -143,6 +146,8 @@ class Number(Marker):
             out["exclusiveMinimum"] = self.gt
         if self.ge is not None:
             out["minimum"] = self.ge
+        if self.le is not None:
+            out["maximum"] = self.le
         return out
 
 

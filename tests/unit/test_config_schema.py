@@ -67,7 +67,8 @@ def test_every_config_in_the_repository_validates_against_the_schema(tmp_path: P
     ({"cors_preflight": "yes"}, "cors_preflight"),
     ({"cache": {"max_entries": -1}}, "cache.max_entries"),
     ({"policy": {"failure_status": 404}}, "policy.failure_status"),
-], ids=["unknown-top", "unknown-nested", "choice", "bound", "status"])
+    ({"clock_skew_seconds": 3600}, "clock_skew_seconds"),
+], ids=["unknown-top", "unknown-nested", "choice", "bound", "status", "upper-bound"])
 def test_the_schema_refuses_what_the_loader_refuses(tmp_path: Path, change: dict[str, Any], where: str) -> None:
     config = {**yaml.safe_load((DEPLOY / "authz.yaml").read_text(encoding="utf-8")), **change}
     errors = list(_validator().iter_errors(config))

@@ -81,6 +81,14 @@ def test_defaults_for_verification(tmp_path: Path) -> None:
     assert server.private_key_jwt is None
 
 
+def test_a_leeway_longer_than_five_minutes_is_refused(tmp_path: Path) -> None:
+    """Clocks further apart are an outage to fix; a leeway of an hour would accept tokens an hour past their exp."""
+    assert _load(tmp_path, _server(leeway_seconds=300)).default_as.leeway_seconds == 300.0
+    assert _error(tmp_path, _server(leeway_seconds=3600)) == f"{KEY}.leeway_seconds: must be <= 300, got 3600"
+    with pytest.raises(ConfigError, match=r"^clock_skew_seconds: must be <= 300, got 301"):
+        _load(tmp_path, _server(), clock_skew_seconds=301)
+
+
 def test_leeway_defaults_to_clock_skew_seconds(tmp_path: Path) -> None:
     assert _load(tmp_path, _server(), clock_skew_seconds=7).default_as.leeway_seconds == 7.0
     assert _load(tmp_path, _server(leeway_seconds=0), clock_skew_seconds=7).default_as.leeway_seconds == 0.0
@@ -123,7 +131,7 @@ def test_rejects_symmetric_none_or_unknown_algorithms(tmp_path: Path, algorithms
     ("client_auth_method", "mtls"), ("claims_forwarding", "jwt"), ("claims_forwarding", True),
     ("jwks_uri", "ftp://as.example/jwks"), ("jwks_uri", "/jwks"), ("metadata_url", "as.example/meta"),
     ("issuer", ""), ("issuer", 42), ("audiences", ["a b"]), ("audiences", 5), ("leeway_seconds", -1),
-    ("jwks_cache_seconds", 0), ("jwks_min_refresh_seconds", -0.5), ("jwt_field", ""),
+    ("leeway_seconds", 301), ("jwks_cache_seconds", 0), ("jwks_min_refresh_seconds", -0.5), ("jwt_field", ""),
 ])
 def test_rejects_bad_values_naming_the_key(tmp_path: Path, key: str, value: Any) -> None:
     assert _error(tmp_path, _server(**{key: value})).startswith(f"{KEY}.{key}:")

@@ -274,6 +274,7 @@ async def test_route_setting_from_context_extensions(tmp_path: Path) -> None:
     ({"nonce": {"secret": SECRET}}, {}, "dpop.nonce.secret: must not be inline"),
     ({"nonce": {"secret_env": "NONCE"}}, {"NONCE": "short"}, "dpop.nonce.secret_env: the secret must be at least 32"),
     ({"max_age_seconds": 0}, {}, "dpop.max_age_seconds: must be > 0"),
+    ({"leeway_seconds": 600}, {}, "dpop.leeway_seconds: must be <= 300"),
     ({"forward": "mac"}, {}, "dpop.forward:"),
     ({"replay_on_redis_error": "allow"}, {}, "dpop.replay_on_redis_error:"),
 ])
