@@ -288,7 +288,7 @@ class Server:
         grace = self.config.server.shutdown_grace_seconds if grace is None else grace
         stops = [s.stop(grace) for s in self._servers]
         if self.http is not None:
-            stops.append(self.http.stop())
+            stops.append(self.http.stop(grace))  # a reload may have changed it since the start
         await asyncio.gather(*stops)
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
@@ -328,6 +328,6 @@ async def run(config: Config, ready: Callable[[Server], None] | None = None, con
         if ready is not None:
             ready(server)
         await stopping.wait()
-        log.info("shutting down: draining in-flight checks (grace %.1fs)", config.server.shutdown_grace_seconds)
+        log.info("shutting down: draining in-flight checks (grace %.1fs)", server.config.server.shutdown_grace_seconds)
     log.info("stopped")
     return 0

@@ -96,13 +96,14 @@ class HttpTransport:
         name = sockets[0].getsockname() if sockets else None
         self.port = name[1] if isinstance(name, tuple) else None
 
-    async def stop(self) -> None:
-        """Stop accepting, let in-flight checks finish (up to the grace period), close idle connections."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight checks finish (up to ``grace``, else the constructor's), close idle
+        connections."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
             if self._connections is not None:
-                await self._connections.drain(self._grace)
+                await self._connections.drain(self._grace if grace is None else grace)
             await server.wait_closed()
             if self._unix_path is not None:
                 with contextlib.suppress(OSError):
