@@ -15,6 +15,7 @@ Each error carries a stable snake_case ``reason`` (used in logs, metrics and the
     ├── InsufficientScope              403  insufficient_scope: a required scope is missing
     ├── NoRouteRule                    403  route rules are configured, none matches, and routes.default is deny
     ├── DirectAnswer                   its own  the service answers the request itself (RFC 9728 metadata: 200)
+    │   (HTTP mode cannot send one: MetadataCheck, 403, in its place)
     ├── RouteMisconfigured             500  unknown or invalid context_extensions on the route
     ├── UpstreamUnavailable            503  AS unreachable, timeout, 5xx, 429 (carries Retry-After)
     │   └── TokenExchangeUnavailable   503  ... when exchanging the token for the route's audience (RFC 8693)
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidToken",
     "MalformedCredential",
     "MalformedRequest",
+    "MetadataCheck",
     "MissingCredential",
     "NoRouteRule",
     "PolicyDenied",
@@ -170,6 +172,19 @@ class DirectAnswer(AuthzError):
                  detail: str) -> None:
         super().__init__(detail)
         self.status, self.reason, self.body, self.headers = status, reason, body, headers
+
+
+class MetadataCheck(AuthzError):
+    """HTTP mode: Envoy asked to check the RFC 9728 well-known path, whose ``DirectAnswer`` a check cannot carry (a 200
+    from an HTTP authorization service is an allow). A plain denial in its place; its log line says how to route it."""
+
+    status = 403
+    reason = "resource_metadata_check"
+    description = "the protected-resource metadata is not served through an authorization check"
+
+    def __init__(self) -> None:
+        super().__init__("RFC 9728 metadata cannot be the answer to an HTTP-mode check (a 200 is an allow): route "
+                         "the well-known path to server.http.listen, ext_authz disabled on that route")
 
 
 class RouteMisconfigured(AuthzError):

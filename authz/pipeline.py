@@ -23,7 +23,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 from authz.cert_binding import check_binding
 from authz.config import Config
 from authz.dpop import DpopStage
-from authz.errors import AuthzError
+from authz.errors import AuthzError, DirectAnswer, MetadataCheck
 from authz.log_context import note_route_rule
 from authz.logs import token_id
 from authz.metrics import Metrics
@@ -114,6 +114,8 @@ class Authorizer:
             replies = _replies(allow)
             self._allowed.inc()
             answer = _base_response(allow, replies), replies
+        except DirectAnswer:  # a 200 to an HTTP check is an allow: the document is served by the listener itself
+            answer = self._denial(MetadataCheck(), where), None
         except Exception as exc:
             answer = self._denial(exc, where), None
         self._http_seconds.observe(perf_counter() - started)
