@@ -35,7 +35,8 @@ from urllib.parse import unquote
 
 from authz.errors import InvalidToken, RouteMisconfigured
 
-__all__ = ["MTLS_BOUND_MODES", "THUMBPRINT", "X5T_S256", "MtlsBound", "certificate_thumbprint", "check_binding"]
+__all__ = ["MTLS_BOUND_MODES", "THUMBPRINT", "X5T_S256", "MtlsBound", "certificate_thumbprint", "check_binding",
+           "check_transport"]
 
 X5T_S256 = "x5t#S256"
 THUMBPRINT = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # base64url of 32 bytes, no padding
@@ -62,6 +63,14 @@ def certificate_thumbprint(certificate: str) -> str | None:
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode("ascii")
 
 
+def check_transport(mode: str, certificate: str | None) -> None:
+    """Before the credential is read: a route that checks certificates (``mode`` not ``off``) on a transport that
+    carries none (``certificate`` None: Envoy's HTTP ext_authz mode) is misconfigured, whatever the request holds."""
+    if mode != "off" and certificate is None:
+        raise RouteMisconfigured(f"mtls_bound: {mode} on a transport that does not carry the client certificate "
+                                 "(Envoy's HTTP ext_authz mode); use the gRPC transport")
+
+
 def check_binding(claims: Mapping[str, Any], mode: str, certificate: str | None) -> None:
     """Raise unless a token with these (verified) ``claims`` may be used on a route with ``mtls_bound: mode`` by the
     client that presented ``certificate`` (Envoy's ``source.certificate``: "" when none, None when the transport
@@ -73,9 +82,7 @@ def check_binding(claims: Mapping[str, Any], mode: str, certificate: str | None)
         if bound is not None:
             raise InvalidToken("certificate-bound token (cnf x5t#S256) on a route with mtls_bound: off")
         return
-    if certificate is None:
-        raise RouteMisconfigured(f"mtls_bound: {mode} on a transport that does not carry the client certificate "
-                                 "(Envoy's HTTP ext_authz mode); use the gRPC transport")
+    check_transport(mode, certificate)
     if bound is None:
         if mode == "required":
             raise InvalidToken("route requires a certificate-bound token (mtls_bound: required); this one has no "

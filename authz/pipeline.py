@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
-from authz.cert_binding import check_binding
+from authz.cert_binding import check_binding, check_transport
 from authz.config import Config
 from authz.dpop import DpopStage
 from authz.errors import AuthzError, DirectAnswer, MetadataCheck
@@ -181,6 +181,7 @@ class Authorizer:
             return passed
         if route.disabled:
             return await self._with_policy(passed, route, request, None, params=params)
+        check_transport(route.mtls_bound, request.peer_certificate)  # HTTP mode and mtls_bound: 500 before the token
         presented = self.dpop.present(request, route.dpop)  # the token (RFC 6750; RFC 9449 §7.1) and its DPoP proof
         token = presented.token
         authority = self._authorities[route.authorization_server]

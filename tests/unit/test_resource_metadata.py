@@ -68,7 +68,8 @@ def _authorizer(config: Config) -> Authorizer:
 
 def _request(path: str, token: str | None = None, host: str = "api.example.com", method: str = "GET",
              extensions: dict[str, str] | None = None) -> RequestInfo:
-    return RequestInfo(method, path, host, {}, () if token is None else (f"Bearer {token}",), extensions or {})
+    return RequestInfo(method, path, host, {}, () if token is None else (f"Bearer {token}",), extensions or {},
+                       peer_certificate="")  # gRPC mode, no client certificate (None: a transport carrying none)
 
 
 async def _decide(authorizer: Authorizer, request: RequestInfo) -> CheckResponse:
