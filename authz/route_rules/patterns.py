@@ -137,8 +137,9 @@ class PathPattern:
 
 
 def request_host(authority: str) -> tuple[str, str | None]:
-    """(name, port) of a request's ``:authority``: lower-cased, a final dot dropped; port None when absent."""
-    host = authority.lower()
+    """(name, port) of a request's ``:authority``: lower-cased, a final dot dropped; port None when absent. Only ASCII
+    letters are lower-cased (str.lower() makes the Kelvin sign a k): a name with other letters matches no pattern."""
+    host = authority.lower() if authority.isascii() else authority
     port: str | None = None
     if host.startswith("["):
         end = host.find("]")

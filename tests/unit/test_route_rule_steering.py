@@ -123,6 +123,15 @@ def test_only_one_final_dot_of_a_host_is_dropped() -> None:
     assert not HostPattern.parse("api.example.com").match(*request_host("api.example.com..:443"))
 
 
+@pytest.mark.parametrize("host", ["\u212aiosk.example.com", "\u212aIOSK.example.com:443", "\u212aiosk.example.com."])
+def test_a_host_is_lower_cased_as_ascii_only(host: str) -> None:
+    """Python's str.lower() turns the Kelvin sign (U+212A) into an ASCII k: a host Envoy and every upstream read as
+    another name must not win ``kiosk.example.com``'s rule (a gRPC client other than Envoy can send one; Envoy
+    answers 400 to a non-ASCII authority itself)."""
+    assert not HostPattern.parse("kiosk.example.com").match(*request_host(host))
+    assert HostPattern.parse("kiosk.example.com").match(*request_host("KIOSK.example.com"))
+
+
 def test_explain_says_such_a_path_is_refused(tmp_path: Path) -> None:
     from authz.route_rules.explain import explain
 
