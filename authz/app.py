@@ -51,7 +51,6 @@ log = logging.getLogger("authz.app")
 _Built = tuple[AuthorizationServerConfig, Authority, AuthorityLike]
 
 
-
 class Server:
     """Owns the gRPC servers, the outbound HTTP session, the cache and the metrics endpoint."""
 

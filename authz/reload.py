@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from authz.config import Config, ConfigError, load_config
+from authz.config import Config, load_config
 from authz.metrics import Metrics
 
 __all__ = ["RESTART_ONLY", "ConfigReloader", "restart_only_changes"]
@@ -89,14 +89,8 @@ class ConfigReloader:
         """``report``: a refusal is logged and counted (a retry's is not: the first try's already was)."""
         try:
             new = load_config(self.path, self._environ)
-        except ConfigError as exc:
-            if report:
-                self._results["error"].inc()
-                log.error("config reload (%s) refused, the running configuration is kept: %s", why, exc)
-            return False
-        try:
             self._apply(new)
-        except Exception as exc:  # building the new pipeline failed (a policy that does not compile, say)
+        except Exception as exc:  # a file that does not load, or a pipeline that cannot be built (a bad policy)
             if report:
                 self._results["error"].inc()
                 log.error("config reload (%s) refused, the running configuration is kept: %s", why, exc)
